@@ -1,0 +1,91 @@
+//! [`PgDirectory`]: tenants read from the `tenants` and `tenant_subscriptions` tables.
+
+use deadpool_postgres::Pool;
+
+use super::{BoxFuture, DirectoryError, TenantDirectory};
+use crate::{DatabaseTarget, Features, TenantId, TenantRecord, TenantStatus};
+
+const LOOKUP: &str = "SELECT name, status, plan, database_url, settings FROM tenants WHERE id = $1";
+const FEATURES: &str = "SELECT DISTINCT feature FROM tenant_subscriptions \
+     WHERE tenant_id = $1 AND status IN ('active', 'trialing') \
+     AND period_start <= now() AND (period_end IS NULL OR period_end > now())";
+
+/// A directory on the `tenants` table of the schema in `migrations/` (run `parapet-migrate up`).
+///
+/// Features are the `feature` values of the tenant's subscriptions whose status is `active` or
+/// `trialing` and whose period covers now. Put a [`CachedDirectory`](super::CachedDirectory) in
+/// front of it (the `TenantLayer` builder does): every method here is a query.
+///
+/// Give the pool a wait timeout: the cached directory bounds each lookup with its own timeout
+/// too, so a database outage answers 503 instead of hanging.
+#[derive(Debug, Clone)]
+pub struct PgDirectory {
+    pool: Pool,
+}
+
+impl PgDirectory {
+    /// A directory that queries through `pool`.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+use DirectoryError as E;
+
+impl TenantDirectory for PgDirectory {
+    fn lookup<'a>(
+        &'a self,
+        id: &'a TenantId,
+    ) -> BoxFuture<'a, Result<Option<TenantRecord>, DirectoryError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(E::unavailable)?;
+            let stmt = client
+                .prepare_cached(LOOKUP)
+                .await
+                .map_err(E::unavailable)?;
+            let Some(row) = client
+                .query_opt(&stmt, &[&id.as_str()])
+                .await
+                .map_err(E::unavailable)?
+            else {
+                return Ok(None);
+            };
+            let status: String = row.try_get(1).map_err(E::unavailable)?;
+            let status = TenantStatus::parse(&status).ok_or_else(|| {
+                DirectoryError::InvalidRecord(format!("tenant {id} has an unknown status"))
+            })?;
+            let database = match row
+                .try_get::<_, Option<String>>(3)
+                .map_err(E::unavailable)?
+            {
+                Some(url) => DatabaseTarget::Dedicated(url),
+                None => DatabaseTarget::Shared,
+            };
+            Ok(Some(
+                TenantRecord::new(id.clone())
+                    .name(row.try_get::<_, String>(0).map_err(E::unavailable)?)
+                    .status(status)
+                    .plan(row.try_get::<_, String>(2).map_err(E::unavailable)?)
+                    .database(database)
+                    .settings(row.try_get(4).map_err(E::unavailable)?),
+            ))
+        })
+    }
+
+    fn features<'a>(&'a self, id: &'a TenantId) -> BoxFuture<'a, Result<Features, DirectoryError>> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(E::unavailable)?;
+            let stmt = client
+                .prepare_cached(FEATURES)
+                .await
+                .map_err(E::unavailable)?;
+            let rows = client
+                .query(&stmt, &[&id.as_str()])
+                .await
+                .map_err(E::unavailable)?;
+            rows.iter()
+                .map(|row| row.try_get::<_, String>(0).map_err(E::unavailable))
+                .collect()
+        })
+    }
+}

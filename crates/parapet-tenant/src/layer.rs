@@ -1,0 +1,263 @@
+//! [`TenantLayer`]: resolves, validates and looks up the tenant of every request.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum_core::{
+    body::Body,
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use futures_util::future::{Either, Ready, ready};
+use http::Request;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    CachedDirectory, HeaderResolver, RequestHead, ResolveTenant, ResolverChain, TenantRejection,
+    directory::BoxFuture,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Puts the request's [`Tenant`](crate::Tenant) into its extensions, or answers with a
+/// [`TenantRejection`].
+///
+/// For every request: the resolvers name a tenant id (they must agree), the cached directory looks
+/// it up, unknown and suspended tenants are refused, and the tenant (record and features) is
+/// inserted into the request extensions, where the [`Tenant`](crate::Tenant) extractor finds it.
+/// The id is recorded as `tenant.id` on the current tracing span, when that span declared the
+/// field (parapet's telemetry layer does).
+///
+/// # Example
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use parapet_tenant::{HostResolver, HeaderResolver, StaticDirectory, Tenant, TenantId, TenantLayer, TenantRecord};
+///
+/// async fn whoami(tenant: Tenant) -> String {
+///     format!("hello {}", tenant.id())
+/// }
+///
+/// let directory = StaticDirectory::new()
+///     .tenant(TenantRecord::new(TenantId::parse("acme").unwrap()));
+///
+/// let app: Router = Router::new()
+///     .route("/whoami", get(whoami))
+///     .layer(
+///         TenantLayer::builder(directory)
+///             .resolver(HeaderResolver::new())
+///             .resolver(HostResolver::new("example.com"))
+///             .build(),
+///     );
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct TenantLayer {
+    config: Arc<Config>,
+}
+
+struct Config {
+    resolvers: ResolverChain,
+    directory: CachedDirectory,
+    optional: bool,
+}
+
+/// Builds a [`TenantLayer`].
+#[must_use]
+pub struct TenantLayerBuilder {
+    resolvers: ResolverChain,
+    directory: CachedDirectory,
+    optional: bool,
+}
+
+impl TenantLayer {
+    /// A layer that reads the `x-tenant-id` header and looks tenants up in `directory`
+    /// (a [`TenantDirectory`](crate::TenantDirectory), cached with the defaults, or a configured
+    /// [`CachedDirectory`]).
+    pub fn new(directory: impl Into<CachedDirectory>) -> Self {
+        Self::builder(directory).build()
+    }
+
+    /// Starts building a layer on `directory`.
+    pub fn builder(directory: impl Into<CachedDirectory>) -> TenantLayerBuilder {
+        TenantLayerBuilder {
+            resolvers: ResolverChain::new(),
+            directory: directory.into(),
+            optional: false,
+        }
+    }
+
+    /// The cached directory, to invalidate entries when tenants change.
+    pub fn directory(&self) -> &CachedDirectory {
+        &self.config.directory
+    }
+}
+
+impl TenantLayerBuilder {
+    /// Adds a resolver; they run in the order added and must agree. Without any, the
+    /// [`HeaderResolver`] (`x-tenant-id`) is used.
+    pub fn resolver(mut self, resolver: impl ResolveTenant) -> Self {
+        self.resolvers = self.resolvers.push(resolver);
+        self
+    }
+
+    /// Lets requests that name no tenant through without one (for health checks and public
+    /// routes); handlers take `Option<Tenant>`. Malformed, unknown or suspended tenants are still
+    /// refused.
+    pub fn optional(mut self, optional: bool) -> Self {
+        self.optional = optional;
+        self
+    }
+
+    /// Builds the layer.
+    pub fn build(self) -> TenantLayer {
+        let resolvers = if self.resolvers.is_empty() {
+            ResolverChain::new().push(HeaderResolver::new())
+        } else {
+            self.resolvers
+        };
+        TenantLayer {
+            config: Arc::new(Config {
+                resolvers,
+                directory: self.directory,
+                optional: self.optional,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for TenantLayer {
+    type Service = TenantService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TenantService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service built by [`TenantLayer`].
+#[derive(Clone)]
+pub struct TenantService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> TenantService<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for TenantService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let id = match self.config.resolvers.resolve(&RequestHead::new(&req)) {
+            Ok(id) => Some(id),
+            Err(TenantRejection::Missing { .. }) if self.config.optional => None,
+            Err(rejection) => {
+                return ResponseFuture {
+                    inner: Either::Left(ready(Ok(rejection.into_response()))),
+                };
+            }
+        };
+        // Call the service that was driven to readiness; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        ResponseFuture {
+            inner: Either::Right(Box::pin(async move {
+                if let Some(id) = id {
+                    tracing::Span::current().record("tenant.id", id.as_str());
+                    match config.directory.tenant(&id).await {
+                        Ok(tenant) => {
+                            req.extensions_mut().insert(tenant);
+                        }
+                        Err(rejection) => return Ok(rejection.into_response()),
+                    }
+                }
+                inner.call(req).await.map(|res| res.map(Body::new))
+            })),
+        }
+    }
+}
+
+/// The response future of [`TenantService`].
+pub struct ResponseFuture<E> {
+    inner: Either<Ready<Outcome<E>>, BoxFuture<'static, Outcome<E>>>,
+}
+
+type Outcome<E> = Result<Response, E>;
+
+impl<E> Future for ResponseFuture<E> {
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}
+
+impl fmt::Debug for TenantLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantLayer")
+            .field("resolvers", &self.config.resolvers)
+            .field("directory", &self.config.directory)
+            .field("optional", &self.config.optional)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TenantLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantLayerBuilder")
+            .field("resolvers", &self.resolvers)
+            .field("optional", &self.optional)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for TenantService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E> fmt::Debug for ResponseFuture<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
