@@ -35,6 +35,7 @@ pub async fn connect(url: &str) -> Client {
 pub struct TestDb {
     name: String,
     url: String,
+    roles: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestDb {
@@ -56,7 +57,11 @@ impl TestDb {
             });
         }
         let url = with_database(&admin_url(), &name);
-        Self { name, url }
+        Self {
+            name,
+            url,
+            roles: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
     /// Creates a database and applies the project's migrations (`migrations/`).
@@ -85,6 +90,36 @@ impl TestDb {
         connect(&self.url).await
     }
 
+    /// Creates an ordinary login role (not a superuser, no `BYPASSRLS`, so row-level security
+    /// applies to it) with rights on this database's tables, and returns a URL that connects as
+    /// it. The role is dropped with the database.
+    pub async fn app_role_url(&self) -> String {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let role = format!(
+            "parapet_r_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = connect(&admin_url()).await;
+        admin
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create role {role}: {}", db_message(&e)));
+        self.roles.lock().unwrap().push(role.clone());
+        self.client()
+            .await
+            .batch_execute(&format!(
+                "GRANT USAGE ON SCHEMA public TO {role};
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+                 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("cannot grant to {role}: {}", db_message(&e)));
+        with_user(&self.url, &role)
+    }
+
     /// A deadpool pool on this database, with bounded waits.
     pub fn pool(&self, max_size: usize) -> deadpool_postgres::Pool {
         pool_for(&self.url, max_size)
@@ -111,6 +146,7 @@ pub fn pool_for(url: &str, max_size: usize) -> deadpool_postgres::Pool {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let roles = std::mem::take(&mut *self.roles.lock().unwrap_or_else(|p| p.into_inner()));
         // Drop from a thread of its own: this may run inside (or outside) a Tokio runtime.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -123,6 +159,11 @@ impl Drop for TestDb {
                     let _ = client
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .await;
+                    for role in roles {
+                        let _ = client
+                            .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+                            .await;
+                    }
                 }
             });
         })
@@ -136,6 +177,14 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => e.to_string(),
     }
+}
+
+/// `url` connecting as `user` (without a password: the test server trusts local connections).
+pub fn with_user(url: &str, user: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[scheme_end..];
+    let host_start = rest.find('@').map_or(0, |i| i + 1);
+    format!("{}{user}@{}", &url[..scheme_end], &rest[host_start..])
 }
 
 /// `url` with its database replaced by `name`.
@@ -154,6 +203,8 @@ pub fn with_database(url: &str, name: &str) -> String {
         None => format!("{base}/{name}"),
     }
 }
+
+pub mod cluster;
 
 /// The README's Rust examples, run as doc-tests so they cannot rot.
 #[cfg(doctest)]

@@ -108,9 +108,10 @@ mod tests {
             .iter()
             .map(Migration::version)
             .collect();
-        assert_eq!(versions, [1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         assert!(!embedded().migrations()[0].no_transaction());
         assert!(embedded().migrations()[1].no_transaction());
+        assert!(!embedded().migrations()[2].no_transaction());
     }
 
     #[test]

@@ -99,7 +99,8 @@ impl Migrator {
     }
 
     /// The project's own migrations (`migrations/0001_crm_schema.sql` and
-    /// `migrations/0002_performance_indexes.sql`), compiled into the crate.
+    /// `migrations/0002_performance_indexes.sql`, `migrations/0003_row_level_security.sql`), compiled
+    /// into the crate.
     pub fn crm() -> Self {
         Self {
             migrations: vec![
@@ -112,6 +113,11 @@ impl Migrator {
                     2,
                     "performance_indexes",
                     include_str!("../../../migrations/0002_performance_indexes.sql"),
+                ),
+                Migration::new(
+                    3,
+                    "row_level_security",
+                    include_str!("../../../migrations/0003_row_level_security.sql"),
                 ),
             ],
         }

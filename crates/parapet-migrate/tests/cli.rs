@@ -56,28 +56,32 @@ async fn up_then_status_against_a_fresh_database() {
         stdout.contains("applied 0002_performance_indexes (no transaction) in "),
         "{stdout}"
     );
-    assert!(stdout.contains("done: 2 migrations applied"), "{stdout}");
+    assert!(stdout.contains("done: 3 migrations applied"), "{stdout}");
     let client = db.connect().await;
-    assert_eq!(history_versions(&client).await, [1, 2]);
+    assert_eq!(history_versions(&client).await, [1, 2, 3]);
 
     // DATABASE_URL works too, and a second `up` has nothing to do.
     let (output, stdout, stderr) = run(cli(&["up"]).env("DATABASE_URL", &url));
     assert!(output.status.success(), "second up: {stderr}");
     assert_eq!(
         stdout.trim(),
-        "nothing to do: all 2 migrations already applied"
+        "nothing to do: all 3 migrations already applied"
     );
 
     let (output, stdout, stderr) = run(&mut cli(&["status", "--database-url", &url]));
     assert!(output.status.success(), "status: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
         lines[0].starts_with("0001_crm_schema: applied at 20"),
         "{stdout}"
     );
     assert!(
         lines[1].starts_with("0002_performance_indexes: applied at 20"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("0003_row_level_security: applied at 20"),
         "{stdout}"
     );
 

@@ -1,0 +1,238 @@
+//! [`TenantPoolsBuilder`]: every limit and timeout of [`TenantPools`], with safe defaults.
+
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+
+use crate::{Isolation, PoolError, TenantPools};
+
+/// Builds [`TenantPools`]. Every wait is bounded by default; deadpool's own defaults wait forever.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`max_per_pool`](Self::max_per_pool) | 20 connections |
+/// | [`budget`](Self::budget) | the server's `max_connections` − `superuser_reserved_connections` − [`reserve`](Self::reserve) (10), read at build |
+/// | [`max_pools`](Self::max_pools) | 100 (least recently used dropped first) |
+/// | [`wait_timeout`](Self::wait_timeout) | 2 s |
+/// | [`create_timeout`](Self::create_timeout) | 2 s (also the connect timeout) |
+/// | [`recycle_timeout`](Self::recycle_timeout) | 1 s (setting and resetting a session) |
+/// | [`idle_timeout`](Self::idle_timeout) | 30 s, then an idle connection is closed |
+/// | [`pool_idle_timeout`](Self::pool_idle_timeout) | 300 s, then an unused pool is dropped |
+/// | [`min_idle`](Self::min_idle) | 2 connections opened by [`TenantPools::warmup`] |
+/// | [`slow_query`](Self::slow_query) | 500 ms, then a WARN event |
+/// | [`isolation`](Self::isolation) | [`Isolation::RowLevelSecurity`] on `app.tenant_id` |
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct TenantPoolsBuilder {
+    shared_url: String,
+    settings: SettingsDraft,
+}
+
+#[derive(Debug, Clone)]
+struct SettingsDraft {
+    isolation: Isolation,
+    max_per_pool: usize,
+    budget: Option<usize>,
+    reserve: usize,
+    max_pools: usize,
+    wait_timeout: Duration,
+    create_timeout: Duration,
+    recycle_timeout: Duration,
+    idle_timeout: Duration,
+    pool_idle_timeout: Duration,
+    reap_interval: Duration,
+    min_idle: usize,
+    slow_query: Duration,
+    application_name: String,
+}
+
+/// The validated settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) shared: tokio_postgres::Config,
+    pub(crate) isolation: Isolation,
+    pub(crate) max_per_pool: usize,
+    pub(crate) max_pools: usize,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) create_timeout: Duration,
+    pub(crate) recycle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) reap_interval: Duration,
+    pub(crate) min_idle: usize,
+    pub(crate) slow_query: Duration,
+    application_name: String,
+}
+
+impl Settings {
+    /// Bounds the connect time and names the application on a target's config.
+    pub(crate) fn apply_connection_settings(&self, pg: &mut tokio_postgres::Config) {
+        pg.connect_timeout(self.create_timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name(&self.application_name);
+        }
+    }
+}
+
+impl TenantPools {
+    /// Starts building pools whose shared database is `shared_url` (tenants whose record has no
+    /// database of their own use it).
+    pub fn builder(shared_url: impl Into<String>) -> TenantPoolsBuilder {
+        TenantPoolsBuilder {
+            shared_url: shared_url.into(),
+            settings: SettingsDraft {
+                isolation: Isolation::default(),
+                max_per_pool: 20,
+                budget: None,
+                reserve: 10,
+                max_pools: 100,
+                wait_timeout: Duration::from_secs(2),
+                create_timeout: Duration::from_secs(2),
+                recycle_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(30),
+                pool_idle_timeout: Duration::from_secs(300),
+                reap_interval: Duration::from_secs(5),
+                min_idle: 2,
+                slow_query: Duration::from_millis(500),
+                application_name: "parapet".to_owned(),
+            },
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.settings.$name = value;
+            self
+        }
+    };
+}
+
+impl TenantPoolsBuilder {
+    setter!(
+        /// How a checkout is confined to its tenant.
+        isolation: Isolation
+    );
+    setter!(
+        /// The maximum connections of one pool (at least 1).
+        max_per_pool: usize
+    );
+    setter!(
+        /// Connections kept free for other clients when the budget is read from the server.
+        reserve: usize
+    );
+    setter!(
+        /// The maximum number of pools (at least 1); the least recently used is dropped first.
+        max_pools: usize
+    );
+    setter!(
+        /// How long a checkout waits for a connection.
+        wait_timeout: Duration
+    );
+    setter!(
+        /// How long opening a connection may take.
+        create_timeout: Duration
+    );
+    setter!(
+        /// How long setting the tenant on a connection, or resetting it, may take.
+        recycle_timeout: Duration
+    );
+    setter!(
+        /// How long a connection may stay idle before it is closed.
+        idle_timeout: Duration
+    );
+    setter!(
+        /// How long a pool may go unused before it is dropped.
+        pool_idle_timeout: Duration
+    );
+    setter!(
+        /// How often idle connections and pools are looked for (default 5 s).
+        reap_interval: Duration
+    );
+    setter!(
+        /// Connections [`TenantPools::warmup`] opens per pool.
+        min_idle: usize
+    );
+    setter!(
+        /// Queries slower than this emit a WARN event.
+        slow_query: Duration
+    );
+
+    /// The most connections all pools together may hold open. Without it, the budget is read
+    /// from the server at [`build`](Self::build).
+    pub fn budget(mut self, connections: usize) -> Self {
+        self.settings.budget = Some(connections);
+        self
+    }
+
+    /// The `application_name` connections report (unless a URL sets its own).
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.settings.application_name = name.into();
+        self
+    }
+
+    /// Validates the settings and, unless a budget was given, reads `max_connections` and
+    /// `superuser_reserved_connections` from the shared database. When the server cannot be
+    /// reached then, the budget falls back to 50 connections (and a warning says so), so that an
+    /// application can start while its database is down.
+    pub async fn build(self) -> Result<TenantPools, PoolError> {
+        let d = self.settings;
+        d.isolation.validate().map_err(PoolError::Config)?;
+        let mut shared: tokio_postgres::Config = self
+            .shared_url
+            .parse()
+            .map_err(|_| PoolError::Config("the shared database URL is invalid".to_owned()))?;
+        let settings = Settings {
+            shared: shared.clone(),
+            isolation: d.isolation,
+            max_per_pool: d.max_per_pool.max(1),
+            max_pools: d.max_pools.max(1),
+            wait_timeout: d.wait_timeout,
+            create_timeout: d.create_timeout,
+            recycle_timeout: d.recycle_timeout,
+            idle_timeout: d.idle_timeout,
+            pool_idle_timeout: d.pool_idle_timeout,
+            reap_interval: d.reap_interval.max(Duration::from_millis(10)),
+            min_idle: d.min_idle,
+            slow_query: d.slow_query,
+            application_name: d.application_name,
+        };
+        settings.apply_connection_settings(&mut shared);
+        let budget = match d.budget {
+            Some(budget) => budget,
+            None => match server_budget(&shared, d.reserve).await {
+                Ok(budget) => budget,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read max_connections; the connection budget falls back to 50");
+                    50
+                }
+            },
+        };
+        Ok(TenantPools::from_settings(
+            Settings { shared, ..settings },
+            budget.max(1),
+        ))
+    }
+}
+
+/// `max_connections − superuser_reserved_connections − reserve`, at least 1.
+async fn server_budget(
+    pg: &tokio_postgres::Config,
+    reserve: usize,
+) -> Result<usize, tokio_postgres::Error> {
+    let (client, connection) = pg.connect(NoTls).await?;
+    let task = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int",
+            &[],
+        )
+        .await?;
+    drop(client);
+    let _ = task.await;
+    let max = usize::try_from(row.get::<_, i32>(0)).unwrap_or(0);
+    let reserved = usize::try_from(row.get::<_, i32>(1)).unwrap_or(0);
+    Ok(max.saturating_sub(reserved).saturating_sub(reserve).max(1))
+}

@@ -1,0 +1,386 @@
+//! [`TenantPools`]: pools keyed by database target, bounded in count and in connections.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use deadpool::managed::{PoolError as DpError, TimeoutType, Timeouts};
+use parapet_tenant::{DatabaseTarget, Tenant};
+use tokio::sync::Semaphore;
+
+use crate::{
+    Db, Isolation, PoolError,
+    builder::Settings,
+    db::QueryContext,
+    manager::{BudgetManager, ConnectError, Object, Pool},
+};
+
+/// PostgreSQL pools for many tenants, keyed by database target: tenants that share a database
+/// share one pool (isolated per checkout), a tenant with its own database gets its own pool.
+///
+/// Everything is bounded: connections per pool, the number of pools (least recently used dropped
+/// first), the connections of all pools together (a global budget below the server's
+/// `max_connections`), and every wait (checkout, connect, reset). Idle connections are closed
+/// after a while, and so are idle pools. Cloning is cheap and shares the pools.
+///
+/// Build one with [`TenantPools::builder`].
+#[derive(Clone)]
+pub struct TenantPools {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) settings: Settings,
+    pub(crate) budget: Arc<Semaphore>,
+    pub(crate) budget_total: usize,
+    pools: Mutex<HashMap<Arc<str>, Entry>>,
+    epoch: Instant,
+    reaper_started: AtomicBool,
+}
+
+struct Entry {
+    pool: Pool,
+    label: Arc<str>,
+    namespace: Arc<str>,
+    last_used_ms: Arc<AtomicU64>,
+}
+
+/// A snapshot of the pools, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolsStatus {
+    /// One entry per live pool.
+    pub targets: Vec<TargetStatus>,
+    /// The global connection budget.
+    pub budget: usize,
+    /// Connections open across all pools (permits of the budget in use).
+    pub budget_in_use: usize,
+}
+
+/// The status of one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TargetStatus {
+    /// `shared`, or the target's host and database (never its password).
+    pub target: String,
+    /// Connections open in this pool.
+    pub size: usize,
+    /// Open connections not checked out.
+    pub available: usize,
+    /// Checkouts waiting for a connection.
+    pub waiting: usize,
+    /// The pool's maximum size.
+    pub max_size: usize,
+}
+
+const SHARED: &str = "shared";
+
+impl TenantPools {
+    pub(crate) fn from_settings(settings: Settings, budget_total: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                budget: Arc::new(Semaphore::new(budget_total)),
+                budget_total,
+                settings,
+                pools: Mutex::new(HashMap::new()),
+                epoch: Instant::now(),
+                reaper_started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Checks a connection out for `tenant`, with its isolation applied.
+    ///
+    /// Waits at most the wait timeout for a free connection; creating one is bounded by the
+    /// create timeout. Returns [`PoolError::Timeout`], [`PoolError::BudgetExhausted`] or
+    /// [`PoolError::Unavailable`] (503 to a client) rather than waiting longer.
+    pub async fn checkout(&self, tenant: &Tenant) -> Result<Db, PoolError> {
+        self.checkout_for_route(tenant, None).await
+    }
+
+    pub(crate) async fn checkout_for_route(
+        &self,
+        tenant: &Tenant,
+        route: Option<Arc<str>>,
+    ) -> Result<Db, PoolError> {
+        self.start_reaper();
+        let s = &self.inner.settings;
+        let deadline = Instant::now() + s.wait_timeout;
+        let (obj, namespace) = loop {
+            let (pool, namespace) = self.pool_for(tenant)?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let timeouts = Timeouts {
+                wait: Some(remaining.max(Duration::from_millis(1))),
+                create: Some(s.create_timeout),
+                recycle: Some(s.recycle_timeout),
+            };
+            match pool.timeout_get(&timeouts).await {
+                Ok(obj) => break (obj, namespace),
+                Err(DpError::Backend(ConnectError::Budget)) => {
+                    if Instant::now() >= deadline {
+                        return Err(PoolError::BudgetExhausted);
+                    }
+                    self.shed_idle_connection(&pool);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(DpError::Backend(ConnectError::Pg(e))) => {
+                    return Err(PoolError::from_connect(e));
+                }
+                Err(DpError::Timeout(TimeoutType::Wait)) => return Err(PoolError::Timeout),
+                Err(DpError::Timeout(_)) => return Err(PoolError::Unavailable(None)),
+                // The pool was dropped (idle or least recently used) while we waited: retry.
+                Err(DpError::Closed) if Instant::now() < deadline => {}
+                Err(DpError::Closed) => return Err(PoolError::Timeout),
+                Err(DpError::NoRuntimeSpecified | DpError::PostCreateHook(_)) => {
+                    return Err(PoolError::Config("pool misconfigured".to_owned()));
+                }
+            }
+        };
+        let ctx = QueryContext {
+            tenant: tenant.id().clone(),
+            route,
+            namespace,
+            slow_query: s.slow_query,
+        };
+        Db::checked_out(obj, &s.isolation, ctx, s.recycle_timeout).await
+    }
+
+    /// The pool of `tenant`'s target, created on first use (once, however many ask at once).
+    fn pool_for(&self, tenant: &Tenant) -> Result<(Pool, Arc<str>), PoolError> {
+        let s = &self.inner.settings;
+        let (key, url): (Arc<str>, Option<&str>) = match (tenant.database(), &s.isolation) {
+            (DatabaseTarget::Dedicated(url), _) => (Arc::from(url.as_str()), Some(url)),
+            (_, Isolation::DatabasePerTenant) => {
+                return Err(PoolError::NoDedicatedDatabase(tenant.id().to_string()));
+            }
+            _ => (Arc::from(SHARED), None),
+        };
+        let now = self.now_ms();
+        let mut pools = self.lock();
+        if let Some(entry) = pools.get(&key) {
+            entry.last_used_ms.store(now, Ordering::Relaxed);
+            return Ok((entry.pool.clone(), entry.namespace.clone()));
+        }
+        let pg = match url {
+            None => s.shared.clone(),
+            Some(url) => {
+                let mut pg: tokio_postgres::Config = url.parse().map_err(|_| {
+                    PoolError::Config(format!(
+                        "tenant {} has an invalid database URL",
+                        tenant.id()
+                    ))
+                })?;
+                s.apply_connection_settings(&mut pg);
+                pg
+            }
+        };
+        if pools.len() >= s.max_pools {
+            evict_least_recently_used(&mut pools);
+        }
+        let label: Arc<str> = Arc::from(match url {
+            None => SHARED.to_owned(),
+            Some(_) => describe(&pg),
+        });
+        let namespace: Arc<str> = Arc::from(pg.get_dbname().unwrap_or("postgres"));
+        let manager = BudgetManager {
+            pg,
+            budget: self.inner.budget.clone(),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(s.max_per_pool)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| PoolError::Config(e.to_string()))?;
+        pools.insert(
+            key,
+            Entry {
+                pool: pool.clone(),
+                label,
+                namespace: namespace.clone(),
+                last_used_ms: Arc::new(AtomicU64::new(now)),
+            },
+        );
+        Ok((pool, namespace))
+    }
+
+    /// Closes one idle connection of another pool (the least recently used that has one), so
+    /// that a busy target can open a connection within the budget.
+    fn shed_idle_connection(&self, except: &Pool) {
+        let pools = self.lock();
+        let mut candidates: Vec<&Entry> = pools
+            .values()
+            .filter(|e| !std::ptr::eq(e.pool.manager(), except.manager()))
+            .filter(|e| e.pool.status().available > 0)
+            .collect();
+        candidates.sort_by_key(|e| e.last_used_ms.load(Ordering::Relaxed));
+        if let Some(entry) = candidates.first() {
+            let mut shed = false;
+            let removed = entry.pool.retain(|_, _| std::mem::replace(&mut shed, true));
+            drop(removed);
+        }
+    }
+
+    /// Opens the tenant's pool's minimum idle connections ahead of traffic.
+    pub async fn warmup(&self, tenant: &Tenant) -> Result<usize, PoolError> {
+        let (pool, _) = self.pool_for(tenant)?;
+        let want = self
+            .inner
+            .settings
+            .min_idle
+            .min(self.inner.settings.max_per_pool);
+        let mut held: Vec<Object> = Vec::with_capacity(want);
+        for _ in 0..want {
+            match pool.get().await {
+                Ok(obj) => held.push(obj),
+                Err(DpError::Backend(ConnectError::Pg(e))) => {
+                    return Err(PoolError::from_connect(e));
+                }
+                Err(DpError::Backend(ConnectError::Budget)) => {
+                    return Err(PoolError::BudgetExhausted);
+                }
+                Err(_) => return Err(PoolError::Unavailable(None)),
+            }
+        }
+        Ok(held.len())
+    }
+
+    /// Warms up every tenant of a list (a start-up list of the busiest tenants, say).
+    pub async fn warmup_all(&self, tenants: &[Tenant]) -> Result<usize, PoolError> {
+        let mut opened = 0;
+        for tenant in tenants {
+            opened += self.warmup(tenant).await?;
+        }
+        Ok(opened)
+    }
+
+    /// A snapshot of every pool and of the global budget.
+    pub fn status(&self) -> PoolsStatus {
+        let pools = self.lock();
+        let mut targets: Vec<TargetStatus> = pools
+            .values()
+            .map(|e| {
+                let st = e.pool.status();
+                TargetStatus {
+                    target: e.label.to_string(),
+                    size: st.size,
+                    available: st.available,
+                    waiting: st.waiting,
+                    max_size: st.max_size,
+                }
+            })
+            .collect();
+        targets.sort_by(|a, b| a.target.cmp(&b.target));
+        PoolsStatus {
+            targets,
+            budget: self.inner.budget_total,
+            budget_in_use: self.inner.budget_total - self.inner.budget.available_permits(),
+        }
+    }
+
+    /// Closes idle connections and drops idle pools now (the reaper does it periodically).
+    pub fn reap(&self) {
+        self.inner.reap();
+    }
+
+    fn start_reaper(&self) {
+        if self.inner.reaper_started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let interval = self.inner.settings.reap_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                inner.reap();
+            }
+        });
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+        self.inner.lock()
+    }
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single operations).
+        self.pools
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn reap(&self) {
+        let s = &self.settings;
+        let now = self.now_ms();
+        let idle_pool_ms = u64::try_from(s.pool_idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut pools = self.lock();
+        pools.retain(|_, entry| {
+            drop(entry.pool.retain(|_, m| m.last_used() < s.idle_timeout));
+            let st = entry.pool.status();
+            let in_use = st.size.saturating_sub(st.available);
+            let idle_for = now.saturating_sub(entry.last_used_ms.load(Ordering::Relaxed));
+            let keep = in_use > 0 || st.waiting > 0 || idle_for < idle_pool_ms;
+            if !keep {
+                entry.pool.close();
+            }
+            keep
+        });
+    }
+}
+
+fn evict_least_recently_used(pools: &mut HashMap<Arc<str>, Entry>) {
+    let victim = pools
+        .iter()
+        .min_by_key(|(_, e)| e.last_used_ms.load(Ordering::Relaxed))
+        .map(|(k, _)| k.clone());
+    if let Some(key) = victim
+        && let Some(entry) = pools.remove(&key)
+    {
+        tracing::info!(target = %entry.label, "dropping the least recently used pool");
+        entry.pool.close();
+    }
+}
+
+/// `host:port/db` of a config, without user or password.
+fn describe(pg: &tokio_postgres::Config) -> String {
+    let host = pg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_default();
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let mut label = format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""));
+    if let Some(app) = pg.get_application_name() {
+        label.push_str(&format!("?application_name={app}"));
+    }
+    label
+}
+
+impl fmt::Debug for TenantPools {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantPools")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,141 @@
+//! A PostgreSQL cluster of the test's own, on a free port, that the test may stop and start.
+//!
+//! Built with the installed PostgreSQL's `initdb` and `pg_ctl` (run as the `postgres` user when
+//! the tests run as root, since PostgreSQL refuses to run as root). Stopped and removed on drop.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+/// A throw-away PostgreSQL cluster.
+#[derive(Debug)]
+pub struct TempCluster {
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+}
+
+fn bin_dir() -> PathBuf {
+    let root = std::path::Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL server binaries not found under {root:?} ({e}); install postgresql")
+        })
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .unwrap_or_else(|| panic!("no initdb under {root:?}; install postgresql"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` user when we are root.
+fn pg_command(bin: &std::path::Path, tool: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+        c
+    } else {
+        Command::new(bin.join(tool))
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl TempCluster {
+    /// Creates and starts a cluster with trust authentication on 127.0.0.1 and a free port.
+    pub fn start() -> Self {
+        let bin = bin_dir();
+        let dir =
+            std::env::temp_dir().join(format!("parapet-pg-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "cannot chown {dir:?} to postgres");
+        }
+        let out = pg_command(&bin, "initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = Self {
+            dir,
+            port: free_port(),
+            bin,
+        };
+        cluster.pg_start();
+        cluster
+    }
+
+    /// The connection URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn pg_start(&self) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=50",
+            self.port,
+            self.dir.display()
+        );
+        let out = pg_command(&self.bin, "pg_ctl")
+            .args(["-w", "-t", "30", "-o", &opts, "-l"])
+            .arg(self.dir.join("log"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("start")
+            .stdout(Stdio::null())
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server at once (`-m immediate`: connections are cut, as in a crash).
+    pub fn pg_stop(&self) {
+        let _ = pg_command(&self.bin, "pg_ctl")
+            .args(["-w", "-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        self.pg_stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
