@@ -14,6 +14,7 @@ pub struct TempCluster {
     dir: PathBuf,
     port: u16,
     bin: PathBuf,
+    max_connections: u32,
 }
 
 fn bin_dir() -> PathBuf {
@@ -58,8 +59,14 @@ fn free_port() -> u16 {
 }
 
 impl TempCluster {
-    /// Creates and starts a cluster with trust authentication on 127.0.0.1 and a free port.
+    /// Creates and starts a cluster with trust authentication on 127.0.0.1, a free port and
+    /// `max_connections = 50`.
     pub fn start() -> Self {
+        Self::start_with_max_connections(50)
+    }
+
+    /// Like [`start`](Self::start), with this `max_connections`.
+    pub fn start_with_max_connections(max_connections: u32) -> Self {
         let bin = bin_dir();
         let dir =
             std::env::temp_dir().join(format!("parapet-pg-{}-{}", std::process::id(), free_port()));
@@ -88,6 +95,7 @@ impl TempCluster {
             dir,
             port: free_port(),
             bin,
+            max_connections,
         };
         cluster.pg_start();
         cluster
@@ -101,9 +109,10 @@ impl TempCluster {
     /// Starts the server (again) and waits until it accepts connections.
     pub fn pg_start(&self) {
         let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=50",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections={}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.max_connections
         );
         let out = pg_command(&self.bin, "pg_ctl")
             .args(["-w", "-t", "30", "-o", &opts, "-l"])

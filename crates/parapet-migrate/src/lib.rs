@@ -42,7 +42,7 @@
 //! use parapet_migrate::{Migration, Migrator, split_statements};
 //!
 //! let index = Migration::parse(
-//!     "0003_deal_titles.sql",
+//!     "0100_deal_titles.sql",
 //!     "-- no-transaction\n\
 //!      CREATE INDEX CONCURRENTLY IF NOT EXISTS deals_title_idx ON deals (title);\n\
 //!      CREATE INDEX CONCURRENTLY IF NOT EXISTS leads_email_idx ON leads (email);\n",
@@ -54,7 +54,7 @@
 //! let mut migrations = parapet_migrate::embedded().migrations().to_vec();
 //! migrations.push(index);
 //! let migrator = Migrator::new(migrations)?;
-//! assert_eq!(migrator.migrations().len(), 3);
+//! assert_eq!(migrator.migrations().len(), 4);
 //! # Ok::<(), parapet_migrate::MigrateError>(())
 //! ```
 //!

@@ -1,0 +1,544 @@
+//! Pool benchmarks (issue 4), on a PostgreSQL cluster of their own (`initdb`, free port,
+//! `max_connections = 100`, the server default), so that nothing here can exhaust a shared server:
+//!
+//! 1. a pooled checkout vs a new connection per request, same indexed query;
+//! 2. the product's query shapes with and without `migrations/0002_performance_indexes.sql`,
+//!    on 1,000,000 leads;
+//! 3. 1,000 tenants that each send a request: one pool of 20 per tenant (the original plan) vs
+//!    parapet's pools keyed by database target under one budget.
+//!
+//! Prints markdown; `bench/run.sh` puts it into BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use parapet_bench::{Latencies, mib, ms, rss_bytes, table};
+use parapet_pool::{Isolation, TenantPools};
+use parapet_tenant::{DatabaseTarget, Features, Tenant, TenantId, TenantRecord};
+use parapet_tests::{cluster::TempCluster, connect, with_database};
+use tokio_postgres::NoTls;
+
+const ORGS: usize = 100;
+const LEADS: usize = 1_000_000;
+const CONCURRENCY: usize = 8;
+const RUN_FOR: Duration = Duration::from_secs(5);
+
+fn tenant(id: &str, database: DatabaseTarget) -> Tenant {
+    Tenant::new(
+        Arc::new(TenantRecord::new(TenantId::parse(id).unwrap()).database(database)),
+        Arc::new(Features::new()),
+    )
+}
+
+const LEADS_PAGE: &str =
+    "SELECT id, name FROM leads WHERE org_id = $1 ORDER BY created_at DESC LIMIT 20";
+
+#[tokio::main]
+async fn main() {
+    let cluster = TempCluster::start_with_max_connections(100);
+    let admin = connect(&cluster.url()).await;
+    admin.batch_execute("CREATE DATABASE bench").await.unwrap();
+    let url = with_database(&cluster.url(), "bench");
+    let client = connect(&url).await;
+    parapet_migrate::Migrator::crm().run(&client).await.unwrap();
+    let started = Instant::now();
+    seed(&client).await;
+    eprintln!("seeded in {:?}", started.elapsed());
+
+    println!("### Pooled checkout vs a new connection per request\n");
+    println!("{}", pooled_vs_new(&url).await);
+    println!("### Query shapes with and without the performance indexes ({LEADS} leads)\n");
+    println!("{}", indexes(&client).await);
+    drop(client);
+    println!("### 1,000 tenants, one request each: a pool of 20 per tenant vs parapet\n");
+    println!("{}", thousand_tenants(&cluster, &url).await);
+}
+
+async fn seed(client: &tokio_postgres::Client) {
+    client
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             INSERT INTO tenants (id, name) SELECT 'org' || g, 'Org ' || g FROM generate_series(0, {last}) g;
+             INSERT INTO leads (org_id, name, created_at)
+               SELECT 'org' || (g % {ORGS}), 'lead ' || g, now() - (g || ' seconds')::interval
+               FROM generate_series(1, {LEADS}) g;
+             INSERT INTO deals (org_id, title, stage, amount)
+               SELECT 'org' || (g % {ORGS}), 'deal ' || g,
+                      (ARRAY['prospecting','qualification','proposal','negotiation','won','lost'])[1 + g % 6],
+                      (g * 7919) % 1000000
+               FROM generate_series(1, 200000) g;
+             INSERT INTO collab_activity (tenant_id, actor, action, subject_type, created_at)
+               SELECT 'org' || (g % {ORGS}), 'user', 'viewed', 'lead', now() - (g || ' seconds')::interval
+               FROM generate_series(1, 500000) g;
+             INSERT INTO tenant_subscriptions (tenant_id, feature, status)
+               SELECT 'org' || (g % {ORGS}), 'feature' || (g / {ORGS}), CASE WHEN g % 3 = 0 THEN 'canceled' ELSE 'active' END
+               FROM generate_series(0, 1999) g;
+             INSERT INTO billing_events (subscription_id, event_type, amount, processed_at)
+               SELECT 1 + g % 2000, (ARRAY['invoice','payment','refund'])[1 + g % 3], g % 10000,
+                      now() - (g || ' seconds')::interval
+               FROM generate_series(1, 300000) g;
+             INSERT INTO api_endpoints (tenant_id, method, path, type, status)
+               SELECT 'org' || (g % {ORGS}), 'GET', '/p/' || g, (ARRAY['rest','graphql','webhook','rpc'])[1 + g % 4],
+                      (ARRAY['active','deprecated','disabled'])[1 + g % 3]
+               FROM generate_series(1, 100000) g;
+             RESET session_replication_role;
+             ANALYZE;",
+            last = ORGS - 1
+        ))
+        .await
+        .unwrap();
+}
+
+/// Runs `op` from `CONCURRENCY` tasks for `RUN_FOR`; returns (requests, errors, latencies).
+async fn drive<F, Fut>(op: F) -> (usize, usize, Latencies)
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let deadline = Instant::now() + RUN_FOR;
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|w| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let (mut lat, mut errors, mut i) = (Vec::new(), 0, w);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if !op(i).await {
+                        errors += 1;
+                    }
+                    lat.push(t.elapsed());
+                    i += CONCURRENCY;
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Latencies::default();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.unwrap();
+        all.0.extend(lat);
+        errors += e;
+    }
+    (all.0.len(), errors, all)
+}
+
+async fn pooled_vs_new(url: &str) -> String {
+    let pools = TenantPools::builder(url)
+        .isolation(Isolation::row_level_security())
+        .budget(CONCURRENCY * 2)
+        .max_per_pool(CONCURRENCY)
+        .build()
+        .await
+        .unwrap();
+    let tenants: Arc<Vec<Tenant>> = Arc::new(
+        (0..ORGS)
+            .map(|i| tenant(&format!("org{i}"), DatabaseTarget::Shared))
+            .collect(),
+    );
+    let (pooled, pooled_err, pooled_lat) = {
+        let (pools, tenants) = (pools.clone(), tenants.clone());
+        drive(move |i| {
+            let (pools, t) = (pools.clone(), tenants[i % ORGS].clone());
+            async move {
+                let Ok(db) = pools.checkout(&t).await else {
+                    return false;
+                };
+                let org = t.id().to_string();
+                db.query(LEADS_PAGE, &[&org])
+                    .await
+                    .map(|r| r.len() == 20)
+                    .unwrap_or(false)
+            }
+        })
+        .await
+    };
+    let url = url.to_owned();
+    let (fresh, fresh_err, fresh_lat) = drive(move |i| {
+        let url = url.clone();
+        async move {
+            let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await else {
+                return false;
+            };
+            let task = tokio::spawn(conn);
+            let org = format!("org{}", i % ORGS);
+            let ok = client
+                .query(LEADS_PAGE, &[&org])
+                .await
+                .map(|r| r.len() == 20)
+                .unwrap_or(false);
+            drop(client);
+            let _ = task.await;
+            ok
+        }
+    })
+    .await;
+    let secs = RUN_FOR.as_secs_f64();
+    let rows = vec![
+        vec![
+            "parapet `TenantPools` (RLS set + reset per checkout)".into(),
+            format!("{:.0}", pooled as f64 / secs),
+            ms(pooled_lat.quantile(0.5)),
+            ms(pooled_lat.quantile(0.99)),
+            pooled_err.to_string(),
+        ],
+        vec![
+            "new connection per request".into(),
+            format!("{:.0}", fresh as f64 / secs),
+            ms(fresh_lat.quantile(0.5)),
+            ms(fresh_lat.quantile(0.99)),
+            fresh_err.to_string(),
+        ],
+    ];
+    format!(
+        "{}\nPooled / new connection throughput: **{:.1}x** (target ≥ 40x). {CONCURRENCY} concurrent clients, {}s each, `{LEADS_PAGE}` with random tenants.\n",
+        table(&["", "requests/s", "p50", "p99", "errors"], &rows),
+        pooled as f64 / fresh.max(1) as f64,
+        RUN_FOR.as_secs()
+    )
+}
+
+/// A query shape: label, SQL, and the parameters of run `i`.
+type Shape = (&'static str, &'static str, fn(usize) -> Vec<String>);
+
+/// The product's query shapes, each with a random tenant.
+fn shapes() -> Vec<Shape> {
+    vec![
+        ("leads, newest first", LEADS_PAGE, |i| {
+            vec![format!("org{}", i % ORGS)]
+        }),
+        (
+            "deals in a stage, largest first",
+            "SELECT id, amount FROM deals WHERE org_id = $1 AND stage = $2 ORDER BY amount DESC LIMIT 20",
+            |i| vec![format!("org{}", i % ORGS), "proposal".into()],
+        ),
+        (
+            "activity, newest first",
+            "SELECT id, action FROM collab_activity WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 20",
+            |i| vec![format!("org{}", i % ORGS)],
+        ),
+        (
+            "billing events of a subscription by type",
+            "SELECT id, amount FROM billing_events WHERE subscription_id = $1::text::bigint AND event_type = $2 ORDER BY processed_at DESC LIMIT 20",
+            |i| vec![(1 + i % 2000).to_string(), "payment".into()],
+        ),
+        (
+            "active subscriptions of a tenant",
+            "SELECT feature FROM tenant_subscriptions WHERE tenant_id = $1 AND status = 'active'",
+            |i| vec![format!("org{}", i % ORGS)],
+        ),
+        (
+            "active endpoints of a type",
+            "SELECT count(*) FROM api_endpoints WHERE status = 'active' AND type = $1",
+            |i| vec![["rest", "graphql", "webhook", "rpc"][i % 4].to_owned()],
+        ),
+    ]
+}
+
+async fn time_shape(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: fn(usize) -> Vec<String>,
+) -> Latencies {
+    let stmt = client.prepare(sql).await.unwrap();
+    let mut lat = Latencies::default();
+    for i in 0..220 {
+        let p = params(i * 7);
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = p
+            .iter()
+            .map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let t = Instant::now();
+        client.query(&stmt, &refs).await.unwrap();
+        if i >= 20 {
+            lat.0.push(t.elapsed()); // the first 20 warm the cache
+        }
+    }
+    lat
+}
+
+async fn indexes(client: &tokio_postgres::Client) -> String {
+    let index_sql = parapet_migrate::Migrator::crm().migrations()[1]
+        .sql()
+        .to_owned();
+    let creates: Vec<String> = parapet_migrate::split_statements(&index_sql)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let names: Vec<String> = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname LIKE '%_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names.len(), 6, "{names:?}");
+    let mut with = Vec::new();
+    for (_, sql, params) in shapes() {
+        with.push(time_shape(client, sql, params).await);
+    }
+    for name in &names {
+        client
+            .batch_execute(&format!("DROP INDEX {name}"))
+            .await
+            .unwrap();
+    }
+    client.batch_execute("ANALYZE").await.unwrap();
+    let mut rows = Vec::new();
+    let (mut sum_with, mut sum_without) = (0.0, 0.0);
+    for ((label, sql, params), with) in shapes().into_iter().zip(with) {
+        let without = time_shape(client, sql, params).await;
+        let (w, wo) = (with.quantile(0.5), without.quantile(0.5));
+        sum_with += w.as_secs_f64();
+        sum_without += wo.as_secs_f64();
+        rows.push(vec![
+            label.to_owned(),
+            ms(wo),
+            ms(w),
+            format!(
+                "{:.1} %",
+                (1.0 - w.as_secs_f64() / wo.as_secs_f64()) * 100.0
+            ),
+        ]);
+    }
+    for create in &creates {
+        client.batch_execute(create).await.unwrap();
+    }
+    format!(
+        "{}\nMedian of 200 runs per shape (after 20 warm-up runs), random tenants. Across the six shapes the indexes cut the summed median latency by **{:.1} %** (the original plan claimed 60-80 %).\n",
+        table(
+            &[
+                "query shape",
+                "p50 without indexes",
+                "p50 with indexes",
+                "faster by"
+            ],
+            &rows
+        ),
+        (1.0 - sum_with / sum_without) * 100.0
+    )
+}
+
+async fn thousand_tenants(cluster: &TempCluster, url: &str) -> String {
+    const TENANTS: usize = 1000;
+    const CONC: usize = 100;
+    let admin = connect(&cluster.url()).await;
+    let mut rows = Vec::new();
+
+    // The original plan: a map from tenant to a pool of 20, deadpool's defaults otherwise.
+    let naive = Arc::new(tokio::sync::Mutex::new(HashMap::<
+        usize,
+        deadpool_postgres::Pool,
+    >::new()));
+    let pg: tokio_postgres::Config = format!("{url}?application_name=naive").parse().unwrap();
+    let run = {
+        let naive = naive.clone();
+        move |i: usize| {
+            let (naive, pg) = (naive.clone(), pg.clone());
+            async move {
+                let pool = naive
+                    .lock()
+                    .await
+                    .entry(i)
+                    .or_insert_with(|| {
+                        deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(pg, NoTls))
+                            .max_size(20)
+                            .build()
+                            .unwrap()
+                    })
+                    .clone();
+                let Ok(client) = pool.get().await else {
+                    return false;
+                };
+                client.query_one("SELECT 1", &[]).await.is_ok()
+            }
+        }
+    };
+    rows.push(
+        one_request_each(
+            "one pool of 20 per tenant (deadpool defaults)",
+            TENANTS,
+            CONC,
+            &admin,
+            "naive",
+            run,
+        )
+        .await,
+    );
+    naive.lock().await.clear();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // parapet: tenants of the shared database share one pool under the server-derived budget.
+    let pools = TenantPools::builder(format!("{url}?application_name=parapet_shared"))
+        .build()
+        .await
+        .unwrap();
+    let tenants: Arc<Vec<Tenant>> = Arc::new(
+        (0..TENANTS)
+            .map(|i| tenant(&format!("t{i}"), DatabaseTarget::Shared))
+            .collect(),
+    );
+    let budget = pools.status().budget;
+    let run = {
+        let (pools, tenants) = (pools.clone(), tenants.clone());
+        move |i: usize| {
+            let (pools, t) = (pools.clone(), tenants[i].clone());
+            async move {
+                let Ok(db) = pools.checkout(&t).await else {
+                    return false;
+                };
+                db.query_one("SELECT 1", &[]).await.is_ok()
+            }
+        }
+    };
+    rows.push(
+        one_request_each(
+            "parapet, shared database (one pool per target)",
+            TENANTS,
+            CONC,
+            &admin,
+            "parapet_shared",
+            run,
+        )
+        .await,
+    );
+    drop(pools);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // parapet's worst case: every tenant has a database target of its own.
+    let pools = TenantPools::builder(url.to_owned())
+        .isolation(Isolation::DatabasePerTenant)
+        .max_pools(TENANTS + 1)
+        .wait_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    let tenants: Arc<Vec<Tenant>> = Arc::new(
+        (0..TENANTS)
+            .map(|i| {
+                tenant(
+                    &format!("t{i}"),
+                    DatabaseTarget::Dedicated(format!("{url}?application_name=parapet_own{i}")),
+                )
+            })
+            .collect(),
+    );
+    let run = {
+        let (pools, tenants) = (pools.clone(), tenants.clone());
+        move |i: usize| {
+            let (pools, t) = (pools.clone(), tenants[i].clone());
+            async move {
+                let Ok(db) = pools.checkout(&t).await else {
+                    return false;
+                };
+                db.query_one("SELECT 1", &[]).await.is_ok()
+            }
+        }
+    };
+    rows.push(
+        one_request_each(
+            "parapet, 1,000 targets of their own",
+            TENANTS,
+            CONC,
+            &admin,
+            "parapet_own",
+            run,
+        )
+        .await,
+    );
+    drop(pools);
+
+    format!(
+        "{}\nEach of {TENANTS} tenants sends one request, {CONC} at a time, against a server with `max_connections = 100`; parapet's budget read from it: {budget}. \"Held after\" is the connections still open once every request finished (pools keep idle connections until their idle timeout); memory is this process's resident-set growth during the run.\n",
+        table(
+            &[
+                "",
+                "errors",
+                "peak server connections",
+                "held after",
+                "wall time",
+                "client memory growth"
+            ],
+            &rows
+        )
+    )
+}
+
+async fn one_request_each<F, Fut>(
+    label: &str,
+    tenants: usize,
+    concurrency: usize,
+    admin: &tokio_postgres::Client,
+    app: &str,
+    op: F,
+) -> Vec<String>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let peak = Arc::new(AtomicI64::new(0));
+    let count_sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1";
+    let pattern = format!("{app}%");
+    let rss_before = rss_bytes();
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (op, next, errors) = (op.clone(), next.clone(), errors.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= tenants {
+                        break;
+                    }
+                    let ok = tokio::time::timeout(Duration::from_secs(30), op(i))
+                        .await
+                        .unwrap_or(false);
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all_done = false;
+    while !all_done {
+        let n: i64 = admin
+            .query_one(count_sql, &[&pattern])
+            .await
+            .unwrap()
+            .get(0);
+        peak.fetch_max(n, Ordering::Relaxed);
+        all_done = workers.iter().all(|w| w.is_finished());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    let took = started.elapsed();
+    let held: i64 = admin
+        .query_one(count_sql, &[&pattern])
+        .await
+        .unwrap()
+        .get(0);
+    let rss_after = rss_bytes();
+    vec![
+        label.to_owned(),
+        errors.load(Ordering::Relaxed).to_string(),
+        peak.load(Ordering::Relaxed).to_string(),
+        held.to_string(),
+        format!("{:.2} s", took.as_secs_f64()),
+        mib(rss_after.saturating_sub(rss_before)),
+    ]
+}

@@ -1,0 +1,196 @@
+//! [`PurgeService`]: an admin endpoint to purge by URI, tag or tenant, behind a bearer token.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum_core::body::Body;
+use axum_core::response::IntoResponse;
+use futures_util::future::BoxFuture;
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use parapet_tenant::TenantId;
+use parapet_tenant::problem::Problem;
+use tower_service::Service;
+
+use crate::handle::CacheHandle;
+
+/// An admin service that purges the cache, to mount in a `Router` (e.g.
+/// `Router::new().nest_service("/admin/cache", handle.purge_service(token))`).
+///
+/// Every request needs `Authorization: Bearer <token>`. Routes (relative to the mount point,
+/// method `POST` or `DELETE`; tenant `_` means the single-tenant keys):
+///
+/// - `/tenant/{tenant}`: every entry of the tenant;
+/// - `/tenant/{tenant}/tag/{tag}`: the tenant's entries tagged `tag`;
+/// - `/tenant/{tenant}/uri?path={percent-encoded path and query}`: one URI (all variants).
+///
+/// Answers `200 {"purged": n}` (`n` is 1 for a URI and a tenant), and RFC 9457 problems:
+/// 401 without the right token, 404 for an unknown route or invalid tenant, 405 for another
+/// method, 400 for a missing `path`.
+#[derive(Clone)]
+pub struct PurgeService {
+    handle: CacheHandle,
+    token: Arc<str>,
+}
+
+impl fmt::Debug for PurgeService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PurgeService")
+            .field("handle", &self.handle)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl PurgeService {
+    /// A purge service for `handle` accepting `token`.
+    #[must_use]
+    pub fn new(handle: CacheHandle, token: impl Into<Arc<str>>) -> Self {
+        Self {
+            handle,
+            token: token.into(),
+        }
+    }
+
+    fn authorized(&self, request: &Parts) -> bool {
+        let presented = request
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        !self.token.is_empty() && constant_time_eq(presented.as_bytes(), self.token.as_bytes())
+    }
+}
+
+impl<B: Send + 'static> Service<Request<B>> for PurgeService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let this = self.clone();
+        let (parts, _body) = request.into_parts();
+        Box::pin(async move { Ok(this.answer(&parts).await) })
+    }
+}
+
+impl PurgeService {
+    async fn answer(&self, request: &Parts) -> Response<Body> {
+        if !self.authorized(request) {
+            return Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .www_authenticate("Bearer")
+                .into_response();
+        }
+        if !matches!(request.method, Method::POST | Method::DELETE) {
+            let mut response = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+            return response;
+        }
+        let segments: Vec<&str> = request.uri.path().trim_matches('/').split('/').collect();
+        let not_found = || {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "No such purge target").into_response()
+        };
+        let (tenant, rest) = match segments.as_slice() {
+            ["tenant", tenant, rest @ ..] => (*tenant, rest),
+            _ => return not_found(),
+        };
+        let tenant = if tenant == "_" {
+            None
+        } else {
+            match TenantId::parse(tenant) {
+                Ok(id) => Some(id),
+                Err(_) => return not_found(),
+            }
+        };
+        let purged = match rest {
+            [] => {
+                self.handle.purge_tenant(tenant.as_ref()).await;
+                1
+            }
+            ["tag", tag] => match percent_decode(tag) {
+                Some(tag) => self.handle.purge_tag(tenant.as_ref(), &tag).await,
+                None => return not_found(),
+            },
+            ["uri"] => {
+                let path = request
+                    .uri
+                    .query()
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .find_map(|pair| pair.strip_prefix("path="))
+                    .and_then(percent_decode);
+                let Some(path) = path.filter(|p| p.starts_with('/')) else {
+                    return Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request")
+                        .detail("the `path` query parameter must hold a percent-encoded path")
+                        .into_response();
+                };
+                self.handle.purge(tenant.as_ref(), &path).await;
+                1
+            }
+            _ => return not_found(),
+        };
+        let mut response = Response::new(Body::from(format!("{{\"purged\":{purged}}}")));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Decodes `%XX` escapes (and `+` as a space is *not* applied); `None` on a bad escape or
+/// non-UTF-8 result.
+fn percent_decode(input: &str) -> Option<String> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert_eq!(percent_decode("%2Fa%3Fq%3D1").as_deref(), Some("/a?q=1"));
+        assert_eq!(percent_decode("a%2"), None);
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+}

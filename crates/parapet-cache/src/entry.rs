@@ -1,0 +1,159 @@
+//! What the cache stores: a response entry, or the marker that lists a URI's `Vary` fields.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, StatusCode, header};
+
+use crate::policy::{StoredMeta, StoredTimes, remaining_freshness};
+
+/// A stored response with everything needed to answer a later request from it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// The stored status.
+    pub status: StatusCode,
+    /// The stored response headers (hop-by-hop and stripped fields removed).
+    pub headers: HeaderMap,
+    /// The whole response body.
+    pub body: Bytes,
+    /// Request, response, `Date` and `Age` times (RFC 9111 §4.2.3).
+    pub times: StoredTimes,
+    /// The freshness lifetime computed when the entry was stored or last revalidated.
+    pub lifetime: Duration,
+    /// The `stale-while-revalidate` window, if the response allows one.
+    pub stale_while_revalidate: Option<Duration>,
+    /// The `stale-if-error` window, if the response allows one.
+    pub stale_if_error: Option<Duration>,
+    /// The request fields the response varies on (lowercase, sorted; empty without `Vary`).
+    pub vary: Vec<HeaderName>,
+    /// The values of those fields in the request that selected this response.
+    pub vary_request: HeaderMap,
+    /// Surrogate keys / tags of the response.
+    pub tags: Vec<String>,
+}
+
+impl Entry {
+    /// A new entry with no stale windows, `Vary` fields or tags.
+    #[must_use]
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        times: StoredTimes,
+        lifetime: Duration,
+    ) -> Self {
+        Self {
+            status,
+            headers,
+            body,
+            times,
+            lifetime,
+            stale_while_revalidate: None,
+            stale_if_error: None,
+            vary: Vec::new(),
+            vary_request: HeaderMap::new(),
+            tags: Vec::new(),
+        }
+    }
+
+    /// The view of this entry the policy functions take.
+    #[must_use]
+    pub fn meta(&self) -> StoredMeta<'_> {
+        StoredMeta {
+            status: self.status,
+            headers: &self.headers,
+            times: self.times,
+            lifetime: self.lifetime,
+        }
+    }
+
+    /// Whether the entry carries a validator (`ETag` or `Last-Modified`).
+    #[must_use]
+    pub fn has_validator(&self) -> bool {
+        self.headers.contains_key(header::ETAG) || self.headers.contains_key(header::LAST_MODIFIED)
+    }
+
+    /// How long a store should keep the entry from `now`: the remaining freshness plus the
+    /// longer stale window, plus `revalidation_grace` when it can be revalidated. Zero means
+    /// "do not store".
+    #[must_use]
+    pub fn retention(&self, now: SystemTime, revalidation_grace: Duration) -> Duration {
+        let fresh = remaining_freshness(self.lifetime, &self.times, now);
+        let stale = self
+            .stale_while_revalidate
+            .into_iter()
+            .chain(self.stale_if_error)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        let grace = if self.has_validator() {
+            revalidation_grace
+        } else {
+            Duration::ZERO
+        };
+        fresh.saturating_add(stale.max(grace))
+    }
+
+    /// An estimate of the bytes the entry takes in memory (body, headers and fixed overhead).
+    #[must_use]
+    pub fn weight(&self) -> usize {
+        const OVERHEAD: usize = 256;
+        let headers = |map: &HeaderMap| {
+            map.iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                .sum::<usize>()
+        };
+        OVERHEAD
+            + self.body.len()
+            + headers(&self.headers)
+            + headers(&self.vary_request)
+            + self
+                .vary
+                .iter()
+                .map(|n| n.as_str().len() + 24)
+                .sum::<usize>()
+            + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+    }
+}
+
+/// Stored under a URI's primary key when its response varies: which request fields select a
+/// variant, and the generation that variant keys are derived from.
+///
+/// Deleting the marker makes every variant of the URI unreachable at once: a new marker gets a
+/// new generation, so variants written under the old one are never read again (they expire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaryMarker {
+    /// The fields named by `Vary`, lowercase and sorted.
+    pub fields: Vec<HeaderName>,
+    /// A random generation number, part of every variant key.
+    pub generation: u64,
+    /// Until when the marker is kept (the latest retention of its variants).
+    pub expires_at: SystemTime,
+}
+
+/// A value held by a [`Store`](crate::store::Store); cloning is cheap.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredValue {
+    /// A response.
+    Response(Arc<Entry>),
+    /// The `Vary` marker of a URI whose variants live under variant keys.
+    Vary(VaryMarker),
+}
+
+impl StoredValue {
+    /// An estimate of the bytes the value takes in memory.
+    #[must_use]
+    pub fn weight(&self) -> usize {
+        match self {
+            Self::Response(entry) => entry.weight(),
+            Self::Vary(marker) => {
+                128 + marker
+                    .fields
+                    .iter()
+                    .map(|n| n.as_str().len() + 24)
+                    .sum::<usize>()
+            }
+        }
+    }
+}

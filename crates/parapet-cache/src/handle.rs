@@ -1,0 +1,94 @@
+//! [`CacheHandle`]: purging entries from outside the request flow.
+
+use std::fmt;
+use std::sync::Arc;
+
+use parapet_tenant::TenantId;
+
+use crate::key::{PrimaryKey, tag_index, tenant_prefix};
+use crate::layer::Shared;
+use crate::stats::{CacheStats, bump};
+
+/// Purges entries of the [`CacheLayer`](crate::CacheLayer) it came from (cheap to clone).
+#[derive(Clone)]
+pub struct CacheHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for CacheHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheHandle")
+            .field("prefix", &self.shared.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Removes every stored response (all `Vary` variants) of `path_and_query` for `tenant`
+    /// (`None` in single-tenant mode), from every tier this instance uses.
+    ///
+    /// With both tiers, the other instances sharing the Redis drop it from their local tier
+    /// too (through Redis pub/sub).
+    pub async fn purge(&self, tenant: Option<&TenantId>, path_and_query: &str) {
+        let key = PrimaryKey::new(
+            &self.shared.prefix,
+            tenant.map(TenantId::as_str),
+            path_and_query,
+        );
+        self.shared.store.delete(key.as_bytes()).await;
+        bump(&self.shared.counters.invalidations);
+    }
+
+    /// Removes every stored response of `tenant` tagged `tag` (by a `Cache-Tag` or
+    /// `Surrogate-Key` response header), from every tier and every instance's local tier.
+    ///
+    /// Uses one index set per tag and single-key commands only, so it works on Redis
+    /// Cluster. Returns how many keys the tag listed (some may already have been gone).
+    pub async fn purge_tag(&self, tenant: Option<&TenantId>, tag: &str) -> usize {
+        let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
+        let members = self.shared.store.index_take(&tag_index(&prefix, tag)).await;
+        for key in &members {
+            self.shared.store.delete(key).await;
+            bump(&self.shared.counters.invalidations);
+        }
+        members.len()
+    }
+
+    /// Removes every stored response of `tenant` (`None`: of the single-tenant deployment)
+    /// from every tier, and from the local tiers of the other instances sharing the Redis.
+    ///
+    /// On Redis this walks the keyspace with `SCAN MATCH` and deletes key by key; it is
+    /// meant for administration, not for the request path.
+    pub async fn purge_tenant(&self, tenant: Option<&TenantId>) {
+        let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
+        self.shared.store.purge_prefix(&prefix).await;
+        bump(&self.shared.counters.invalidations);
+    }
+
+    /// The primary key a URI has for a tenant (as stored in Redis).
+    #[must_use]
+    pub fn key_for(&self, tenant: Option<&TenantId>, path_and_query: &str) -> PrimaryKey {
+        PrimaryKey::new(
+            &self.shared.prefix,
+            tenant.map(TenantId::as_str),
+            path_and_query,
+        )
+    }
+
+    /// An admin service purging through this handle, behind `Authorization: Bearer <token>`
+    /// (see [`PurgeService`](crate::PurgeService)).
+    #[must_use]
+    pub fn purge_service(&self, token: impl Into<Arc<str>>) -> crate::PurgeService {
+        crate::PurgeService::new(self.clone(), token)
+    }
+
+    /// The counters so far.
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        self.shared.counters.snapshot()
+    }
+}

@@ -1,0 +1,201 @@
+//! Cache keys: tenant, method and normalised URI, then the `Vary` secondary key.
+//!
+//! Every component is length-prefixed (`<len>:<bytes>`), so no choice of tenant, path or header
+//! value can make two different requests share a key: tenant `a:b` with path `c` and tenant `a`
+//! with path `b:c` give `…t3:a:b|u2:/c` and `…t1:a|u4:/b:c`. The configured prefix comes first
+//! so a deployment can keep its keys apart from others in one Redis.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::Uri;
+
+/// The primary key of a URI for one tenant (GET and HEAD share it).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PrimaryKey {
+    bytes: Bytes,
+    /// Length of the prefix-and-tenant part.
+    tenant_len: usize,
+}
+
+/// The prefix shared by every key of one tenant (`None`: the single-tenant keys).
+#[must_use]
+pub fn tenant_prefix(prefix: &str, tenant: Option<&str>) -> Bytes {
+    let mut out = BytesMut::with_capacity(prefix.len() + 16);
+    out.put_slice(prefix.as_bytes());
+    match tenant {
+        Some(tenant) => put_component(&mut out, b't', tenant.as_bytes()),
+        None => out.put_slice(b"s|"),
+    }
+    out.freeze()
+}
+
+/// The key of the set of primary keys tagged `tag`, under a tenant prefix.
+pub(crate) fn tag_index(tenant_prefix: &[u8], tag: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(tenant_prefix.len() + tag.len() + 8);
+    out.put_slice(tenant_prefix);
+    put_component(&mut out, b'x', tag.as_bytes());
+    out.freeze()
+}
+
+impl PrimaryKey {
+    /// Builds the key. `tenant` is `None` only in single-tenant mode, which uses a component
+    /// no tenant id can produce.
+    #[must_use]
+    pub fn new(prefix: &str, tenant: Option<&str>, path_and_query: &str) -> Self {
+        let mut out = BytesMut::with_capacity(prefix.len() + path_and_query.len() + 32);
+        out.put_slice(&tenant_prefix(prefix, tenant));
+        let tenant_len = out.len();
+        // Only GET responses are stored; HEAD is answered from them.
+        out.put_slice(b"mGET|");
+        put_component(
+            &mut out,
+            b'u',
+            normalize_path_and_query(path_and_query).as_bytes(),
+        );
+        Self {
+            bytes: out.freeze(),
+            tenant_len,
+        }
+    }
+
+    /// The key of a request URI (its path and query; scheme and authority are not part of it,
+    /// the tenant scopes the key instead).
+    #[must_use]
+    pub fn for_uri(prefix: &str, tenant: Option<&str>, uri: &Uri) -> Self {
+        let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        Self::new(prefix, tenant, path_and_query)
+    }
+
+    /// The key of one variant of this URI, for a `Vary` marker's generation and the request's
+    /// secondary key (see [`secondary_key`](crate::policy::secondary_key)).
+    #[must_use]
+    pub fn variant(&self, generation: u64, secondary: &[u8]) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.bytes.len() + secondary.len() + 32);
+        out.put_slice(&self.bytes);
+        put_component(&mut out, b'g', generation.to_string().as_bytes());
+        put_component(&mut out, b'v', secondary);
+        out.freeze()
+    }
+
+    /// The key bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The key of the index of `tag` for this key's tenant.
+    #[must_use]
+    pub fn tag_index(&self, tag: &str) -> Bytes {
+        tag_index(&self.bytes[..self.tenant_len], tag)
+    }
+}
+
+impl std::fmt::Debug for PrimaryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PrimaryKey")
+            .field(&String::from_utf8_lossy(&self.bytes))
+            .finish()
+    }
+}
+
+/// Writes `<tag><len>:<bytes>|`.
+fn put_component(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
+    out.put_u8(tag);
+    out.put_slice(bytes.len().to_string().as_bytes());
+    out.put_u8(b':');
+    out.put_slice(bytes);
+    out.put_u8(b'|');
+}
+
+/// Normalises a path and query: an empty path is `/`, and percent-encoded triplets are
+/// uppercased (`%2f` and `%2F` are the same octet, RFC 3986 §6.2.2.1). Query order is kept.
+#[must_use]
+pub fn normalize_path_and_query(input: &str) -> String {
+    let input = if input.is_empty() || input.starts_with('?') {
+        format!("/{input}")
+    } else {
+        input.to_owned()
+    };
+    if !input.contains('%') {
+        return input;
+    }
+    let bytes = input.as_bytes();
+    let mut out = String::with_capacity(input.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let is_triplet = bytes[i] == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        if is_triplet {
+            out.push('%');
+            out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+            out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+            i += 3;
+        } else {
+            out.push(char::from(bytes[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn components_cannot_run_together() {
+        let a = PrimaryKey::new("p:", Some("a:b"), "c");
+        let b = PrimaryKey::new("p:", Some("a"), "b:c");
+        assert_ne!(a, b);
+        assert_eq!(&a.as_bytes()[..], b"p:t3:a:b|mGET|u1:c|");
+        // Single-tenant keys never equal a tenant's.
+        assert_ne!(
+            PrimaryKey::new("p:", None, "/x"),
+            PrimaryKey::new("p:", Some("s"), "/x")
+        );
+        // Variants of one URI differ by generation and by secondary key.
+        let k = PrimaryKey::new("p:", Some("a"), "/x");
+        assert_ne!(k.variant(1, b"accept:a\n"), k.variant(2, b"accept:a\n"));
+        assert_ne!(k.variant(1, b"accept:a\n"), k.variant(1, b"accept:b\n"));
+        assert!(k.variant(1, b"").starts_with(k.as_bytes()));
+        // A tenant's prefix covers its keys and no other tenant's ("a" vs "ab").
+        let a = tenant_prefix("p:", Some("a"));
+        assert!(k.as_bytes().starts_with(&a));
+        assert!(
+            !PrimaryKey::new("p:", Some("ab"), "/x")
+                .as_bytes()
+                .starts_with(&a)
+        );
+        assert_eq!(&k.tag_index("t:1")[..], b"p:t1:a|x3:t:1|");
+        assert_eq!(k.tag_index("t"), tag_index(&a, "t"));
+    }
+
+    #[test]
+    fn normalisation() {
+        let cases = [
+            ("", "/"),
+            ("?a=1", "/?a=1"),
+            ("/a%2fb?q=%c3%a9", "/a%2Fb?q=%C3%A9"),
+            ("/b?z=1&a=2", "/b?z=1&a=2"),
+            ("/bad%zz%4", "/bad%zz%4"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(normalize_path_and_query(input), expected, "{input}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn distinct_inputs_give_distinct_keys(
+            t1 in "[a-z:|0-9]{1,8}", p1 in "/[a-z:|0-9/]{0,8}",
+            t2 in "[a-z:|0-9]{1,8}", p2 in "/[a-z:|0-9/]{0,8}",
+        ) {
+            let same = t1 == t2 && p1 == p2;
+            prop_assert_eq!(
+                PrimaryKey::new("x", Some(&t1), &p1) == PrimaryKey::new("x", Some(&t2), &p2),
+                same
+            );
+        }
+    }
+}

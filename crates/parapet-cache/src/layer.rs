@@ -1,0 +1,339 @@
+//! [`CacheLayer`] and its builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{HeaderMap, HeaderName};
+use tower_layer::Layer;
+
+use crate::coalesce::Flights;
+use crate::handle::CacheHandle;
+use crate::policy::{ConfigError, PolicyConfig};
+use crate::service::CacheService;
+use crate::stats::{CacheStats, Counters};
+use crate::store::{MemoryStore, RedisConfig, RedisStore, Store, TieredStore};
+
+/// A per-request default TTL, for responses that carry no freshness information.
+type TtlFn = dyn Fn(&Parts) -> Option<Duration> + Send + Sync;
+
+/// Everything the services of one layer share.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) policy: PolicyConfig,
+    pub(crate) route_ttls: Vec<(String, Duration)>,
+    pub(crate) ttl_fn: Option<Arc<TtlFn>>,
+    pub(crate) prefix: String,
+    pub(crate) max_body_size: usize,
+    pub(crate) single_tenant: bool,
+    pub(crate) coalesce_wait: Duration,
+    pub(crate) revalidation_grace: Duration,
+    pub(crate) tag_headers: Vec<HeaderName>,
+    pub(crate) expose_tags: bool,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) refreshes: Arc<Flights>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("store", &self.store)
+            .field("policy", &self.policy)
+            .field("route_ttls", &self.route_ttls)
+            .field("ttl_fn", &self.ttl_fn.as_ref().map(|_| "Fn(&Parts)"))
+            .field("prefix", &self.prefix)
+            .field("max_body_size", &self.max_body_size)
+            .field("single_tenant", &self.single_tenant)
+            .field("coalesce_wait", &self.coalesce_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Reads the tags of a response, removing the tag headers unless they are exposed.
+    pub(crate) fn take_tags(&self, headers: &mut HeaderMap) -> Vec<String> {
+        let mut tags = Vec::new();
+        for name in &self.tag_headers {
+            for value in headers.get_all(name) {
+                let Ok(value) = value.to_str() else { continue };
+                tags.extend(
+                    value
+                        .split([',', ' ', '\t'])
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            if !self.expose_tags {
+                headers.remove(name);
+            }
+        }
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+
+    /// The policy for a request: the configured one, with the route's default TTL if any
+    /// (the closure first, then the longest matching path prefix).
+    pub(crate) fn policy_for(&self, parts: &Parts) -> PolicyConfig {
+        let from_fn = self.ttl_fn.as_ref().and_then(|f| f(parts));
+        let path = parts.uri.path();
+        let from_prefix = self
+            .route_ttls
+            .iter()
+            .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, ttl)| *ttl);
+        match from_fn.or(from_prefix) {
+            Some(ttl) => self.policy.clone().default_ttl(ttl),
+            None => self.policy.clone(),
+        }
+    }
+}
+
+/// A Tower layer that caches responses as an RFC 9111 shared cache, with keys scoped by
+/// tenant. See the [crate docs](crate) for an example.
+///
+/// Cloning is cheap: clones share the stores, counters and in-flight requests.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CacheLayer {
+    shared: Arc<Shared>,
+}
+
+impl CacheLayer {
+    /// Starts a builder (local tier of 64 MiB unless configured otherwise).
+    pub fn builder() -> CacheLayerBuilder {
+        CacheLayerBuilder::default()
+    }
+
+    /// The counters so far.
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The store behind the layer (the tiered store when both tiers are configured).
+    #[must_use]
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.shared.store)
+    }
+
+    /// A handle to purge entries.
+    pub fn handle(&self) -> CacheHandle {
+        CacheHandle::new(Arc::clone(&self.shared))
+    }
+}
+
+impl<S> Layer<S> for CacheLayer {
+    type Service = CacheService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheService::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+/// Why a [`CacheLayer`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The policy settings are invalid.
+    #[error("invalid cache policy: {0}")]
+    Policy(#[from] ConfigError),
+    /// The Redis URL is invalid.
+    #[error("invalid redis configuration: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Builds a [`CacheLayer`]: which tiers, the policy, limits and per-route default TTLs.
+#[must_use]
+pub struct CacheLayerBuilder {
+    local_bytes: Option<u64>,
+    redis: Option<RedisConfig>,
+    local_ttl_cap: Duration,
+    policy: PolicyConfig,
+    route_ttls: Vec<(String, Duration)>,
+    ttl_fn: Option<Arc<TtlFn>>,
+    prefix: String,
+    max_body_size: usize,
+    single_tenant: bool,
+    coalesce_wait: Duration,
+    revalidation_grace: Duration,
+    tag_headers: Vec<HeaderName>,
+    expose_tags: bool,
+}
+
+impl Default for CacheLayerBuilder {
+    fn default() -> Self {
+        Self {
+            local_bytes: None,
+            redis: None,
+            local_ttl_cap: Duration::from_secs(60),
+            policy: PolicyConfig::default(),
+            route_ttls: Vec::new(),
+            ttl_fn: None,
+            prefix: "parapet:cache:".to_owned(),
+            max_body_size: 1024 * 1024,
+            single_tenant: false,
+            coalesce_wait: Duration::from_secs(5),
+            revalidation_grace: Duration::from_secs(60),
+            tag_headers: vec![
+                HeaderName::from_static("cache-tag"),
+                HeaderName::from_static("surrogate-key"),
+            ],
+            expose_tags: false,
+        }
+    }
+}
+
+impl fmt::Debug for CacheLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheLayerBuilder")
+            .field("local_bytes", &self.local_bytes)
+            .field("redis", &self.redis)
+            .field("prefix", &self.prefix)
+            .field("max_body_size", &self.max_body_size)
+            .field("single_tenant", &self.single_tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheLayerBuilder {
+    /// Uses a local (in-process) tier holding about `max_bytes` bytes.
+    ///
+    /// Without [`redis`](Self::redis) this is the only tier (64 MiB when neither is set).
+    pub fn local(mut self, max_bytes: u64) -> Self {
+        self.local_bytes = Some(max_bytes);
+        self
+    }
+
+    /// Uses Redis. With [`local`](Self::local) too, the local tier sits in front of it.
+    pub fn redis(mut self, config: RedisConfig) -> Self {
+        self.redis = Some(config);
+        self
+    }
+
+    /// With both tiers, the longest a value stays in the local tier (default 60 s), which
+    /// bounds how long an instance can serve a copy invalidated on another instance.
+    pub fn local_ttl_cap(mut self, cap: Duration) -> Self {
+        self.local_ttl_cap = cap;
+        self
+    }
+
+    /// The RFC 9111 policy settings.
+    pub fn policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// A default TTL for responses under a path prefix that carry no freshness information
+    /// (opt-in; the longest matching prefix wins).
+    pub fn default_ttl_for(mut self, path_prefix: impl Into<String>, ttl: Duration) -> Self {
+        self.route_ttls.push((path_prefix.into(), ttl));
+        self
+    }
+
+    /// A default TTL chosen per request (checked before the prefixes); `None` for none.
+    pub fn default_ttl_with<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<Duration> + Send + Sync + 'static,
+    {
+        self.ttl_fn = Some(Arc::new(f));
+        self
+    }
+
+    /// The prefix of every key (default `parapet:cache:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The largest body stored (default 1 MiB); larger responses stream through unbuffered.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// Caches requests without a tenant (a single-tenant deployment or a proxy). Without
+    /// this, a request with no `Tenant` in its extensions is passed through uncached.
+    pub fn single_tenant(mut self) -> Self {
+        self.single_tenant = true;
+        self
+    }
+
+    /// How long concurrent misses wait for the first one before going through (default 5 s).
+    pub fn coalesce_timeout(mut self, wait: Duration) -> Self {
+        self.coalesce_wait = wait;
+        self
+    }
+
+    /// How long a response with a validator is kept past its freshness, to be revalidated
+    /// with a conditional request (default 60 s).
+    pub fn revalidation_grace(mut self, grace: Duration) -> Self {
+        self.revalidation_grace = grace;
+        self
+    }
+
+    /// Response headers whose values (separated by commas or spaces) tag the stored response
+    /// for [`CacheHandle::purge_tag`] (default `Cache-Tag` and `Surrogate-Key`).
+    pub fn tag_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.tag_headers = names.into_iter().collect();
+        self
+    }
+
+    /// Whether tag headers are sent on to clients (default: false, they are removed).
+    pub fn expose_tags(mut self, expose: bool) -> Self {
+        self.expose_tags = expose;
+        self
+    }
+
+    /// Builds the layer. No connection to Redis is made here (it is made on first use).
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Policy`] for invalid policy settings, [`BuildError::Redis`] for an
+    /// invalid Redis URL.
+    pub fn build(self) -> Result<CacheLayer, BuildError> {
+        self.policy.validate()?;
+        let counters = Arc::new(Counters::default());
+        let local_bytes = match (self.local_bytes, &self.redis) {
+            (None, None) => Some(64 * 1024 * 1024),
+            (bytes, _) => bytes,
+        };
+        let local = local_bytes.map(|bytes| MemoryStore::with_counters(bytes, counters.clone()));
+        let redis = match self.redis {
+            Some(config) => Some(RedisStore::with_counters(config, counters.clone())?),
+            None => None,
+        };
+        let store: Arc<dyn Store> = match (local, redis) {
+            (Some(local), Some(redis)) => Arc::new(
+                TieredStore::new(local, redis)
+                    .invalidation_channel(format!("{}invalidate", self.prefix))
+                    .local_ttl_cap(self.local_ttl_cap)
+                    .revalidation_grace(self.revalidation_grace),
+            ),
+            (Some(local), None) => Arc::new(local),
+            (None, Some(redis)) => Arc::new(redis),
+            (None, None) => Arc::new(MemoryStore::with_counters(0, counters.clone())),
+        };
+        Ok(CacheLayer {
+            shared: Arc::new(Shared {
+                store,
+                policy: self.policy,
+                route_ttls: self.route_ttls,
+                ttl_fn: self.ttl_fn,
+                prefix: self.prefix,
+                max_body_size: self.max_body_size,
+                single_tenant: self.single_tenant,
+                coalesce_wait: self.coalesce_wait,
+                revalidation_grace: self.revalidation_grace,
+                tag_headers: self.tag_headers,
+                expose_tags: self.expose_tags,
+                counters,
+                flights: Arc::default(),
+                refreshes: Arc::default(),
+            }),
+        })
+    }
+}

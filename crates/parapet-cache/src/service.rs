@@ -1,0 +1,371 @@
+//! [`CacheService`]: the request flow of the cache.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use axum_core::body::Body;
+use axum_core::response::IntoResponse;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use parapet_tenant::Tenant;
+use parapet_tenant::problem::Problem;
+use tower_service::Service;
+
+use crate::coalesce::{Join, wait};
+use crate::fill::{Ctx, fetch};
+use crate::key::PrimaryKey;
+use crate::layer::Shared;
+use crate::lookup::{Lookup, lookup, serve};
+use crate::policy::{Decision, RequestDirectives, StaleReason, decide, invalidation_targets};
+use crate::revalidate::{Stale, revalidate, spawn_refresh};
+use crate::stats::bump;
+use crate::status::{CacheStatus, Fwd};
+use crate::upstream::Upstream;
+
+/// The service made by [`CacheLayer`](crate::CacheLayer): answers `GET` and `HEAD` from the
+/// cache when it can, stores what it may, and invalidates after unsafe methods.
+#[derive(Debug, Clone)]
+pub struct CacheService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> CacheService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the cache, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for CacheService<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Default + Send + 'static,
+    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<axum_core::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let upstream = Upstream::new(inner);
+        handle(Arc::clone(&self.shared), upstream, request).boxed()
+    }
+}
+
+async fn handle<B, E>(
+    shared: Arc<Shared>,
+    upstream: Upstream<B, E>,
+    request: Request<B>,
+) -> Result<Response<Body>, E>
+where
+    B: Default + Send + 'static,
+    E: Send + 'static,
+{
+    let tenant = request
+        .extensions()
+        .get::<Tenant>()
+        .map(|t| t.id().as_str().to_owned());
+    let cacheable_method = matches!(*request.method(), Method::GET | Method::HEAD);
+    if tenant.is_none() && !shared.single_tenant {
+        bump(&shared.counters.bypass);
+        let mut response = upstream.call(request).await?;
+        shared.take_tags(response.headers_mut());
+        CacheStatus::fwd(Fwd::Bypass)
+            .detail("no-tenant")
+            .append_to(response.headers_mut());
+        return Ok(response);
+    }
+    if !cacheable_method {
+        return forward_other(&shared, &upstream, tenant.as_deref(), request).await;
+    }
+    if let Some(detail) = passed_through(request.headers()) {
+        // Preconditions the policy does not evaluate, and ranges, are the origin's to answer.
+        bump(&shared.counters.bypass);
+        let mut response = upstream.call(request).await?;
+        shared.take_tags(response.headers_mut());
+        CacheStatus::fwd(Fwd::Request)
+            .detail(detail)
+            .append_to(response.headers_mut());
+        return Ok(response);
+    }
+    let key = PrimaryKey::for_uri(&shared.prefix, tenant.as_deref(), request.uri());
+    let ctx = Ctx {
+        shared,
+        upstream,
+        key,
+    };
+    let (parts, body) = request.into_parts();
+    let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
+    match found {
+        Lookup::Hit {
+            entry,
+            store_key,
+            tier,
+            marker,
+        } => {
+            let stale = Stale {
+                entry,
+                store_key,
+                marker,
+            };
+            answer_from_entry(&ctx, parts, body, stale, tier, true).await
+        }
+        Lookup::Miss { fwd, marker } => miss(&ctx, parts, body, fwd, marker).await,
+    }
+}
+
+/// A stored entry was found: serve it, revalidate it, or refuse (`only-if-cached`).
+async fn answer_from_entry<B, E>(
+    ctx: &Ctx<B, E>,
+    parts: Parts,
+    body: B,
+    found: Stale,
+    tier: crate::store::Tier,
+    coalesce: bool,
+) -> Result<Response<Body>, E>
+where
+    B: Default + Send + 'static,
+    E: Send + 'static,
+{
+    let now = SystemTime::now();
+    let entry = &found.entry;
+    match decide(&parts.method, &parts.headers, &entry.meta(), now) {
+        Decision::Fresh { age } => {
+            bump(&ctx.shared.counters.hits);
+            let status = CacheStatus::hit(entry.lifetime, age).detail(tier.as_str());
+            Ok(serve(entry, &parts.method, &parts.headers, age, &status))
+        }
+        Decision::StaleServable { age, reason } => {
+            bump(&ctx.shared.counters.stale);
+            let detail = match reason {
+                StaleReason::WhileRevalidate => "stale-while-revalidate",
+                StaleReason::MaxStale => "max-stale",
+            };
+            let status = CacheStatus::hit(entry.lifetime, age).detail(detail);
+            let response = serve(entry, &parts.method, &parts.headers, age, &status);
+            if reason == StaleReason::WhileRevalidate {
+                spawn_refresh(ctx, &parts, found);
+            }
+            Ok(response)
+        }
+        Decision::Revalidate { .. } => {
+            if RequestDirectives::from_headers(&parts.headers).no_cache {
+                return revalidate(ctx, parts, body, found, Fwd::Request).await;
+            }
+            if !coalesce || parts.method != Method::GET {
+                return revalidate(ctx, parts, body, found, Fwd::Stale).await;
+            }
+            // Concurrent requests on an expired entry revalidate it once.
+            match ctx.shared.flights.join(ctx.key.as_bytes()) {
+                Join::Leader(guard) => {
+                    let response = revalidate(ctx, parts, body, found, Fwd::Stale).await;
+                    drop(guard);
+                    response
+                }
+                Join::Waiter(rx) => {
+                    bump(&ctx.shared.counters.coalesced);
+                    wait(rx, ctx.shared.coalesce_wait).await;
+                    let again = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
+                    if let Some(response) = serve_if_fresh(ctx, &parts, &again) {
+                        return Ok(response);
+                    }
+                    match again {
+                        Lookup::Hit {
+                            entry,
+                            store_key,
+                            marker,
+                            ..
+                        } => {
+                            let stale = Stale {
+                                entry,
+                                store_key,
+                                marker,
+                            };
+                            revalidate(ctx, parts, body, stale, Fwd::Stale).await
+                        }
+                        Lookup::Miss { fwd, marker } => {
+                            bump(&ctx.shared.counters.misses);
+                            fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
+                        }
+                    }
+                }
+            }
+        }
+        Decision::GatewayTimeout => Ok(only_if_cached()),
+        Decision::NotServable => {
+            bump(&ctx.shared.counters.bypass);
+            fetch(ctx, parts, body, None, CacheStatus::fwd(Fwd::Method)).await
+        }
+    }
+}
+
+/// Nothing usable was stored: one request per key goes upstream, the others wait for it.
+async fn miss<B, E>(
+    ctx: &Ctx<B, E>,
+    parts: Parts,
+    body: B,
+    fwd: Fwd,
+    marker: Option<crate::entry::VaryMarker>,
+) -> Result<Response<Body>, E>
+where
+    B: Default + Send + 'static,
+    E: Send + 'static,
+{
+    let request = RequestDirectives::from_headers(&parts.headers);
+    if request.only_if_cached {
+        return Ok(only_if_cached());
+    }
+    if parts.method == Method::HEAD {
+        bump(&ctx.shared.counters.misses);
+        // HEAD responses are not stored; only a GET fills the entry.
+        return fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await;
+    }
+    let flight_key = ctx.key.as_bytes().clone();
+    match ctx.shared.flights.join(&flight_key) {
+        Join::Leader(guard) => {
+            // The previous leader may have stored it between our lookup and now.
+            if let Lookup::Hit {
+                entry,
+                store_key,
+                tier,
+                marker,
+            } = lookup(&ctx.shared, &ctx.key, &parts.headers).await
+            {
+                drop(guard);
+                let found = Stale {
+                    entry,
+                    store_key,
+                    marker,
+                };
+                // We hold this key's flight: revalidating must not wait for ourselves.
+                return answer_from_entry(ctx, parts, body, found, tier, false).await;
+            }
+            bump(&ctx.shared.counters.misses);
+            let response = fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await;
+            drop(guard);
+            response
+        }
+        Join::Waiter(rx) => {
+            bump(&ctx.shared.counters.coalesced);
+            wait(rx, ctx.shared.coalesce_wait).await;
+            let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
+            if let Some(response) = serve_if_fresh(ctx, &parts, &found) {
+                return Ok(response);
+            }
+            let (fwd, marker) = match found {
+                Lookup::Miss { fwd, marker } => (fwd, marker),
+                Lookup::Hit { marker, .. } => (Fwd::Stale, marker),
+            };
+            bump(&ctx.shared.counters.misses);
+            fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
+        }
+    }
+}
+
+/// After waiting for another request: the entry it stored, if fresh.
+fn serve_if_fresh<B, E>(ctx: &Ctx<B, E>, parts: &Parts, found: &Lookup) -> Option<Response<Body>> {
+    let Lookup::Hit { entry, .. } = found else {
+        return None;
+    };
+    let now = SystemTime::now();
+    let Decision::Fresh { age } = decide(&parts.method, &parts.headers, &entry.meta(), now) else {
+        return None;
+    };
+    bump(&ctx.shared.counters.hits);
+    let status = CacheStatus::hit(entry.lifetime, age).collapsed();
+    Some(serve(entry, &parts.method, &parts.headers, age, &status))
+}
+
+/// Methods the cache does not answer: forwarded; a successful unsafe one invalidates its
+/// targets for the tenant (RFC 9111 §4.4).
+async fn forward_other<B, E>(
+    shared: &Shared,
+    upstream: &Upstream<B, E>,
+    tenant: Option<&str>,
+    request: Request<B>,
+) -> Result<Response<Body>, E> {
+    bump(&shared.counters.bypass);
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let headers = request.headers().clone();
+    let mut response = upstream.call(request).await?;
+    shared.take_tags(response.headers_mut());
+    let targets = invalidation_targets(
+        &method,
+        response.status(),
+        &uri,
+        &headers,
+        response.headers(),
+    );
+    for target in &targets {
+        let key = PrimaryKey::new(&shared.prefix, tenant, target);
+        shared.store.delete(key.as_bytes()).await;
+        bump(&shared.counters.invalidations);
+    }
+    let status = CacheStatus::fwd(Fwd::Method);
+    let status = if targets.is_empty() {
+        status
+    } else {
+        status.detail("invalidated")
+    };
+    status.append_to(response.headers_mut());
+    Ok(response)
+}
+
+/// Why a `GET` or `HEAD` must go to the origin untouched, if it must.
+fn passed_through(headers: &http::HeaderMap) -> Option<&'static str> {
+    if headers.contains_key(http::header::RANGE) {
+        return Some("range");
+    }
+    let preconditions = [
+        http::header::IF_MATCH,
+        http::header::IF_UNMODIFIED_SINCE,
+        http::header::IF_RANGE,
+    ];
+    preconditions
+        .iter()
+        .any(|name| headers.contains_key(name))
+        .then_some("precondition")
+}
+
+/// `504` for `only-if-cached` requests the cache cannot answer (RFC 9111 §5.2.1.7).
+fn only_if_cached() -> Response<Body> {
+    let mut response = Problem::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "cache-only-if-cached",
+        "Not in cache",
+    )
+    .detail("the request said only-if-cached and no usable stored response was found")
+    .into_response();
+    CacheStatus::fwd(Fwd::Request)
+        .detail("only-if-cached")
+        .append_to(response.headers_mut());
+    response
+}

@@ -1,0 +1,179 @@
+//! The `Cache-Status` response header (RFC 9211).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The `Cache-Status` header name.
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// The cache's name in `Cache-Status`.
+const NAME: &str = "parapet";
+
+/// Why a request was forwarded (RFC 9211 §2.2 `fwd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fwd {
+    /// Not handled by the cache at all.
+    Bypass,
+    /// The method is not cacheable.
+    Method,
+    /// Nothing stored for the URI.
+    UriMiss,
+    /// Something stored for the URI, but not for this request's `Vary` fields.
+    VaryMiss,
+    /// The request asked for a fresh response (`no-cache`).
+    Request,
+    /// A stored response was stale and had to be revalidated.
+    Stale,
+}
+
+impl Fwd {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Bypass => "bypass",
+            Self::Method => "method",
+            Self::UriMiss => "uri-miss",
+            Self::VaryMiss => "vary-miss",
+            Self::Request => "request",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// One `Cache-Status` member for this cache.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CacheStatus {
+    hit: bool,
+    fwd: Option<Fwd>,
+    fwd_status: Option<u16>,
+    ttl: Option<i64>,
+    stored: bool,
+    collapsed: bool,
+    detail: Option<&'static str>,
+}
+
+impl CacheStatus {
+    /// Served from the cache; `ttl` is the remaining freshness (negative when stale).
+    pub(crate) fn hit(lifetime: Duration, age: Duration) -> Self {
+        Self {
+            hit: true,
+            ..Self::default()
+        }
+        .ttl(lifetime, age)
+    }
+
+    /// Forwarded to the inner service.
+    pub(crate) fn fwd(fwd: Fwd) -> Self {
+        Self {
+            fwd: Some(fwd),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn fwd_status(mut self, status: u16) -> Self {
+        self.fwd_status = Some(status);
+        self
+    }
+
+    pub(crate) fn stored(mut self, stored: bool) -> Self {
+        self.stored = stored;
+        self
+    }
+
+    pub(crate) fn collapsed(mut self) -> Self {
+        self.collapsed = true;
+        self
+    }
+
+    pub(crate) fn detail(mut self, detail: &'static str) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// The remaining freshness in whole seconds, rounded down: a response stale by any
+    /// amount has a negative `ttl` (RFC 9211 §2.5).
+    pub(crate) fn ttl(mut self, lifetime: Duration, age: Duration) -> Self {
+        let diff = signed_millis(lifetime).saturating_sub(signed_millis(age));
+        self.ttl = Some(diff.div_euclid(1000));
+        self
+    }
+
+    /// The header value, e.g. `parapet; hit; ttl=30`.
+    pub(crate) fn to_value(&self) -> HeaderValue {
+        let mut out = String::from(NAME);
+        if self.hit {
+            out.push_str("; hit");
+        }
+        if let Some(fwd) = self.fwd {
+            let _ = write!(out, "; fwd={}", fwd.as_str());
+        }
+        if let Some(status) = self.fwd_status {
+            let _ = write!(out, "; fwd-status={status}");
+        }
+        if let Some(ttl) = self.ttl {
+            let _ = write!(out, "; ttl={ttl}");
+        }
+        if self.stored {
+            out.push_str("; stored");
+        }
+        if self.collapsed {
+            out.push_str("; collapsed");
+        }
+        if let Some(detail) = self.detail {
+            let _ = write!(out, "; detail={detail}");
+        }
+        HeaderValue::from_str(&out).unwrap_or(HeaderValue::from_static(NAME))
+    }
+
+    /// Appends this member after any `Cache-Status` an upstream cache added (RFC 9211 §2:
+    /// the cache closest to the client is last), and records it as `cache.status` on the
+    /// current span when that span declared the field.
+    pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
+        let value = self.to_value();
+        if let Ok(text) = value.to_str() {
+            tracing::Span::current().record("cache.status", text);
+        }
+        headers.append(CACHE_STATUS, value);
+    }
+}
+
+fn signed_millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values() {
+        let s = |c: CacheStatus| c.to_value().to_str().unwrap().to_owned();
+        let secs = Duration::from_secs;
+        assert_eq!(
+            s(CacheStatus::hit(secs(60), secs(10))),
+            "parapet; hit; ttl=50"
+        );
+        assert_eq!(
+            s(CacheStatus::hit(secs(5), secs(10))),
+            "parapet; hit; ttl=-5"
+        );
+        assert_eq!(
+            s(CacheStatus::fwd(Fwd::UriMiss).fwd_status(200).stored(true)),
+            "parapet; fwd=uri-miss; fwd-status=200; stored"
+        );
+        assert_eq!(
+            s(CacheStatus::fwd(Fwd::Bypass).detail("no-tenant")),
+            "parapet; fwd=bypass; detail=no-tenant"
+        );
+        assert_eq!(
+            s(CacheStatus::hit(secs(1), secs(0)).collapsed()),
+            "parapet; hit; ttl=1; collapsed"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_STATUS, HeaderValue::from_static("origin; hit"));
+        CacheStatus::fwd(Fwd::Method).append_to(&mut headers);
+        let all: Vec<_> = headers.get_all(CACHE_STATUS).iter().collect();
+        assert_eq!(all, ["origin; hit", "parapet; fwd=method"]);
+    }
+}

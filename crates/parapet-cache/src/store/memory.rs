@@ -1,0 +1,329 @@
+//! The local tier: a moka cache bounded in bytes, with a per-entry expiry.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use moka::Expiry;
+use moka::future::Cache;
+
+use super::{Found, Store, Tier};
+use crate::entry::StoredValue;
+use crate::stats::{Counters, bump};
+
+/// A value in the local tier with its time to live and weight.
+#[derive(Debug, Clone)]
+struct Slot {
+    value: StoredValue,
+    ttl: Duration,
+    weight: u32,
+}
+
+/// Expires each slot after its own TTL (freshness plus stale windows).
+struct SlotExpiry;
+
+impl Expiry<Bytes, Slot> for SlotExpiry {
+    fn expire_after_create(&self, _: &Bytes, slot: &Slot, _: Instant) -> Option<Duration> {
+        Some(slot.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Bytes,
+        slot: &Slot,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(slot.ttl)
+    }
+}
+
+/// The in-process tier: a moka cache whose capacity is in **bytes**, not entries.
+///
+/// Each entry weighs its key, body and headers plus a fixed overhead, so a million small
+/// entries and ten large ones are held to the same budget. Entries expire after their own
+/// retention (freshness plus the stale windows). Entries heavier than `u32::MAX` bytes are
+/// never kept.
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: Cache<Bytes, Slot>,
+    /// Sets of keys by index (tags), bounded in members, expiring with their longest entry.
+    indexes: Cache<Bytes, Index>,
+    counters: Arc<Counters>,
+}
+
+/// One set of keys with the longest TTL asked for it.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    members: Arc<Mutex<(HashSet<Bytes>, Duration)>>,
+}
+
+/// Expires an index after the longest TTL of its members.
+struct IndexExpiry;
+
+impl Expiry<Bytes, Index> for IndexExpiry {
+    fn expire_after_create(&self, _: &Bytes, index: &Index, _: Instant) -> Option<Duration> {
+        Some(lock(&index.members).1)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Bytes,
+        index: &Index,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(lock(&index.members).1)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.cache.entry_count())
+            .field("weighted_bytes", &self.cache.weighted_size())
+            .field("max_bytes", &self.cache.policy().max_capacity())
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    /// A local tier holding at most about `max_bytes` bytes.
+    #[must_use]
+    pub fn new(max_bytes: u64) -> Self {
+        Self::with_counters(max_bytes, Arc::default())
+    }
+
+    pub(crate) fn with_counters(max_bytes: u64, counters: Arc<Counters>) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_, slot: &Slot| slot.weight)
+            .expire_after(SlotExpiry)
+            .support_invalidation_closures()
+            .build();
+        let indexes = Cache::builder()
+            .max_capacity(max_bytes / 64 + 1024)
+            .weigher(|key: &Bytes, index: &Index| {
+                let members = lock(&index.members).0.len();
+                u32::try_from(key.len() + members * 64).unwrap_or(u32::MAX)
+            })
+            .expire_after(IndexExpiry)
+            .support_invalidation_closures()
+            .build();
+        Self {
+            cache,
+            indexes,
+            counters,
+        }
+    }
+
+    /// The approximate number of bytes held (after moka's pending maintenance).
+    #[must_use]
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// The approximate number of entries held.
+    #[must_use]
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Runs moka's pending maintenance (evictions, expirations, size accounting) now.
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
+    async fn put_slot(&self, key: &[u8], value: StoredValue, ttl: Duration) {
+        if ttl.is_zero() {
+            self.cache.invalidate(key).await;
+            return;
+        }
+        let weight = value.weight().saturating_add(key.len());
+        let Ok(weight) = u32::try_from(weight) else {
+            return;
+        };
+        let slot = Slot { value, ttl, weight };
+        self.cache.insert(Bytes::copy_from_slice(key), slot).await;
+        self.counters
+            .local_bytes
+            .store(self.cache.weighted_size(), Ordering::Relaxed);
+    }
+}
+
+impl Store for MemoryStore {
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Option<Found>> {
+        async move {
+            let found = self.cache.get(key).await;
+            bump(if found.is_some() {
+                &self.counters.local_hits
+            } else {
+                &self.counters.local_misses
+            });
+            found.map(|slot| Found {
+                value: slot.value,
+                tier: Tier::Local,
+            })
+        }
+        .boxed()
+    }
+
+    fn put<'a>(&'a self, key: &'a [u8], value: StoredValue, ttl: Duration) -> BoxFuture<'a, ()> {
+        self.put_slot(key, value, ttl).boxed()
+    }
+
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, ()> {
+        async move { self.cache.invalidate(key).await }.boxed()
+    }
+
+    fn purge_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, ()> {
+        let prefix = Bytes::copy_from_slice(prefix);
+        // Registered predicates apply to lookups at once and are swept in the background.
+        let index_prefix = prefix.clone();
+        let purged = self
+            .cache
+            .invalidate_entries_if(move |key, _| key.starts_with(&prefix))
+            .and_then(|_| {
+                self.indexes
+                    .invalidate_entries_if(move |key, _| key.starts_with(&index_prefix))
+            });
+        if let Err(error) = purged {
+            tracing::warn!(%error, "local cache purge failed; clearing the local tier");
+            self.clear();
+        }
+        futures_util::future::ready(()).boxed()
+    }
+
+    fn index_add<'a>(
+        &'a self,
+        index: &'a [u8],
+        member: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
+        async move {
+            let entry = self
+                .indexes
+                .entry(Bytes::copy_from_slice(index))
+                .or_default()
+                .await
+                .into_value();
+            {
+                let mut members = lock(&entry.members);
+                members.0.insert(Bytes::copy_from_slice(member));
+                members.1 = members.1.max(ttl);
+            }
+            // Re-insert so moka sees the new weight and expiry.
+            self.indexes
+                .insert(Bytes::copy_from_slice(index), entry)
+                .await;
+        }
+        .boxed()
+    }
+
+    fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
+        async move {
+            match self.indexes.remove(index).await {
+                Some(entry) => lock(&entry.members).0.drain().collect(),
+                None => Vec::new(),
+            }
+        }
+        .boxed()
+    }
+}
+
+impl MemoryStore {
+    /// Drops every entry.
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
+        self.indexes.invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Entry;
+    use crate::policy::StoredTimes;
+    use http::{HeaderMap, StatusCode};
+    use std::time::SystemTime;
+
+    fn value(body_len: usize) -> StoredValue {
+        let now = SystemTime::now();
+        let times = StoredTimes::from_response(now, now, &HeaderMap::new());
+        let entry = Entry::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from(vec![0; body_len]),
+            times,
+            Duration::from_secs(60),
+        );
+        StoredValue::Response(Arc::new(entry))
+    }
+
+    #[tokio::test]
+    async fn get_put_delete_and_expiry() {
+        let store = MemoryStore::new(1 << 20);
+        assert!(store.get(b"k").await.is_none());
+        store.put(b"k", value(10), Duration::from_secs(60)).await;
+        let found = store.get(b"k").await.unwrap();
+        assert_eq!(found.tier, Tier::Local);
+        store.delete(b"k").await;
+        assert!(store.get(b"k").await.is_none());
+
+        for key in [&b"t1:a"[..], b"t1:b", b"t2:a"] {
+            store.put(key, value(1), Duration::from_secs(60)).await;
+        }
+        store.purge_prefix(b"t1:").await;
+        assert!(store.get(b"t1:a").await.is_none());
+        assert!(store.get(b"t1:b").await.is_none());
+        assert!(store.get(b"t2:a").await.is_some());
+        store.clear();
+        assert!(store.get(b"t2:a").await.is_none());
+
+        store
+            .index_add(b"tag", b"k1", Duration::from_secs(60))
+            .await;
+        store.index_add(b"tag", b"k2", Duration::from_secs(1)).await;
+        store.index_add(b"tag", b"k1", Duration::from_secs(1)).await;
+        let mut members = store.index_take(b"tag").await;
+        members.sort();
+        assert_eq!(members, [&b"k1"[..], b"k2"]);
+        assert!(store.index_take(b"tag").await.is_empty());
+
+        store
+            .put(b"short", value(10), Duration::from_millis(50))
+            .await;
+        assert!(store.get(b"short").await.is_some());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(store.get(b"short").await.is_none(), "expired after its ttl");
+    }
+
+    #[tokio::test]
+    async fn bounded_in_bytes() {
+        let capacity = 256 * 1024;
+        let store = MemoryStore::new(capacity);
+        for i in 0..2_000 {
+            let key = format!("key-{i}");
+            store
+                .put(key.as_bytes(), value(1024), Duration::from_secs(60))
+                .await;
+        }
+        store.run_pending_tasks().await;
+        assert!(
+            store.weighted_size() <= capacity,
+            "{}",
+            store.weighted_size()
+        );
+        // Each entry weighs at least its body, so far fewer than 2,000 fit.
+        assert!(store.entry_count() <= capacity / 1024);
+        assert!(store.entry_count() > 0);
+    }
+}

@@ -1,0 +1,111 @@
+//! Storage tiers: the [`Store`] trait, the byte-bounded local [`MemoryStore`], the fail-open
+//! [`RedisStore`] and the [`TieredStore`] that puts the first in front of the second.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use crate::entry::StoredValue;
+
+mod breaker;
+mod memory;
+mod redis;
+mod tiered;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisConfig, RedisStore};
+pub use self::tiered::TieredStore;
+
+/// Which tier answered a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// The in-process moka tier.
+    Local,
+    /// Redis.
+    Redis,
+}
+
+impl Tier {
+    /// A short name for logs and `Cache-Status` details.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// A value found by [`Store::get`], and where.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The stored value.
+    pub value: StoredValue,
+    /// The tier that had it.
+    pub tier: Tier,
+}
+
+/// Where the cache keeps values, by key.
+///
+/// Stores never fail: an unreachable backend, a timeout or a value that does not decode is a
+/// miss (`None`) on read and nothing on write. That is how the cache fails open.
+pub trait Store: fmt::Debug + Send + Sync + 'static {
+    /// The value under `key`, if any.
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Option<Found>>;
+
+    /// Stores `value` under `key` for `ttl` (a zero `ttl` stores nothing).
+    fn put<'a>(&'a self, key: &'a [u8], value: StoredValue, ttl: Duration) -> BoxFuture<'a, ()>;
+
+    /// Removes the value under `key`.
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, ()>;
+
+    /// Removes every value whose key starts with `prefix` (an administrative operation, e.g.
+    /// purging a tenant; not used on the request path).
+    fn purge_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, ()>;
+
+    /// Adds `member` to the set `index` (e.g. the keys carrying a tag), keeping the set at
+    /// least `ttl`.
+    fn index_add<'a>(
+        &'a self,
+        index: &'a [u8],
+        member: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()>;
+
+    /// Removes the set `index` and returns its members.
+    fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>>;
+}
+
+impl<T: Store + ?Sized> Store for Arc<T> {
+    fn get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Option<Found>> {
+        (**self).get(key)
+    }
+
+    fn put<'a>(&'a self, key: &'a [u8], value: StoredValue, ttl: Duration) -> BoxFuture<'a, ()> {
+        (**self).put(key, value, ttl)
+    }
+
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, ()> {
+        (**self).delete(key)
+    }
+
+    fn purge_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, ()> {
+        (**self).purge_prefix(prefix)
+    }
+
+    fn index_add<'a>(
+        &'a self,
+        index: &'a [u8],
+        member: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, ()> {
+        (**self).index_add(index, member, ttl)
+    }
+
+    fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
+        (**self).index_take(index)
+    }
+}

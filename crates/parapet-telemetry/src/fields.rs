@@ -1,0 +1,87 @@
+//! [`SpanFieldsLayer`]: keeps what inner layers record on the request span readable.
+
+use tracing::{
+    Span, Subscriber,
+    field::{Field, Visit},
+    span::{Id, Record},
+};
+use tracing_subscriber::{
+    Registry,
+    layer::{Context, Layer},
+    registry::LookupSpan,
+};
+
+use crate::layer::TARGET;
+
+/// A `tracing-subscriber` layer that remembers the `tenant.id` recorded on parapet's request span,
+/// so that the slow-request warning can name the tenant.
+///
+/// [`init`](crate::init) installs it. Add it yourself when you build your own subscriber:
+/// without it, the warning says `tenant.id = "-"` (the span itself still carries the tenant).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpanFieldsLayer {
+    _private: (),
+}
+
+impl SpanFieldsLayer {
+    /// A new layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Captured {
+    tenant: Option<String>,
+}
+
+#[derive(Default)]
+struct TenantVisitor(Option<String>);
+
+impl Visit for TenantVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "tenant.id" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "tenant.id" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+impl<S> Layer<S> for SpanFieldsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if span.metadata().target() != TARGET {
+            return;
+        }
+        let mut visitor = TenantVisitor::default();
+        values.record(&mut visitor);
+        if let Some(tenant) = visitor.0 {
+            let mut extensions = span.extensions_mut();
+            match extensions.get_mut::<Captured>() {
+                Some(captured) => captured.tenant = Some(tenant),
+                None => extensions.insert(Captured {
+                    tenant: Some(tenant),
+                }),
+            }
+        }
+    }
+}
+
+/// The `tenant.id` recorded on `span`, when [`SpanFieldsLayer`] saw it.
+pub(crate) fn recorded_tenant(span: &Span) -> Option<String> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let data = registry.span(id)?;
+        let extensions = data.extensions();
+        extensions.get::<Captured>()?.tenant.clone()
+    })
+    .flatten()
+}

@@ -1,0 +1,99 @@
+//! [`TelemetryGuard`]: flushes and stops the span and metric pipelines.
+
+use std::fmt;
+
+use opentelemetry_sdk::{metrics::SdkMeterProvider, trace::SdkTracerProvider};
+
+use crate::{TelemetryError, export::ExportRuntime};
+
+/// Keeps telemetry running; [`shutdown`](Self::shutdown) (or dropping it) flushes and stops the
+/// span and metric pipelines, so the last spans are delivered before the process exits.
+#[must_use = "dropping the guard shuts telemetry down"]
+pub struct TelemetryGuard {
+    tracer_provider: SdkTracerProvider,
+    meter_provider: SdkMeterProvider,
+    warnings: Vec<String>,
+    runtime: Option<ExportRuntime>,
+    done: bool,
+}
+
+impl fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("exporting", &self.runtime.is_some())
+            .field("warnings", &self.warnings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TelemetryGuard {
+    pub(crate) fn new(
+        tracer_provider: SdkTracerProvider,
+        meter_provider: SdkMeterProvider,
+        warnings: Vec<String>,
+        runtime: Option<ExportRuntime>,
+    ) -> Self {
+        Self {
+            tracer_provider,
+            meter_provider,
+            warnings,
+            runtime,
+            done: false,
+        }
+    }
+
+    /// The tracer provider (also the global one after [`init`](crate::init)).
+    pub fn tracer_provider(&self) -> &SdkTracerProvider {
+        &self.tracer_provider
+    }
+
+    /// The meter provider (also the global one after [`init`](crate::init)).
+    pub fn meter_provider(&self) -> &SdkMeterProvider {
+        &self.meter_provider
+    }
+
+    /// Configuration problems that were replaced by defaults (an unknown sampler, say); [`init`](crate::init)
+    /// also logs them.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Exports what is buffered now, spans and metrics.
+    ///
+    /// # Errors
+    /// An export failed.
+    pub fn force_flush(&self) -> Result<(), TelemetryError> {
+        let spans = self.tracer_provider.force_flush();
+        let metrics = self.meter_provider.force_flush();
+        spans
+            .and(metrics)
+            .map_err(|e| TelemetryError::Shutdown(e.to_string()))
+    }
+
+    /// Flushes and stops the pipelines. Blocks until the exports are done (each bounded by the
+    /// exporter's timeout); safe to call from inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// An export or a shutdown failed; the pipelines are stopped anyway.
+    pub fn shutdown(mut self) -> Result<(), TelemetryError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), TelemetryError> {
+        if std::mem::replace(&mut self.done, true) {
+            return Ok(());
+        }
+        let spans = self.tracer_provider.shutdown();
+        let metrics = self.meter_provider.shutdown();
+        self.runtime = None;
+        spans
+            .and(metrics)
+            .map_err(|e| TelemetryError::Shutdown(e.to_string()))
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -1,0 +1,136 @@
+//! The request span: its name and its HTTP semantic-convention attributes.
+
+use axum::extract::{ConnectInfo, MatchedPath};
+use http::{Method, Request, Version};
+use tracing::{Span, field::Empty};
+
+use crate::layer::TARGET;
+
+pub(crate) fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+fn protocol_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+/// Splits a `Host` header (or URI authority) into address and port; `[::1]:80` keeps its brackets
+/// off.
+fn split_host(host: &str) -> (&str, Option<u16>) {
+    if let Some((addr, tail)) = host.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        return (addr, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    match host.rsplit_once(':') {
+        Some((addr, port)) if !addr.contains(':') => (addr, port.parse().ok()),
+        _ => (host, None),
+    }
+}
+
+pub(crate) fn request_span<B>(
+    req: &Request<B>,
+    method: &'static str,
+    scheme: &'static str,
+    route: Option<&MatchedPath>,
+) -> Span {
+    let name = match (method, route) {
+        ("_OTHER", Some(route)) => format!("HTTP {}", route.as_str()),
+        ("_OTHER", None) => "HTTP".to_owned(),
+        (method, Some(route)) => format!("{method} {}", route.as_str()),
+        (method, None) => method.to_owned(),
+    };
+    let span = tracing::info_span!(
+        target: TARGET,
+        "HTTP request",
+        otel.name = name,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        http.request.method = method,
+        url.path = req.uri().path(),
+        url.scheme = scheme,
+        url.query = Empty,
+        http.route = Empty,
+        http.response.status_code = Empty,
+        server.address = Empty,
+        server.port = Empty,
+        network.protocol.version = protocol_version(req.version()),
+        user_agent.original = Empty,
+        client.address = Empty,
+        error.type = Empty,
+        tenant.id = Empty,
+        cache.status = Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if let Some(query) = req.uri().query() {
+        span.record("url.query", query);
+    }
+    if let Some(route) = route {
+        span.record("http.route", route.as_str());
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if let Some(host) = host {
+        let (address, port) = split_host(host);
+        span.record("server.address", address);
+        if let Some(port) = port {
+            span.record("server.port", i64::from(port));
+        }
+    }
+    if let Some(agent) = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|h| h.to_str().ok())
+    {
+        span.record("user_agent.original", agent);
+    }
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
+        span.record("client.address", addr.ip().to_string());
+    }
+    span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_hosts() {
+        assert_eq!(split_host("example.com:8080"), ("example.com", Some(8080)));
+        assert_eq!(split_host("example.com"), ("example.com", None));
+        assert_eq!(split_host("[::1]:3000"), ("::1", Some(3000)));
+        assert_eq!(split_host("::1"), ("::1", None));
+    }
+
+    #[test]
+    fn normalises_methods() {
+        assert_eq!(method_name(&Method::GET), "GET");
+        assert_eq!(
+            method_name(&Method::from_bytes(b"PURGE").unwrap()),
+            "_OTHER"
+        );
+        assert_eq!(protocol_version(Version::HTTP_11), "1.1");
+        assert_eq!(protocol_version(Version::HTTP_2), "2");
+    }
+}

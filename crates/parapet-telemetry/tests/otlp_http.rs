@@ -1,0 +1,262 @@
+//! A real OTLP/HTTP receiver on 127.0.0.1: spans and metrics of a request through the layer arrive
+//! over the network, decoded with opentelemetry-proto and prost, after the guard's shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::State,
+    http::StatusCode,
+    routing::{get, post},
+};
+use http::Request;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_proto::tonic::{
+    collector::{metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    common::v1::{AnyValue, KeyValue, any_value::Value},
+    metrics::v1::metric::Data,
+    trace::v1::{Span, status::StatusCode as ProtoStatus},
+};
+use parapet_telemetry::{TelemetryBuilder, TelemetryLayer};
+use prost::Message;
+use tower::ServiceExt;
+
+#[derive(Clone, Default)]
+struct Received {
+    traces: Arc<Mutex<Vec<Bytes>>>,
+    metrics: Arc<Mutex<Vec<Bytes>>>,
+}
+
+fn receiver() -> (SocketAddr, Received) {
+    let received = Received::default();
+    let app = Router::new()
+        .route(
+            "/v1/traces",
+            post(|State(r): State<Received>, body: Bytes| async move {
+                r.traces.lock().unwrap().push(body);
+                ([("content-type", "application/x-protobuf")], Bytes::new())
+            }),
+        )
+        .route(
+            "/v1/metrics",
+            post(|State(r): State<Received>, body: Bytes| async move {
+                r.metrics.lock().unwrap().push(body);
+                ([("content-type", "application/x-protobuf")], Bytes::new())
+            }),
+        )
+        .with_state(received.clone());
+    // The receiver has a runtime of its own, so the test's runtime can block in `shutdown`.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await
+        })
+    });
+    (addr, received)
+}
+
+fn attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v: &AnyValue| v.value.as_ref())
+}
+
+fn string(s: &str) -> Value {
+    Value::StringValue(s.to_owned())
+}
+
+// A current-thread runtime, and `shutdown` called right on it: the exporters run on their own
+// runtime, so this neither panics ("no reactor running") nor deadlocks.
+#[tokio::test]
+async fn spans_and_metrics_arrive_over_otlp_http_on_shutdown() {
+    let (addr, received) = receiver();
+    let (subscriber, guard) = TelemetryBuilder::from_env_map([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
+        ("OTEL_SERVICE_NAME", "crm-api".to_owned()),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=test".to_owned(),
+        ),
+    ])
+    .log_output(false)
+    .build()
+    .unwrap();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let meter = guard.meter_provider().meter("parapet-telemetry");
+    let app = Router::new()
+        .route("/leads/{id}", get(|| async { "lead" }))
+        .route("/boom", get(|| async { StatusCode::BAD_GATEWAY }))
+        .layer(TelemetryLayer::new().meter(meter));
+    for uri in ["/leads/42", "/boom"] {
+        let req = Request::get(uri)
+            .header("host", "localhost:3000")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(Body::empty())
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), app.clone().oneshot(req))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // The spans ended just now: nothing was exported yet (the batch delay is 5 s) and shutdown
+    // must deliver them.
+    assert!(received.traces.lock().unwrap().is_empty());
+    let started = std::time::Instant::now();
+    guard.shutdown().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let bodies = received.traces.lock().unwrap().clone();
+    assert!(!bodies.is_empty(), "no OTLP trace request arrived");
+    let mut spans: Vec<Span> = Vec::new();
+    for body in &bodies {
+        let request = ExportTraceServiceRequest::decode(body.as_ref()).unwrap();
+        for rs in request.resource_spans {
+            let resource = rs.resource.unwrap();
+            assert_eq!(
+                attr(&resource.attributes, "service.name"),
+                Some(&string("crm-api"))
+            );
+            assert_eq!(
+                attr(&resource.attributes, "deployment.environment"),
+                Some(&string("test"))
+            );
+            spans.extend(rs.scope_spans.into_iter().flat_map(|s| s.spans));
+        }
+    }
+    assert_eq!(spans.len(), 2);
+    let lead = spans.iter().find(|s| s.name == "GET /leads/{id}").unwrap();
+    assert_eq!(lead.kind, 2, "SPAN_KIND_SERVER");
+    assert_eq!(hex(&lead.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(hex(&lead.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(
+        attr(&lead.attributes, "http.response.status_code"),
+        Some(&Value::IntValue(200))
+    );
+    assert_eq!(
+        attr(&lead.attributes, "http.route"),
+        Some(&string("/leads/{id}"))
+    );
+    assert_eq!(
+        attr(&lead.attributes, "server.port"),
+        Some(&Value::IntValue(3000))
+    );
+    let boom = spans.iter().find(|s| s.name == "GET /boom").unwrap();
+    assert_eq!(
+        boom.status.as_ref().map(|s| s.code),
+        Some(ProtoStatus::Error as i32)
+    );
+    assert_eq!(attr(&boom.attributes, "error.type"), Some(&string("502")));
+
+    let bodies = received.metrics.lock().unwrap().clone();
+    let mut histogram = None;
+    for body in &bodies {
+        let request = ExportMetricsServiceRequest::decode(body.as_ref()).unwrap();
+        for metric in request
+            .resource_metrics
+            .into_iter()
+            .flat_map(|r| r.scope_metrics)
+            .flat_map(|s| s.metrics)
+        {
+            if metric.name == "http.server.request.duration" {
+                assert_eq!(metric.unit, "s");
+                histogram = metric.data;
+            }
+        }
+    }
+    let Some(Data::Histogram(histogram)) = histogram else {
+        panic!("no duration histogram over OTLP: {} bodies", bodies.len());
+    };
+    assert_eq!(histogram.data_points.len(), 2);
+    let point = histogram
+        .data_points
+        .iter()
+        .find(|p| attr(&p.attributes, "http.route") == Some(&string("/leads/{id}")))
+        .unwrap();
+    assert_eq!(point.count, 1);
+    assert_eq!(
+        point.explicit_bounds,
+        parapet_telemetry::DURATION_BUCKETS.to_vec()
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_collector_neither_fails_nor_slows_requests() {
+    // Bind then drop: nothing listens on that port any more.
+    let addr = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let (subscriber, guard) =
+        TelemetryBuilder::from_env_map([("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))])
+            .log_output(false)
+            .build()
+            .unwrap();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(TelemetryLayer::new().metrics(false));
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        let res = app
+            .clone()
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The SDK logs the failed export (it does not report it from shutdown); shutdown stays bounded.
+    let started = std::time::Instant::now();
+    let _ = tokio::task::block_in_place(|| guard.shutdown());
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test]
+async fn dropping_the_guard_also_delivers_the_last_span() {
+    let (addr, received) = receiver();
+    let (subscriber, guard) =
+        TelemetryBuilder::from_env_map([("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))])
+            .log_output(false)
+            .build()
+            .unwrap();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(TelemetryLayer::new().metrics(false));
+    app.oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    drop(guard);
+    let bodies = received.traces.lock().unwrap().clone();
+    let names: Vec<String> = bodies
+        .iter()
+        .map(|b| ExportTraceServiceRequest::decode(b.as_ref()).unwrap())
+        .flat_map(|r| r.resource_spans)
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec!["GET /".to_owned()]);
+}
