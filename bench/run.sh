@@ -1,19 +1,47 @@
 #!/usr/bin/env bash
-# parapet's benchmark suite: builds in release, runs every scenario side by side in one run, and
-# rewrites BENCHMARKS.md with the figures, the command, the machine and the date.
+# parapet's benchmark suite: builds in release, runs the scenarios side by side, and rewrites
+# BENCHMARKS.md with the figures, the command, the machine and the date.
 #
-#   bash bench/run.sh            # all scenarios
-#   bash bench/run.sh pool       # only the named ones
+#   bash bench/run.sh            # every scenario, in one run
+#   bash bench/run.sh pool       # only the named ones; the others keep their last figures
+#   bash bench/run.sh --report   # only rebuild BENCHMARKS.md from bench/results/
 #
-# Scenarios start their own servers (a PostgreSQL cluster on a free port) and send traffic to
-# 127.0.0.1 only; every loop is bounded in time.
+# Each scenario writes bench/results/<scenario>.md (stamped with its own date and command);
+# BENCHMARKS.md is the machine header followed by every section in a fixed order. Scenarios start
+# their own servers where they need to stop or reconfigure one, send traffic to 127.0.0.1 only,
+# and every loop is bounded in count or time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+all=(pool)
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(pool)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=("${all[@]}")
+if [ "${scenarios[0]}" = "--report" ]; then
+  scenarios=()
+else
+  cargo build --release --locked -p parapet-bench --bins
+fi
 
-cargo build --release --locked -p parapet-bench --bins
+stamp() {
+  echo "_Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`bash bench/run.sh $1\` on $(nproc) cores, $(rustc --version | awk '{print $1, $2}')._"
+}
+
+for s in "${scenarios[@]+"${scenarios[@]}"}"; do
+  tmp=$(mktemp)
+  case "$s" in
+    pool)
+      {
+        echo "## Pools (parapet-pool)"
+        echo
+        stamp pool
+        echo
+        ./target/release/pool
+      } > "$tmp"
+      ;;
+    *) echo "unknown scenario: $s (known: ${all[*]})" >&2; rm -f "$tmp"; exit 2 ;;
+  esac
+  mv "$tmp" "bench/results/$s.md"
+done
 
 out=$(mktemp)
 {
@@ -23,20 +51,14 @@ out=$(mktemp)
   echo "never in timed unit tests. Targets are goals to measure against, not assertions: the tables"
   echo "report what the run showed, misses included."
   echo
-  echo "- Command: \`bash bench/run.sh ${scenarios[*]}\`"
-  echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- Command: \`bash bench/run.sh\` (all scenarios) or \`bash bench/run.sh <scenario>...\`; each section says when and how it was last measured"
   echo "- Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); shared with other work, so absolute figures move between runs; ratios from one run are what to compare"
-  echo "- Toolchain: $(rustc --version); PostgreSQL $(psql --version | awk '{print $3}') (a cluster of the benchmark's own, \`fsync=off\`)"
-  echo
-  for s in "${scenarios[@]}"; do
-    case "$s" in
-      pool)
-        echo "## Pools (parapet-pool)"
-        echo
-        ./target/release/pool
-        ;;
-      *) echo "unknown scenario: $s" >&2; exit 2 ;;
-    esac
+  echo "- Toolchain: $(rustc --version); PostgreSQL $(psql --version | awk '{print $3}')"
+  for s in "${all[@]}"; do
+    if [ -f "bench/results/$s.md" ]; then
+      echo
+      cat "bench/results/$s.md"
+    fi
   done
 } > "$out"
 mv "$out" BENCHMARKS.md
