@@ -1,0 +1,521 @@
+//! [`EnvConfig`]: the stack configured from environment variables.
+
+use std::{collections::HashMap, str::FromStr, time::Duration};
+
+use http::HeaderName;
+use parapet_cache::{CacheLayer, RedisConfig};
+use parapet_pool::{Isolation, TenantPools};
+use parapet_telemetry::TelemetryLayer;
+use parapet_tenant::{
+    CachedDirectory, HeaderResolver, HostResolver, JwtResolver, PathResolver, PgDirectory,
+    TenantLayer,
+};
+
+use crate::Parapet;
+
+/// Why the environment does not describe a stack.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A variable that must be set is missing.
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    /// A variable is set to something that does not parse.
+    #[error("{name}={value:?}: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The cache could not be built (an invalid Redis URL, say).
+    #[error("cache: {0}")]
+    Cache(#[from] parapet_cache::BuildError),
+    /// The pools could not be built.
+    #[error("pool: {0}")]
+    Pool(#[from] parapet_pool::PoolError),
+}
+
+/// The stack's settings as read from environment variables; [`build`](Self::build) turns them
+/// into a [`Parapet`].
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `DATABASE_URL` | required | the shared PostgreSQL database: the `tenants` directory and the pools |
+/// | `REDIS_URL` | unset: local tier only | Redis behind the local cache tier |
+/// | `PARAPET_TENANT_HEADER` | `x-tenant-id` | header naming the tenant; empty to disable |
+/// | `PARAPET_TENANT_HOST` | unset | base domain: `{tenant}.<base>` names the tenant |
+/// | `PARAPET_TENANT_APEX_HOSTS` | `127.0.0.1,[::1]` | hosts that name no tenant (with `PARAPET_TENANT_HOST`): requests to them use the other resolvers |
+/// | `PARAPET_TENANT_PATH_PREFIX` | unset | path prefix: `<prefix>/{tenant}/…` names the tenant |
+/// | `PARAPET_TENANT_JWT_SECRET` | unset | HS256 secret: the `tenant_id` claim of a bearer JWT names the tenant |
+/// | `PARAPET_CACHE` | `on` | `off` leaves the cache out |
+/// | `PARAPET_CACHE_LOCAL_BYTES` | `67108864` (64 MiB) | bytes of the local tier; `0` for Redis only |
+/// | `PARAPET_CACHE_PREFIX` | `parapet:cache:` | prefix of every Redis key |
+/// | `PARAPET_CACHE_DEFAULT_TTL` | unset | `prefix=seconds,…`: responses under a path prefix that carry no freshness of their own are cached that long (`/api/=10`) |
+/// | `PARAPET_CACHE_MAX_BODY_BYTES` | the cache's default | larger responses stream through uncached |
+/// | `PARAPET_ISOLATION` | `rls` | `rls`, `schema` or `database` (see [`Isolation`]) |
+/// | `PARAPET_POOL_BUDGET` | read from the server | connections all pools together may hold |
+/// | `PARAPET_POOL_MAX_PER_POOL` | `20` | connections one pool may hold |
+/// | `PARAPET_POOL_WAIT_TIMEOUT_MS` | `2000` | how long a checkout waits before a 503 |
+/// | `PARAPET_SLOW_QUERY_MS` | `500` | queries slower than this are a WARN |
+/// | `PARAPET_TELEMETRY` | `on` | `off` leaves the telemetry layer out |
+/// | `PARAPET_SLOW_REQUEST_MS` | `1000` | requests slower than this are a WARN |
+/// | `PARAPET_TELEMETRY_EXCLUDE` | `/healthz,/readyz` | paths that get no span or metrics |
+/// | `PARAPET_TRACEPARENT_RESPONSE` | `off` | `on` adds a `traceparent` header to responses |
+///
+/// `OTEL_*` variables (service name, OTLP endpoint and protocol, sampler) are read by
+/// [`parapet_telemetry::init`], which installs the exporters the layer's spans go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EnvConfig {
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// `PARAPET_TENANT_HEADER` (`None` when disabled).
+    pub tenant_header: Option<HeaderName>,
+    /// `PARAPET_TENANT_HOST`.
+    pub tenant_host: Option<String>,
+    /// `PARAPET_TENANT_APEX_HOSTS`.
+    pub tenant_apex_hosts: Vec<String>,
+    /// `PARAPET_TENANT_PATH_PREFIX`.
+    pub tenant_path_prefix: Option<String>,
+    /// `PARAPET_TENANT_JWT_SECRET`.
+    pub tenant_jwt_secret: Option<String>,
+    /// `PARAPET_CACHE`.
+    pub cache: bool,
+    /// `PARAPET_CACHE_LOCAL_BYTES`.
+    pub cache_local_bytes: u64,
+    /// `PARAPET_CACHE_PREFIX`.
+    pub cache_prefix: Option<String>,
+    /// `PARAPET_CACHE_DEFAULT_TTL`.
+    pub cache_default_ttls: Vec<(String, Duration)>,
+    /// `PARAPET_CACHE_MAX_BODY_BYTES`.
+    pub cache_max_body_bytes: Option<usize>,
+    /// `PARAPET_ISOLATION`.
+    pub isolation: Isolation,
+    /// `PARAPET_POOL_BUDGET`.
+    pub pool_budget: Option<usize>,
+    /// `PARAPET_POOL_MAX_PER_POOL`.
+    pub pool_max_per_pool: usize,
+    /// `PARAPET_POOL_WAIT_TIMEOUT_MS`.
+    pub pool_wait_timeout: Duration,
+    /// `PARAPET_SLOW_QUERY_MS`.
+    pub slow_query: Duration,
+    /// `PARAPET_TELEMETRY`.
+    pub telemetry: bool,
+    /// `PARAPET_SLOW_REQUEST_MS`.
+    pub slow_request: Duration,
+    /// `PARAPET_TELEMETRY_EXCLUDE`.
+    pub telemetry_exclude: Vec<String>,
+    /// `PARAPET_TRACEPARENT_RESPONSE`.
+    pub traceparent_response: bool,
+}
+
+impl EnvConfig {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a missing `DATABASE_URL` or a value that does not parse.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(std::env::vars())
+    }
+
+    /// Reads the given variables instead of the process environment (for tests and for
+    /// configuration files turned into variables).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a missing `DATABASE_URL` or a value that does not parse.
+    pub fn from_map<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, ConfigError>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let database_url = get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?;
+        let tenant_header = match vars.get("PARAPET_TENANT_HEADER").map(|v| v.trim()) {
+            None => Some(HeaderName::from_static("x-tenant-id")),
+            Some("") => None,
+            Some(name) => Some(
+                HeaderName::from_str(name).map_err(|e| ConfigError::Invalid {
+                    name: "PARAPET_TENANT_HEADER",
+                    value: name.to_owned(),
+                    reason: e.to_string(),
+                })?,
+            ),
+        };
+        let isolation = match get("PARAPET_ISOLATION").as_deref() {
+            None | Some("rls") => Isolation::row_level_security(),
+            Some("schema") => Isolation::schema_per_tenant(),
+            Some("database") => Isolation::DatabasePerTenant,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "PARAPET_ISOLATION",
+                    value: other.to_owned(),
+                    reason: "expected rls, schema or database".to_owned(),
+                });
+            }
+        };
+        Ok(Self {
+            database_url,
+            redis_url: get("REDIS_URL"),
+            tenant_header,
+            tenant_host: get("PARAPET_TENANT_HOST"),
+            tenant_apex_hosts: list(&get, "PARAPET_TENANT_APEX_HOSTS", "127.0.0.1,[::1]"),
+            tenant_path_prefix: get("PARAPET_TENANT_PATH_PREFIX"),
+            tenant_jwt_secret: get("PARAPET_TENANT_JWT_SECRET"),
+            cache: switch(&get, "PARAPET_CACHE", true)?,
+            cache_local_bytes: number(&get, "PARAPET_CACHE_LOCAL_BYTES")?.unwrap_or(64 << 20),
+            cache_prefix: get("PARAPET_CACHE_PREFIX"),
+            cache_default_ttls: list(&get, "PARAPET_CACHE_DEFAULT_TTL", "")
+                .iter()
+                .map(|entry| route_ttl(entry))
+                .collect::<Result<_, _>>()?,
+            cache_max_body_bytes: number(&get, "PARAPET_CACHE_MAX_BODY_BYTES")?,
+            isolation,
+            pool_budget: number(&get, "PARAPET_POOL_BUDGET")?,
+            pool_max_per_pool: number(&get, "PARAPET_POOL_MAX_PER_POOL")?.unwrap_or(20),
+            pool_wait_timeout: millis(&get, "PARAPET_POOL_WAIT_TIMEOUT_MS")?
+                .unwrap_or(Duration::from_secs(2)),
+            slow_query: millis(&get, "PARAPET_SLOW_QUERY_MS")?
+                .unwrap_or(Duration::from_millis(500)),
+            telemetry: switch(&get, "PARAPET_TELEMETRY", true)?,
+            slow_request: millis(&get, "PARAPET_SLOW_REQUEST_MS")?
+                .unwrap_or(Duration::from_secs(1)),
+            telemetry_exclude: list(&get, "PARAPET_TELEMETRY_EXCLUDE", "/healthz,/readyz"),
+            traceparent_response: switch(&get, "PARAPET_TRACEPARENT_RESPONSE", false)?,
+        })
+    }
+
+    /// Builds the stack: the PostgreSQL tenant directory and the pools on `DATABASE_URL`, the
+    /// cache (with Redis when `REDIS_URL` is set), and the telemetry layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an invalid URL or pool setting. A server that is down is not an
+    /// error: requests get 503 (PostgreSQL) or local-tier caching (Redis) until it is back.
+    pub async fn build(self) -> Result<Parapet, ConfigError> {
+        let mut builder = Parapet::builder();
+        if self.telemetry {
+            let exclude = self.telemetry_exclude.clone();
+            builder = builder.telemetry(
+                TelemetryLayer::new()
+                    .filter(move |req| !exclude.iter().any(|p| p == req.uri.path()))
+                    .slow_request_threshold(self.slow_request)
+                    .traceparent_in_response(self.traceparent_response),
+            );
+        }
+        builder = builder.tenant(self.tenant_layer()?);
+        if self.cache {
+            let mut cache = CacheLayer::builder();
+            if self.cache_local_bytes > 0 || self.redis_url.is_none() {
+                cache = cache.local(self.cache_local_bytes);
+            }
+            if let Some(url) = &self.redis_url {
+                cache = cache.redis(RedisConfig::new(url.clone()));
+            }
+            if let Some(prefix) = &self.cache_prefix {
+                cache = cache.prefix(prefix.clone());
+            }
+            for (prefix, ttl) in &self.cache_default_ttls {
+                cache = cache.default_ttl_for(prefix.clone(), *ttl);
+            }
+            if let Some(bytes) = self.cache_max_body_bytes {
+                cache = cache.max_body_size(bytes);
+            }
+            builder = builder.cache(cache.build()?);
+        }
+        let mut pools = TenantPools::builder(self.database_url.clone())
+            .isolation(self.isolation.clone())
+            .max_per_pool(self.pool_max_per_pool)
+            .wait_timeout(self.pool_wait_timeout)
+            .slow_query(self.slow_query);
+        if let Some(budget) = self.pool_budget {
+            pools = pools.budget(budget);
+        }
+        Ok(builder.pools(pools.build().await?).build())
+    }
+
+    fn tenant_layer(&self) -> Result<TenantLayer, ConfigError> {
+        let directory = pg_directory(&self.database_url)?;
+        let mut layer = TenantLayer::builder(directory);
+        if let Some(header) = &self.tenant_header {
+            layer = layer.resolver(HeaderResolver::new().header(header.clone()));
+        }
+        if let Some(host) = &self.tenant_host {
+            layer =
+                layer.resolver(HostResolver::new(host).apex_hosts(self.tenant_apex_hosts.iter()));
+        }
+        if let Some(prefix) = &self.tenant_path_prefix {
+            layer = layer.resolver(PathResolver::new(prefix));
+        }
+        if let Some(secret) = &self.tenant_jwt_secret {
+            layer = layer.resolver(JwtResolver::hs256(secret.as_bytes()));
+        }
+        Ok(layer.build())
+    }
+}
+
+/// The PostgreSQL tenant directory on `database_url` (its `tenants` and `tenant_subscriptions`
+/// tables), behind the cached lookup: a small pool of its own (4 connections, every wait bounded
+/// at 2 s).
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] when `database_url` does not parse.
+pub fn pg_directory(database_url: &str) -> Result<CachedDirectory, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "DATABASE_URL",
+        value: redact(database_url),
+        reason,
+    };
+    let config: tokio_postgres::Config = database_url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| invalid(e.to_string()))?;
+    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+    let bound = Some(Duration::from_secs(2));
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(4)
+        .timeouts(deadpool_postgres::Timeouts {
+            wait: bound,
+            create: bound,
+            recycle: bound,
+        })
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(CachedDirectory::new(PgDirectory::new(pool)))
+}
+
+/// A URL with its password replaced, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn list(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> Vec<String> {
+    get(name)
+        .unwrap_or_else(|| default.to_owned())
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn route_ttl(entry: &str) -> Result<(String, Duration), ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "PARAPET_CACHE_DEFAULT_TTL",
+        value: entry.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (prefix, seconds) = entry
+        .rsplit_once('=')
+        .ok_or_else(|| invalid("expected prefix=seconds"))?;
+    if !prefix.starts_with('/') {
+        return Err(invalid("the prefix must start with /"));
+    }
+    let seconds: u64 = seconds
+        .trim()
+        .parse()
+        .map_err(|_| invalid("seconds must be a whole number"))?;
+    Ok((prefix.trim().to_owned(), Duration::from_secs(seconds)))
+}
+
+fn switch(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("on" | "true" | "1" | "yes") => Ok(true),
+        Some("off" | "false" | "0" | "no") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            name,
+            value: other.to_owned(),
+            reason: "expected on or off".to_owned(),
+        }),
+    }
+}
+
+fn number<T: FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    get(name)
+        .map(|v| {
+            v.parse::<T>().map_err(|e| ConfigError::Invalid {
+                name,
+                value: v.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+fn millis(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<Duration>, ConfigError> {
+    Ok(number::<u64>(get, name)?.map(Duration::from_millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: (&str, &str) = ("DATABASE_URL", "postgres://app:secret@127.0.0.1:5432/crm");
+
+    #[test]
+    fn defaults() {
+        let c = EnvConfig::from_map([URL]).unwrap();
+        assert_eq!(
+            c.tenant_header,
+            Some(HeaderName::from_static("x-tenant-id"))
+        );
+        assert!(c.cache && c.telemetry && !c.traceparent_response);
+        assert_eq!(c.cache_local_bytes, 64 << 20);
+        assert_eq!(c.isolation, Isolation::row_level_security());
+        assert_eq!(c.pool_budget, None);
+        assert_eq!(c.pool_max_per_pool, 20);
+        assert_eq!(c.slow_query, Duration::from_millis(500));
+        assert_eq!(c.slow_request, Duration::from_secs(1));
+        assert_eq!(c.telemetry_exclude, ["/healthz", "/readyz"]);
+        assert_eq!(c.redis_url, None);
+        assert_eq!(c.tenant_apex_hosts, ["127.0.0.1", "[::1]"]);
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let c = EnvConfig::from_map([
+            URL,
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("PARAPET_TENANT_HEADER", "X-Org"),
+            ("PARAPET_TENANT_HOST", "example.com"),
+            ("PARAPET_TENANT_PATH_PREFIX", "/t"),
+            ("PARAPET_TENANT_APEX_HOSTS", "api.example.com"),
+            ("PARAPET_TENANT_JWT_SECRET", "s3cret"),
+            ("PARAPET_CACHE", "off"),
+            ("PARAPET_CACHE_LOCAL_BYTES", "1024"),
+            ("PARAPET_CACHE_PREFIX", "app:"),
+            ("PARAPET_CACHE_MAX_BODY_BYTES", "4096"),
+            ("PARAPET_CACHE_DEFAULT_TTL", "/api/=10, /static/=3600"),
+            ("PARAPET_ISOLATION", "schema"),
+            ("PARAPET_POOL_BUDGET", "30"),
+            ("PARAPET_POOL_MAX_PER_POOL", "5"),
+            ("PARAPET_POOL_WAIT_TIMEOUT_MS", "250"),
+            ("PARAPET_SLOW_QUERY_MS", "100"),
+            ("PARAPET_TELEMETRY", "false"),
+            ("PARAPET_SLOW_REQUEST_MS", "300"),
+            ("PARAPET_TELEMETRY_EXCLUDE", " /ping , /live "),
+            ("PARAPET_TRACEPARENT_RESPONSE", "on"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(c.tenant_header, Some(HeaderName::from_static("x-org")));
+        assert_eq!(c.tenant_host.as_deref(), Some("example.com"));
+        assert_eq!(c.tenant_path_prefix.as_deref(), Some("/t"));
+        assert_eq!(c.tenant_apex_hosts, ["api.example.com"]);
+        assert_eq!(c.tenant_jwt_secret.as_deref(), Some("s3cret"));
+        assert!(!c.cache && !c.telemetry && c.traceparent_response);
+        assert_eq!(c.cache_local_bytes, 1024);
+        assert_eq!(c.cache_prefix.as_deref(), Some("app:"));
+        assert_eq!(c.cache_max_body_bytes, Some(4096));
+        assert_eq!(
+            c.cache_default_ttls,
+            [
+                ("/api/".to_owned(), Duration::from_secs(10)),
+                ("/static/".to_owned(), Duration::from_secs(3600))
+            ]
+        );
+        assert_eq!(c.isolation, Isolation::schema_per_tenant());
+        assert_eq!(c.pool_budget, Some(30));
+        assert_eq!(c.pool_max_per_pool, 5);
+        assert_eq!(c.pool_wait_timeout, Duration::from_millis(250));
+        assert_eq!(c.slow_query, Duration::from_millis(100));
+        assert_eq!(c.slow_request, Duration::from_millis(300));
+        assert_eq!(c.telemetry_exclude, ["/ping", "/live"]);
+    }
+
+    #[test]
+    fn an_empty_header_disables_the_header_resolver() {
+        let c = EnvConfig::from_map([URL, ("PARAPET_TENANT_HEADER", "")]).unwrap();
+        assert_eq!(c.tenant_header, None);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases = [
+            (
+                "PARAPET_ISOLATION",
+                "tenantless",
+                "PARAPET_ISOLATION=\"tenantless\"",
+            ),
+            ("PARAPET_POOL_BUDGET", "-3", "PARAPET_POOL_BUDGET=\"-3\""),
+            ("PARAPET_CACHE", "maybe", "PARAPET_CACHE=\"maybe\""),
+            (
+                "PARAPET_TENANT_HEADER",
+                "bad header",
+                "PARAPET_TENANT_HEADER=\"bad header\"",
+            ),
+            (
+                "PARAPET_SLOW_QUERY_MS",
+                "1.5s",
+                "PARAPET_SLOW_QUERY_MS=\"1.5s\"",
+            ),
+            (
+                "PARAPET_CACHE_DEFAULT_TTL",
+                "api=10",
+                "PARAPET_CACHE_DEFAULT_TTL=\"api=10\"",
+            ),
+            (
+                "PARAPET_CACHE_DEFAULT_TTL",
+                "/api/",
+                "PARAPET_CACHE_DEFAULT_TTL=\"/api/\"",
+            ),
+        ];
+        for (name, value, expected) in cases {
+            let err = EnvConfig::from_map([URL, (name, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(expected), "{name}: {err}");
+        }
+        let err = EnvConfig::from_map([("REDIS_URL", "redis://x")]).unwrap_err();
+        assert_eq!(err.to_string(), "DATABASE_URL is not set");
+    }
+
+    #[test]
+    fn a_bad_database_url_is_reported_without_its_password() {
+        let err = pg_directory("postgres://app:hunter2@127.0.0.1:notaport/crm").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("DATABASE_URL="), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("app:***@"), "{text}");
+    }
+}

@@ -1,0 +1,15 @@
+//! parapet's demo: a multi-tenant CRM API with the whole stack.
+//!
+//! ```sh
+//! cargo run --release -p example-crm
+//! curl -H 'X-Tenant-Id: acme' 'http://127.0.0.1:3000/api/leads?limit=5'
+//! ```
+//!
+//! [`setup::prepare`] creates, migrates and seeds the database; [`api::router`] is the app.
+
+pub mod api;
+pub mod problem;
+pub mod setup;
+
+/// Start-up errors.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;

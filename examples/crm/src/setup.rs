@@ -1,0 +1,246 @@
+//! Start-up: create the database when missing, migrate, give the API a role that row-level
+//! security applies to, and seed the demo tenants.
+
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::Error;
+
+/// The tenants the demo seeds: id, name, plan, features.
+pub const TENANTS: [(&str, &str, &str, &[&str]); 2] = [
+    ("acme", "Acme Corp", "pro", &["pro", "exports", "billing"]),
+    ("globex", "Globex", "free", &["free"]),
+];
+
+/// The role the API connects as. It is not a superuser and has no `BYPASSRLS`, so PostgreSQL's
+/// row-level security confines every query to the request's tenant.
+pub const APP_ROLE: &str = "parapet_app";
+
+/// Connects to `url`, with a message that says what to do when PostgreSQL is not running.
+pub async fn connect(config: &Config) -> Result<Client, Error> {
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        format!(
+            "cannot connect to PostgreSQL at {}:{} ({e}); start it (for example \
+             `pg_ctlcluster 15 main start`) or set DATABASE_URL",
+            config
+                .get_hosts()
+                .first()
+                .map_or_else(|| "?".to_owned(), |h| format!("{h:?}")),
+            config.get_ports().first().copied().unwrap_or(5432),
+        )
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "setup connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates the database `config` names when it does not exist, applies the migrations, seeds
+/// `leads_per_tenant` leads (and proportionate deals, activity and billing events) for each
+/// demo tenant, and returns the URL the API should use: the same database as [`APP_ROLE`]
+/// when `database_url` connects as a role that bypasses row-level security, else
+/// `database_url` itself.
+pub async fn prepare(database_url: &str, leads_per_tenant: u32) -> Result<String, Error> {
+    let config: Config = database_url
+        .parse()
+        .map_err(|e| format!("DATABASE_URL does not parse: {e}"))?;
+    create_database_if_missing(&config).await?;
+    let client = connect(&config).await?;
+    let report = parapet_migrate::Migrator::crm().run(&client).await?;
+    tracing::info!(%report, "migrations");
+    seed(&client, leads_per_tenant).await?;
+    app_url(&client, database_url).await
+}
+
+async fn create_database_if_missing(config: &Config) -> Result<(), Error> {
+    let name = config.get_dbname().unwrap_or("postgres").to_owned();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let client = connect(&admin).await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match client
+            .batch_execute(&format!("CREATE DATABASE {quoted}"))
+            .await
+        {
+            Ok(()) => tracing::info!(database = %name, "created database"),
+            // Another instance created it at the same time.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn app_url(client: &Client, database_url: &str) -> Result<String, Error> {
+    let row = client
+        .query_one(
+            "SELECT rolsuper OR rolbypassrls, current_database() FROM pg_roles \
+             WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    let bypasses: bool = row.get(0);
+    if !bypasses {
+        return Ok(database_url.to_owned());
+    }
+    let database: String = row.get(1);
+    let quoted_db = format!("\"{}\"", database.replace('"', "\"\""));
+    // The role may exist already (another database of the same server, an earlier run).
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+                 CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS;
+               END IF;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+             END $$;
+             GRANT CONNECT ON DATABASE {quoted_db} TO {APP_ROLE};
+             GRANT USAGE ON SCHEMA public TO {APP_ROLE};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE};
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE};"
+        ))
+        .await?;
+    Ok(with_user(database_url, APP_ROLE))
+}
+
+/// `url` connecting as `user` (with no password: the demo's server trusts local connections).
+fn with_user(url: &str, user: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let host_part = match rest.rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("{}{user}@{host_part}", &url[..scheme_end])
+}
+
+/// Seeds the demo tenants up to `leads` leads each; a second run adds nothing.
+pub async fn seed(client: &Client, leads: u32) -> Result<(), Error> {
+    let leads = i64::from(leads);
+    for (id, name, plan, features) in TENANTS {
+        client
+            .execute(
+                "INSERT INTO tenants (id, name, plan) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING",
+                &[&id, &name, &plan],
+            )
+            .await?;
+        for feature in features {
+            client
+                .execute(
+                    "INSERT INTO tenant_subscriptions (tenant_id, feature, status) \
+                     SELECT $1, $2::text, 'active' WHERE NOT EXISTS \
+                       (SELECT 1 FROM tenant_subscriptions WHERE tenant_id = $1 AND feature = $2)",
+                    &[&id, feature],
+                )
+                .await?;
+        }
+        // Each table is topped up to its target, so a re-run (or a larger --seed) is cheap.
+        let have: i64 = count(client, "SELECT count(*) FROM leads WHERE org_id = $1", id).await?;
+        if have < leads {
+            tracing::info!(tenant = id, rows = leads - have, "seeding leads");
+            client
+                .execute(
+                    "INSERT INTO leads (org_id, name, email, company, status, source, created_at)
+                     SELECT $1, 'Lead ' || i, 'lead' || i || '@' || $1 || '.example',
+                            'Company ' || (i % 997),
+                            (ARRAY['new','contacted','qualified','lost','converted'])[1 + i % 5],
+                            (ARRAY['web','referral','event','ads'])[1 + i % 4],
+                            now() - make_interval(secs => i * 37)
+                     FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+                    &[&id, &have, &leads],
+                )
+                .await?;
+        }
+        let deals = leads / 4;
+        let have: i64 = count(client, "SELECT count(*) FROM deals WHERE org_id = $1", id).await?;
+        if have < deals {
+            client
+                .execute(
+                    "INSERT INTO deals (org_id, title, stage, amount, created_at)
+                     SELECT $1, 'Deal ' || i,
+                            (ARRAY['prospecting','qualification','proposal','negotiation','won','lost'])[1 + i % 6],
+                            (i * 7919) % 5000000, now() - make_interval(secs => i * 53)
+                     FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+                    &[&id, &have, &deals],
+                )
+                .await?;
+        }
+        let activity = leads / 2;
+        let have: i64 = count(
+            client,
+            "SELECT count(*) FROM collab_activity WHERE tenant_id = $1",
+            id,
+        )
+        .await?;
+        if have < activity {
+            client
+                .execute(
+                    "INSERT INTO collab_activity (tenant_id, actor, action, subject_type, subject_id, created_at)
+                     SELECT $1, 'user' || (i % 25) || '@' || $1 || '.example',
+                            (ARRAY['created','updated','commented','assigned'])[1 + i % 4],
+                            (ARRAY['lead','deal'])[1 + i % 2], i, now() - make_interval(secs => i * 29)
+                     FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+                    &[&id, &have, &activity],
+                )
+                .await?;
+        }
+        let events = leads / 10;
+        let have: i64 = count(
+            client,
+            "SELECT count(*) FROM billing_events b JOIN tenant_subscriptions s \
+             ON s.id = b.subscription_id WHERE s.tenant_id = $1",
+            id,
+        )
+        .await?;
+        if have < events {
+            client
+                .execute(
+                    "INSERT INTO billing_events (subscription_id, event_type, amount, payload, processed_at, created_at)
+                     SELECT (SELECT min(id) FROM tenant_subscriptions WHERE tenant_id = $1),
+                            (ARRAY['invoice.created','payment.succeeded','payment.failed','refund.created'])[1 + i % 4],
+                            (i * 131) % 100000, jsonb_build_object('n', i),
+                            CASE WHEN i % 3 = 0 THEN NULL ELSE now() - make_interval(secs => i * 61) END,
+                            now() - make_interval(secs => i * 61)
+                     FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+                    &[&id, &have, &events],
+                )
+                .await?;
+        }
+    }
+    client.batch_execute("ANALYZE").await?;
+    Ok(())
+}
+
+async fn count(client: &Client, sql: &str, tenant: &str) -> Result<i64, Error> {
+    Ok(client.query_one(sql, &[&tenant]).await?.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_user;
+
+    #[test]
+    fn with_user_replaces_the_user_and_drops_the_password() {
+        assert_eq!(
+            with_user(
+                "postgres://postgres@127.0.0.1:5432/parapet_demo",
+                "parapet_app"
+            ),
+            "postgres://parapet_app@127.0.0.1:5432/parapet_demo"
+        );
+        assert_eq!(
+            with_user("postgres://u:p@h/db?sslmode=disable", "a"),
+            "postgres://a@h/db?sslmode=disable"
+        );
+        assert_eq!(with_user("postgres://h/db", "a"), "postgres://a@h/db");
+    }
+}
