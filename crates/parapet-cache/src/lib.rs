@@ -80,7 +80,7 @@ mod upstream;
 pub use admin::PurgeService;
 pub use entry::{Entry, StoredValue, VaryMarker};
 pub use handle::CacheHandle;
-pub use key::{PrimaryKey, normalize_path_and_query, tenant_prefix};
+pub use key::{PrimaryKey, generation_key, normalize_path_and_query, tenant_prefix};
 pub use layer::{BuildError, CacheLayer, CacheLayerBuilder};
 pub use service::CacheService;
 pub use stats::CacheStats;

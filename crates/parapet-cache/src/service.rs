@@ -16,7 +16,8 @@ use tower_service::Service;
 
 use crate::coalesce::{Join, wait};
 use crate::fill::{Ctx, fetch};
-use crate::key::PrimaryKey;
+use crate::handle::key_for;
+use crate::key::{PrimaryKey, tenant_prefix};
 use crate::layer::Shared;
 use crate::lookup::{Lookup, lookup, serve};
 use crate::policy::{Decision, RequestDirectives, StaleReason, decide, invalidation_targets};
@@ -115,7 +116,11 @@ where
             .append_to(response.headers_mut());
         return Ok(response);
     }
-    let key = PrimaryKey::for_uri(&shared.prefix, tenant.as_deref(), request.uri());
+    let generation = shared
+        .store
+        .generation(&tenant_prefix(&shared.prefix, tenant.as_deref()))
+        .await;
+    let key = PrimaryKey::for_uri(&shared.prefix, tenant.as_deref(), generation, request.uri());
     let ctx = Ctx {
         shared,
         upstream,
@@ -325,7 +330,7 @@ async fn forward_other<B, E>(
         response.headers(),
     );
     for target in &targets {
-        let key = PrimaryKey::new(&shared.prefix, tenant, target);
+        let key = key_for(shared, tenant, target).await;
         shared.store.delete(key.as_bytes()).await;
         bump(&shared.counters.invalidations);
     }

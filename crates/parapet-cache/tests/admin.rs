@@ -69,7 +69,8 @@ async fn purge_service_behind_a_bearer_token() {
         async move {
             let key = cache
                 .handle()
-                .key_for(Some(&TenantId::parse(tenant).unwrap()), uri);
+                .key_for(Some(&TenantId::parse(tenant).unwrap()), uri)
+                .await;
             cache.store().get(key.as_bytes()).await.is_some()
         }
     };

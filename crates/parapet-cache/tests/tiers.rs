@@ -103,7 +103,8 @@ async fn redis_keys_carry_a_ttl_and_l2_hits_fill_l1() {
     send(&first_instance, big, get("acme", "/big")).await;
     let key = first_instance
         .handle()
-        .key_for(Some(&"acme".parse().unwrap()), "/big");
+        .key_for(Some(&"acme".parse().unwrap()), "/big")
+        .await;
     let raw: Vec<u8> = conn.get(&key.as_bytes()[..]).await.unwrap();
     assert!(
         !raw.is_empty() && raw.len() < 10_000,
@@ -123,7 +124,10 @@ async fn a_corrupted_redis_value_is_a_miss() {
         .unwrap();
     let (service, calls) = counting_origin("max-age=60");
     send(&cache, service.clone(), get("acme", "/x")).await;
-    let key = cache.handle().key_for(Some(&"acme".parse().unwrap()), "/x");
+    let key = cache
+        .handle()
+        .key_for(Some(&"acme".parse().unwrap()), "/x")
+        .await;
     for garbage in [
         &b"garbage"[..],
         &[1, 0, 0xff, 0xff][..],
