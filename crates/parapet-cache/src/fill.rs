@@ -29,6 +29,16 @@ pub(crate) struct Ctx<B, E> {
     pub(crate) key: PrimaryKey,
 }
 
+impl<B, E> Clone for Ctx<B, E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            upstream: self.upstream.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
 /// Request fields the client's own conditional request is made of; the cache sends its own
 /// (or none) upstream and answers the client's itself.
 pub(crate) const CLIENT_CONDITIONALS: [HeaderName; 2] =

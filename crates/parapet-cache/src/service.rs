@@ -12,9 +12,10 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use parapet_tenant::Tenant;
 use parapet_tenant::problem::Problem;
+use tokio::sync::watch;
 use tower_service::Service;
 
-use crate::coalesce::{Join, wait};
+use crate::coalesce::{FlightGuard, Join, wait};
 use crate::fill::{Ctx, fetch};
 use crate::handle::key_for;
 use crate::key::{PrimaryKey, tenant_prefix};
@@ -190,37 +191,13 @@ where
             // Concurrent requests on an expired entry revalidate it once.
             match ctx.shared.flights.join(ctx.key.as_bytes()) {
                 Join::Leader(guard) => {
-                    let response = revalidate(ctx, parts, body, found, Fwd::Stale).await;
-                    drop(guard);
-                    response
+                    let ctx = ctx.clone();
+                    detached(guard, async move {
+                        revalidate(&ctx, parts, body, found, Fwd::Stale).await
+                    })
+                    .await
                 }
-                Join::Waiter(rx) => {
-                    bump(&ctx.shared.counters.coalesced);
-                    wait(rx, ctx.shared.coalesce_wait).await;
-                    let again = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
-                    if let Some(response) = serve_if_fresh(ctx, &parts, &again) {
-                        return Ok(response);
-                    }
-                    match again {
-                        Lookup::Hit {
-                            entry,
-                            store_key,
-                            marker,
-                            ..
-                        } => {
-                            let stale = Stale {
-                                entry,
-                                store_key,
-                                marker,
-                            };
-                            revalidate(ctx, parts, body, stale, Fwd::Stale).await
-                        }
-                        Lookup::Miss { fwd, marker } => {
-                            bump(&ctx.shared.counters.misses);
-                            fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
-                        }
-                    }
-                }
+                Join::Waiter(rx) => after_wait(ctx, parts, body, rx).await,
             }
         }
         Decision::GatewayTimeout => Ok(only_if_cached()),
@@ -273,21 +250,79 @@ where
                 return answer_from_entry(ctx, parts, body, found, tier, false).await;
             }
             bump(&ctx.shared.counters.misses);
-            let response = fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await;
-            drop(guard);
-            response
+            let ctx = ctx.clone();
+            detached(guard, async move {
+                fetch(&ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
+            })
+            .await
         }
-        Join::Waiter(rx) => {
-            bump(&ctx.shared.counters.coalesced);
-            wait(rx, ctx.shared.coalesce_wait).await;
-            let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
-            if let Some(response) = serve_if_fresh(ctx, &parts, &found) {
-                return Ok(response);
-            }
-            let (fwd, marker) = match found {
-                Lookup::Miss { fwd, marker } => (fwd, marker),
-                Lookup::Hit { marker, .. } => (Fwd::Stale, marker),
+        Join::Waiter(rx) => after_wait(ctx, parts, body, rx).await,
+    }
+}
+
+/// Runs a coalescing leader's call to the inner service and store in a task of its own,
+/// holding the flight until it is stored: when the leader's client goes away (its future is
+/// dropped), the fill still completes and the waiters are served from it instead of all
+/// going upstream.
+async fn detached<F, E>(guard: FlightGuard, fill: F) -> Result<Response<Body>, E>
+where
+    F: Future<Output = Result<Response<Body>, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let task = tokio::spawn(async move {
+        let response = fill.await;
+        drop(guard);
+        response
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(error) => match error.try_into_panic() {
+            // The inner service panicked: as it would have without the task.
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only when the runtime shuts down.
+            Err(_) => Ok(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                "Shutting down",
+            )
+            .into_response()),
+        },
+    }
+}
+
+/// A waiter of a coalesced request, once the leader is done (or the wait is over): the entry
+/// the leader stored when it is fresh; otherwise its own revalidation or fetch.
+async fn after_wait<B, E>(
+    ctx: &Ctx<B, E>,
+    parts: Parts,
+    body: B,
+    rx: watch::Receiver<()>,
+) -> Result<Response<Body>, E>
+where
+    B: Default + Send + 'static,
+    E: Send + 'static,
+{
+    bump(&ctx.shared.counters.coalesced);
+    wait(rx, ctx.shared.coalesce_wait).await;
+    let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
+    if let Some(response) = serve_if_fresh(ctx, &parts, &found) {
+        return Ok(response);
+    }
+    match found {
+        Lookup::Hit {
+            entry,
+            store_key,
+            marker,
+            ..
+        } => {
+            let stale = Stale {
+                entry,
+                store_key,
+                marker,
             };
+            revalidate(ctx, parts, body, stale, Fwd::Stale).await
+        }
+        Lookup::Miss { fwd, marker } => {
             bump(&ctx.shared.counters.misses);
             fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
         }

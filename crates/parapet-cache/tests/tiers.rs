@@ -189,3 +189,61 @@ async fn unreachable_redis_fails_open_and_opens_the_breaker() {
         started.elapsed()
     );
 }
+
+/// Tag indexes do not keep expired keys: each add trims the members whose entries expired,
+/// the index expires with its longest-lived member, and a purge counts live members only.
+#[tokio::test]
+async fn tag_indexes_drop_expired_members() {
+    let mut conn = redis().await;
+    let cache = CacheLayer::builder()
+        .local(1024 * 1024)
+        .redis(redis_config())
+        .prefix(unique_prefix("tag-trim"))
+        .build()
+        .unwrap();
+    let (short, _) = common::origin(|_, _| {
+        let headers = vec![
+            ("cache-control", "max-age=1".to_owned()),
+            ("cache-tag", "news".to_owned()),
+        ];
+        (200, headers, "short".to_owned())
+    });
+    for path in ["/s1", "/s2", "/s3"] {
+        let response = send(&cache, short.clone(), get("acme", path)).await;
+        assert!(cache_status(&response).contains("stored"));
+    }
+    let acme = "acme".parse().unwrap();
+    let index = cache
+        .handle()
+        .key_for(Some(&acme), "/s1")
+        .await
+        .tag_index("news");
+    let members: usize = conn.zcard(&index[..]).await.unwrap();
+    assert_eq!(members, 3);
+    let ttl: i64 = conn.pttl(&index[..]).await.unwrap();
+    assert!(
+        ttl > 0 && ttl <= 1_000,
+        "the index lives as long as its members: {ttl}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (long, _) = common::origin(|_, _| {
+        let headers = vec![
+            ("cache-control", "max-age=300".to_owned()),
+            ("cache-tag", "news".to_owned()),
+        ];
+        (200, headers, "long".to_owned())
+    });
+    send(&cache, long, get("acme", "/l1")).await;
+    let members: usize = conn.zcard(&index[..]).await.unwrap();
+    assert_eq!(members, 1, "the three expired members were trimmed on add");
+    let ttl: i64 = conn.pttl(&index[..]).await.unwrap();
+    assert!(
+        ttl > 250_000,
+        "refreshed to the new member's retention: {ttl}"
+    );
+
+    assert_eq!(cache.handle().purge_tag(Some(&acme), "news").await, 1);
+    let exists: bool = conn.exists(&index[..]).await.unwrap();
+    assert!(!exists, "a purge removes the index");
+}

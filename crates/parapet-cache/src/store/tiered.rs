@@ -28,10 +28,11 @@ type Tombstones = moka::future::Cache<Bytes, ()>;
 /// bounds how long a missed one can be served meanwhile.
 ///
 /// An invalidation that cannot reach Redis (the delete failed twice) leaves a **tombstone**:
-/// this instance treats the key as absent in Redis, and a background task retries the delete
-/// (backing off up to 5 s) until it lands or the tombstone's lifetime (10 min) ends, so a
-/// stale copy left in Redis is never served by the instance that invalidated it and is
-/// removed for every instance once Redis answers again.
+/// the instance treats the key as absent in Redis, announces the tombstone to the other
+/// instances (which do the same), and each retries the delete in the background (backing off
+/// up to 5 s) until it lands or the tombstone's lifetime (10 min) ends. So a stale copy left
+/// in Redis is not served by any instance that heard of the invalidation, and is removed once
+/// Redis takes deletes again.
 #[derive(Debug)]
 pub struct TieredStore {
     local: MemoryStore,
@@ -119,6 +120,7 @@ impl TieredStore {
             channel: self.channel.clone(),
             local: self.local.clone(),
             generations: self.redis.generations().clone(),
+            repair: self.repair(),
         };
         tokio::spawn(listener.run(self.alive.subscribe()));
     }
@@ -128,29 +130,13 @@ impl TieredStore {
         self.tombstones.contains_key(key)
     }
 
-    /// Leaves a tombstone for `key` and retries its Redis delete in the background.
-    async fn tombstone(&self, key: &[u8]) {
-        let key = Bytes::copy_from_slice(key);
-        self.tombstones.insert(key.clone(), ()).await;
-        tracing::warn!("cache invalidation could not reach redis; retrying in the background");
-        let redis = Arc::clone(&self.redis);
-        let tombstones = self.tombstones.clone();
-        let mut alive = self.alive.subscribe();
-        tokio::spawn(async move {
-            let mut pause = Duration::from_millis(100);
-            while tombstones.contains_key(&key) {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    _ = alive.changed() => return,
-                }
-                if redis.delete(&key).await {
-                    tombstones.invalidate(&key).await;
-                    tracing::info!("cache invalidation retried: redis copy removed");
-                    return;
-                }
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-        });
+    /// A handle that leaves tombstones and retries deletes.
+    fn repair(&self) -> Repair {
+        Repair {
+            redis: Arc::clone(&self.redis),
+            tombstones: self.tombstones.clone(),
+            alive: self.alive.subscribe(),
+        }
     }
 
     async fn publish(&self, kind: u8, key: &[u8]) {
@@ -164,6 +150,40 @@ impl TieredStore {
 /// How long a tombstone (and its delete retries) lasts.
 const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(600);
 
+/// Leaves tombstones for keys whose Redis delete failed and retries the deletes.
+#[derive(Clone)]
+struct Repair {
+    redis: Arc<RedisStore>,
+    tombstones: Tombstones,
+    alive: watch::Receiver<()>,
+}
+
+impl Repair {
+    /// Leaves a tombstone for `key` and retries its Redis delete in the background (backing
+    /// off from 100 ms to 5 s) until it lands, the tombstone ends or the store is dropped.
+    async fn tombstone(&self, key: &[u8]) {
+        let key = Bytes::copy_from_slice(key);
+        self.tombstones.insert(key.clone(), ()).await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut alive = this.alive;
+            let mut pause = Duration::from_millis(100);
+            while this.tombstones.contains_key(&key) {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = alive.changed() => return,
+                }
+                if this.redis.delete(&key).await {
+                    this.tombstones.invalidate(&key).await;
+                    tracing::info!("cache invalidation retried: redis copy removed");
+                    return;
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
 /// The subscriber of one instance: applies other instances' invalidations to its local tier.
 struct Listener {
     /// Where to subscribe: the server, or each seed node of a cluster (a cluster broadcasts
@@ -172,6 +192,7 @@ struct Listener {
     channel: String,
     local: MemoryStore,
     generations: Generations,
+    repair: Repair,
 }
 
 impl Listener {
@@ -226,6 +247,11 @@ impl Listener {
             [b'k', key @ ..] => {
                 self.local.delete(key).await;
             }
+            [b't', key @ ..] => {
+                // The sender could not delete it from Redis: skip the Redis copy here too.
+                self.local.delete(key).await;
+                self.repair.tombstone(key).await;
+            }
             [b'p', prefix @ ..] => {
                 // Read the bumped generation on the next request, and free the old entries.
                 self.generations.invalidate(prefix).await;
@@ -272,9 +298,14 @@ impl Store for TieredStore {
             self.ensure_subscribed();
             self.local.delete(key).await;
             let deleted = self.redis.delete(key).await;
-            self.publish(b'k', key).await;
-            if !deleted {
-                self.tombstone(key).await;
+            if deleted {
+                self.publish(b'k', key).await;
+            } else {
+                tracing::warn!(
+                    "cache invalidation could not reach redis; retrying in the background"
+                );
+                self.repair().tombstone(key).await;
+                self.publish(b't', key).await;
             }
             deleted
         }

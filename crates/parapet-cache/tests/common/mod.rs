@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: the real Redis, tenants, and counting origins.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -13,6 +14,35 @@ use http_body_util::BodyExt;
 use parapet_cache::{CacheLayer, RedisConfig};
 use parapet_tenant::{Tenant, TenantId, TenantRecord};
 use tower::ServiceExt;
+
+/// What a test origin answers: status, headers, body.
+pub type Answer = (u16, Vec<(&'static str, String)>, String);
+
+/// An origin that answers call `n` (from 0) with `respond(n, request)`, and its call count.
+pub fn origin(
+    respond: impl Fn(usize, &Request<Body>) -> Answer + Send + Sync + 'static,
+) -> (
+    impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static,
+    Arc<AtomicUsize>,
+) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let respond = Arc::new(respond);
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let (status, headers, body) = respond(n, &request);
+        let mut builder = Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let response = builder.body(Body::from(body)).unwrap();
+        async move { Ok::<_, Infallible>(response) }
+    });
+    (service, calls)
+}
 
 /// `REDIS_URL`, or the local default.
 pub fn redis_url() -> String {
@@ -115,7 +145,7 @@ pub async fn text(response: Response<Body>) -> String {
 /// Sends one request through `layer` in front of `service`.
 pub async fn send<S>(layer: &CacheLayer, service: S, request: Request<Body>) -> Response<Body>
 where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
         + Clone
         + Send
         + 'static,
