@@ -128,22 +128,12 @@ where
         key,
     };
     let (parts, body) = request.into_parts();
-    let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
-    match found {
-        Lookup::Hit {
-            entry,
-            store_key,
-            tier,
-            marker,
-        } => {
-            let stale = Stale {
-                entry,
-                store_key,
-                marker,
-            };
-            answer_from_entry(&ctx, parts, body, stale, tier, true).await
-        }
-        Lookup::Miss { fwd, marker } => miss(&ctx, parts, body, fwd, marker).await,
+    match lookup(&ctx.shared, &ctx.key, &parts.headers)
+        .await
+        .into_hit()
+    {
+        Ok((found, tier)) => answer_from_entry(&ctx, parts, body, found, tier, true).await,
+        Err((fwd, marker)) => miss(&ctx, parts, body, fwd, marker).await,
     }
 }
 
@@ -233,19 +223,11 @@ where
     match ctx.shared.flights.join(&flight_key) {
         Join::Leader(guard) => {
             // The previous leader may have stored it between our lookup and now.
-            if let Lookup::Hit {
-                entry,
-                store_key,
-                tier,
-                marker,
-            } = lookup(&ctx.shared, &ctx.key, &parts.headers).await
+            if let Ok((found, tier)) = lookup(&ctx.shared, &ctx.key, &parts.headers)
+                .await
+                .into_hit()
             {
                 drop(guard);
-                let found = Stale {
-                    entry,
-                    store_key,
-                    marker,
-                };
                 // We hold this key's flight: revalidating must not wait for ourselves.
                 return answer_from_entry(ctx, parts, body, found, tier, false).await;
             }
@@ -308,21 +290,9 @@ where
     if let Some(response) = serve_if_fresh(ctx, &parts, &found) {
         return Ok(response);
     }
-    match found {
-        Lookup::Hit {
-            entry,
-            store_key,
-            marker,
-            ..
-        } => {
-            let stale = Stale {
-                entry,
-                store_key,
-                marker,
-            };
-            revalidate(ctx, parts, body, stale, Fwd::Stale).await
-        }
-        Lookup::Miss { fwd, marker } => {
+    match found.into_hit() {
+        Ok((stale, _)) => revalidate(ctx, parts, body, stale, Fwd::Stale).await,
+        Err((fwd, marker)) => {
             bump(&ctx.shared.counters.misses);
             fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
         }

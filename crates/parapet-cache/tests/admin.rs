@@ -3,37 +3,29 @@
 
 mod common;
 
-use std::convert::Infallible;
-
 use axum::Router;
 use axum::body::Body;
-use common::{get, redis, redis_config, send, text, unique_prefix};
-use http::{Request, Response, StatusCode};
+use common::{Origin, get, redis, redis_config, send, text, unique_prefix};
+use http::{Request, StatusCode};
 use parapet_cache::CacheLayer;
 use parapet_tenant::TenantId;
-use tower::{ServiceExt, service_fn};
+use tower::ServiceExt;
 
-fn origin()
--> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    service_fn(|request: Request<Body>| async move {
-        Ok::<_, Infallible>(
-            Response::builder()
-                .header("cache-control", "max-age=300")
-                .header(
-                    "cache-tag",
-                    if request.uri().path().starts_with("/a") {
-                        "a"
-                    } else {
-                        "b"
-                    },
-                )
-                .body(Body::from("x"))
-                .unwrap(),
-        )
+/// An origin tagging paths under `/a` with `a`, the others with `b`.
+fn origin() -> impl Origin {
+    common::origin(|_, request| {
+        let tag = if request.uri().path().starts_with("/a") {
+            "a"
+        } else {
+            "b"
+        };
+        let headers = vec![
+            ("cache-control", "max-age=300".to_owned()),
+            ("cache-tag", tag.to_owned()),
+        ];
+        (200, headers, "x".to_owned())
     })
+    .0
 }
 
 async fn call(

@@ -6,47 +6,31 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use common::{RedisCluster, cache_status, get, request, send, unique_prefix};
-use http::{Request, Response};
+use common::{Origin, RedisCluster, cache_status, get, request, send, unique_prefix};
 use parapet_cache::{CacheLayer, RedisConfig, Store};
 use parapet_tenant::TenantId;
-use tower::service_fn;
 
 const TENANTS: [&str; 4] = ["acme", "globex", "initech", "umbrella"];
 const PATHS: [&str; 3] = ["/a", "/b", "/c"];
 
-/// An origin counting its calls; GETs are cacheable for 5 min and tagged `all` and `p<path>`.
-fn origin() -> (
-    impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let service = service_fn(move |request: Request<Body>| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        let get = request.method() == http::Method::GET;
+/// An origin whose GETs are cacheable for 5 min and tagged `all` and `p<path>`.
+fn origin() -> (impl Origin, Arc<AtomicUsize>) {
+    common::origin(|_, request| {
         let path = request.uri().path().trim_start_matches('/').to_owned();
-        async move {
-            let builder = if get {
-                Response::builder()
-                    .header("cache-control", "max-age=300")
-                    .header("cache-tag", format!("all, p{path}"))
-            } else {
-                Response::builder().header("cache-control", "no-store")
-            };
-            Ok::<_, Infallible>(builder.body(Body::from(path)).unwrap())
-        }
-    });
-    (service, calls)
+        let headers = if request.method() == http::Method::GET {
+            vec![
+                ("cache-control", "max-age=300".to_owned()),
+                ("cache-tag", format!("all, p{path}")),
+            ]
+        } else {
+            vec![("cache-control", "no-store".to_owned())]
+        };
+        (200, headers, path)
+    })
 }
 
 fn instance(cluster: &RedisCluster, prefix: &str) -> CacheLayer {

@@ -5,46 +5,17 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use common::{cache_status, get, redis, redis_config, request, send, unique_prefix};
-use http::{Request, Response};
+use common::{
+    Origin, cache_status, get, redis, redis_config, request, rest_origin as origin, send,
+    unique_prefix,
+};
 use parapet_cache::{CacheLayer, Store, generation_key, tenant_prefix};
 use parapet_tenant::TenantId;
 use redis::AsyncCommands;
-use tower::service_fn;
-
-fn origin() -> (
-    impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let service = service_fn(move |request: Request<Body>| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        let cache_control = if request.method() == http::Method::GET {
-            "max-age=300"
-        } else {
-            "no-store"
-        };
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header("cache-control", cache_control)
-                    .body(Body::from("x"))
-                    .unwrap(),
-            )
-        }
-    });
-    (service, calls)
-}
 
 fn instance(prefix: &str) -> CacheLayer {
     CacheLayer::builder()
@@ -180,24 +151,17 @@ async fn purge_key_and_purge_tenant_reach_every_instance() {
 }
 
 /// An origin tagging `/products/{n}` with `product-{n}` and `products`.
-fn tagged_origin()
--> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    service_fn(|request: Request<Body>| {
+fn tagged_origin() -> impl Origin {
+    common::origin(|_, request| {
         let n = request.uri().path().rsplit('/').next().unwrap().to_owned();
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header("cache-control", "max-age=300")
-                    .header("cache-tag", format!("product-{n}, products"))
-                    .header("surrogate-key", "catalog")
-                    .body(Body::from(n))
-                    .unwrap(),
-            )
-        }
+        let headers = vec![
+            ("cache-control", "max-age=300".to_owned()),
+            ("cache-tag", format!("product-{n}, products")),
+            ("surrogate-key", "catalog".to_owned()),
+        ];
+        (200, headers, n)
     })
+    .0
 }
 
 async fn purge_by_tag(a: &CacheLayer, b: &CacheLayer) {

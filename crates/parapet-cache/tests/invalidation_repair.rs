@@ -9,7 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, cache_status, free_port, get, origin, request, send, unique_prefix};
+use common::{
+    RedisServer, cache_status, free_port, get, request, rest_origin, send, unique_prefix,
+};
 use parapet_cache::{CacheLayer, RedisConfig, Store};
 use parapet_tenant::TenantId;
 use redis::AsyncCommands;
@@ -46,21 +48,7 @@ async fn a_failed_redis_delete_is_never_served_and_is_retried() {
 
     let prefix = unique_prefix("repair");
     let (a, b) = (instance(&server, &prefix), instance(&server, &prefix));
-    let service = || {
-        origin(|n, request| {
-            let cache_control = if request.method() == http::Method::GET {
-                "max-age=300"
-            } else {
-                "no-store"
-            };
-            (
-                200,
-                vec![("cache-control", cache_control.to_owned())],
-                format!("v{n}"),
-            )
-        })
-        .0
-    };
+    let service = || rest_origin().0;
     // A stores /doc in Redis; B copies it into its local tier.
     send(&a, service(), get("acme", "/doc")).await;
     assert!(

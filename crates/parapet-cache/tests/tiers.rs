@@ -9,36 +9,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use common::{cache_status, get, redis, redis_config, send, text, unique_prefix};
+use common::{Origin, cache_status, get, redis, redis_config, send, text, unique_prefix};
 use http::{Request, Response};
 use parapet_cache::{CacheLayer, RedisConfig};
 use redis::AsyncCommands;
 use tower::service_fn;
 
-fn counting_origin(
-    cache_control: &'static str,
-) -> (
-    impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let service = service_fn(move |request: Request<Body>| {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        let body = format!("{} #{n}", request.uri().path());
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header("cache-control", cache_control)
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-        }
-    });
-    (service, calls)
+/// An origin answering `"<path> #n"` with `Cache-Control: cache_control`, counting calls.
+fn counting_origin(cache_control: &'static str) -> (impl Origin, Arc<AtomicUsize>) {
+    common::origin(move |n, request| {
+        let headers = vec![("cache-control", cache_control.to_owned())];
+        (200, headers, format!("{} #{n}", request.uri().path()))
+    })
 }
 
 async fn keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<Vec<u8>> {

@@ -18,16 +18,27 @@ use tower::ServiceExt;
 /// What a test origin answers: status, headers, body.
 pub type Answer = (u16, Vec<(&'static str, String)>, String);
 
+/// A test origin: an infallible, cloneable service answering `Request<Body>`.
+pub trait Origin:
+    tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Origin for S where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// An origin that answers call `n` (from 0) with `respond(n, request)`, and its call count.
 pub fn origin(
     respond: impl Fn(usize, &Request<Body>) -> Answer + Send + Sync + 'static,
-) -> (
-    impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-) {
+) -> (impl Origin, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let respond = Arc::new(respond);
@@ -42,6 +53,19 @@ pub fn origin(
         async move { Ok::<_, Infallible>(response) }
     });
     (service, calls)
+}
+
+/// An origin answering `"x"`: cacheable for 5 min on `GET`, `no-store` otherwise.
+pub fn rest_origin() -> (impl Origin, Arc<AtomicUsize>) {
+    origin(|_, request| {
+        let cache_control = if request.method() == http::Method::GET {
+            "max-age=300"
+        } else {
+            "no-store"
+        };
+        let headers = vec![("cache-control", cache_control.to_owned())];
+        (200, headers, "x".to_owned())
+    })
 }
 
 /// `REDIS_URL`, or the local default.
