@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 
 use crate::body::buffer;
-use crate::entry::{Entry, StoredValue, VaryMarker};
+use crate::entry::{Entry, StoredValue, VaryMarker, compact};
 use crate::key::PrimaryKey;
 use crate::layer::Shared;
 use crate::lookup::serve;
@@ -146,6 +146,7 @@ pub(crate) async fn complete(
                 entry.vary_request.append(name.clone(), value.clone());
             }
         }
+        entry.vary_request = compact(&entry.vary_request);
         entry.vary = fields;
     }
     let now = SystemTime::now();

@@ -401,4 +401,32 @@ mod tests {
         assert!(store.entry_count() <= capacity / 1024);
         assert!(store.entry_count() > 0);
     }
+
+    /// The byte bound with many small entries (the weigher's fixed overhead counts): after
+    /// every maintenance round the weighted size is within the capacity, and far fewer than
+    /// the written entries are held. `bench/run.sh cache-bytes` measures RSS for 1,000,000.
+    #[tokio::test]
+    async fn weighted_size_never_exceeds_capacity_with_many_small_entries() {
+        let capacity = 2 * 1024 * 1024;
+        let store = MemoryStore::new(capacity);
+        let mut max_weighted = 0;
+        for i in 0..100_000 {
+            let key = format!("parapet:cache:t4:acme|n1:0|mGET|u9:/items/{i}|");
+            store
+                .put(key.as_bytes(), value(100), Duration::from_secs(60))
+                .await;
+            if i % 5_000 == 4_999 {
+                store.run_pending_tasks().await;
+                let weighted = store.weighted_size();
+                assert!(weighted <= capacity, "{weighted} > {capacity} after {i}");
+                max_weighted = max_weighted.max(weighted);
+            }
+        }
+        // The capacity was reached (so the bound was exercised), and each entry weighs at
+        // least its body, key and the fixed overhead.
+        assert!(max_weighted > capacity / 2, "{max_weighted}");
+        let min_weight = u64::try_from(value(100).weight() + 40).unwrap();
+        assert!(store.entry_count() <= capacity / min_weight);
+        assert!(store.entry_count() > 1_000);
+    }
 }
