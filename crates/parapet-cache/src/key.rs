@@ -2,8 +2,10 @@
 //!
 //! Every component is length-prefixed (`<len>:<bytes>`), so no choice of tenant, path or header
 //! value can make two different requests share a key: tenant `a:b` with path `c` and tenant `a`
-//! with path `b:c` give `…t3:a:b|u2:/c` and `…t1:a|u4:/b:c`. The configured prefix comes first
-//! so a deployment can keep its keys apart from others in one Redis.
+//! with path `b:c` give `…t3:a:b|…u2:/c` and `…t1:a|…u4:/b:c`. The configured prefix comes
+//! first so a deployment can keep its keys apart from others in one Redis. After the tenant
+//! comes its generation (`n<len>:<generation>|`), which a tenant purge bumps: the keys of the old
+//! generation are never built again.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::Uri;

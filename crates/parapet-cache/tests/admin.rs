@@ -147,3 +147,25 @@ async fn purge_service_behind_a_bearer_token() {
     assert!(!stored("acme", "/b1").await);
     assert!(stored("globex", "/b1").await && stored("globex", "/a2?x=1").await);
 }
+
+/// A tenant purge that Redis did not take is reported (503), not claimed.
+#[tokio::test]
+async fn a_tenant_purge_redis_did_not_take_is_a_503() {
+    // Nothing listens on this port: every Redis command fails at once.
+    let port = common::free_port();
+    let cache = CacheLayer::builder()
+        .local(1024 * 1024)
+        .redis(parapet_cache::RedisConfig::new(format!(
+            "redis://127.0.0.1:{port}"
+        )))
+        .prefix(unique_prefix("admin-down"))
+        .build()
+        .unwrap();
+    let admin = Router::new().nest_service("/admin/cache", cache.handle().purge_service("s3cret"));
+    let (status, body) = call(&admin, "POST", "/admin/cache/tenant/acme", Some("s3cret")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body.contains("urn:parapet:problem:cache-purge-failed"),
+        "{body}"
+    );
+}
