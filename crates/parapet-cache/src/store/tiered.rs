@@ -162,6 +162,10 @@ impl Repair {
     /// Leaves a tombstone for `key` and retries its Redis delete in the background (backing
     /// off from 100 ms to 5 s) until it lands, the tombstone ends or the store is dropped.
     async fn tombstone(&self, key: &[u8]) {
+        if self.tombstones.contains_key(key) {
+            // Its retry is already running (e.g. this instance's own announcement came back).
+            return;
+        }
         let key = Bytes::copy_from_slice(key);
         self.tombstones.insert(key.clone(), ()).await;
         let this = self.clone();
