@@ -7,10 +7,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    RedisServer, cache_status, free_port, get, request, rest_origin, send, unique_prefix,
+    RedisServer, cache_status, eventually, free_port, get, request, rest_origin, send,
+    unique_prefix,
 };
 use parapet_cache::{CacheLayer, RedisConfig, Store};
 use parapet_tenant::TenantId;
@@ -67,36 +68,29 @@ async fn a_failed_redis_delete_is_never_served_and_is_retried() {
         "the delete was refused, so the old copy is still in Redis"
     );
     // ... but neither instance serves it: A left a tombstone and told B (over pub/sub).
-    let started = Instant::now();
     for cache in [&a, &b] {
-        while cache.store().get(key.as_bytes()).await.is_some() {
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "stale copy still served"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let store = cache.store();
+        eventually(
+            "stale copy no longer served",
+            Duration::from_secs(2),
+            || async { store.get(key.as_bytes()).await.is_none() },
+        )
+        .await;
     }
     assert!(a.stats().redis_errors >= 2, "{:?}", a.stats());
 
     // Deletes allowed again: the background retry removes the copy from Redis.
     acl(&mut admin, &["+del"]).await;
-    let started = Instant::now();
-    loop {
-        let left: bool = admin.exists(&key.as_bytes()[..]).await.unwrap();
-        if !left {
-            break;
+    let took = eventually("the delete retried", Duration::from_secs(15), || {
+        let mut admin = admin.clone();
+        let key = key.clone();
+        async move {
+            let left: bool = admin.exists(&key.as_bytes()[..]).await.unwrap();
+            !left
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the delete was not retried"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    eprintln!(
-        "the refused delete landed {:?} after DEL was allowed",
-        started.elapsed()
-    );
+    })
+    .await;
+    eprintln!("the refused delete landed {took:?} after DEL was allowed");
     // Once repaired (each instance's own retry clears its tombstone), the key is shared
     // through Redis again as usual.
     let again = send(&b, service(), get("acme", "/doc")).await;
@@ -105,14 +99,11 @@ async fn a_failed_redis_delete_is_never_served_and_is_retried() {
         "{}",
         cache_status(&again)
     );
-    let started = Instant::now();
-    while a.store().get(key.as_bytes()).await.is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "tombstone never cleared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let store = a.store();
+    eventually("tombstone cleared", Duration::from_secs(15), || async {
+        store.get(key.as_bytes()).await.is_some()
+    })
+    .await;
     let from_redis = send(&a, service(), get("acme", "/doc")).await;
     assert!(
         cache_status(&from_redis).contains("hit"),

@@ -68,6 +68,21 @@ pub fn rest_origin() -> (impl Origin, Arc<AtomicUsize>) {
     })
 }
 
+/// Polls `done` (every 2 ms) until it holds, failing the test with `what` after `limit`;
+/// returns how long it took.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut done: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    started.elapsed()
+}
+
 /// `REDIS_URL`, or the local default.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
