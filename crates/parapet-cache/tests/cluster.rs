@@ -1,13 +1,15 @@
 //! Two `CacheLayer` instances sharing a Redis Cluster of three masters (started by the test):
 //! entries of several tenants land on different nodes, and purge by key, by tag and by tenant,
 //! and an unsafe method's invalidation, work on the cluster and reach the other instance's
-//! local tier. No command may fail (a cross-slot command would, with `CROSSSLOT`).
+//! local tier. No command may fail (a cross-slot command would, with `CROSSSLOT`). A cluster
+//! that is down when the layer starts is a miss, and is used once it is up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Origin, RedisCluster, cache_status, eventually, get, request, send, unique_prefix};
@@ -162,4 +164,52 @@ async fn purges_and_invalidation_on_a_cluster_reach_every_instance() {
         );
         assert!(!stats.breaker_open, "{name}: {stats:?}");
     }
+}
+
+/// A cluster that is not there yet is a miss (fail open), and is used once it comes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_comes_up_later_is_used() {
+    let ports = [
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    ];
+    let cache = CacheLayer::builder()
+        .redis(
+            RedisConfig::cluster(ports.map(|p| format!("redis://127.0.0.1:{p}")))
+                .timeout(Duration::from_millis(500))
+                .breaker(3, Duration::from_millis(200)),
+        )
+        .prefix(unique_prefix("cluster-late"))
+        .build()
+        .unwrap();
+    let (service, calls) = origin();
+    for _ in 0..3 {
+        let response = send(&cache, service.clone(), get("acme", "/a")).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "fails open while the cluster is down"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(cache.stats().redis_errors > 0, "{:?}", cache.stats());
+
+    let _cluster = RedisCluster::start_on(ports);
+    let cache = &cache;
+    let service = &service;
+    eventually(
+        "the cluster tier used",
+        Duration::from_secs(20),
+        || async move {
+            let status = status_of_with(cache, service.clone(), "/b").await;
+            status.contains("detail=redis")
+        },
+    )
+    .await;
+}
+
+/// Sends a GET through `cache` to `service` and returns its `Cache-Status`.
+async fn status_of_with(cache: &CacheLayer, service: impl Origin, path: &str) -> String {
+    cache_status(&send(cache, service, get("acme", path)).await)
 }

@@ -287,6 +287,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Three distinct free ports (their listeners are held together while chosen).
+pub fn free_ports() -> [u16; 3] {
+    let listeners: Vec<_> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    [0, 1, 2].map(|i| listeners[i].local_addr().unwrap().port())
+}
+
 /// A Redis Cluster of three masters started by the test in a temporary directory; its
 /// processes are killed and the directory removed on drop.
 pub struct RedisCluster {
@@ -298,14 +306,18 @@ impl RedisCluster {
     /// Starts three `redis-server --cluster-enabled yes` on free ports, joins them with
     /// `redis-cli --cluster create`, and waits for `cluster_state:ok` on every node.
     pub fn start() -> Self {
+        Self::start_on(free_ports())
+    }
+
+    /// [`start`](Self::start) on these ports.
+    pub fn start_on(ports: [u16; 3]) -> Self {
         let dir = std::env::temp_dir().join(unique_prefix("cluster").replace(':', "-"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cluster = Self {
             nodes: Vec::new(),
             dir,
         };
-        for _ in 0..3 {
-            let port = free_port();
+        for port in ports {
             let conf = cluster.dir.join(format!("nodes-{port}.conf"));
             let node = RedisServer::start(
                 port,
