@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(pool)
+all=(pool cache-bytes)
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=("${all[@]}")
 if [ "${scenarios[0]}" = "--report" ]; then
@@ -36,6 +36,15 @@ for s in "${scenarios[@]+"${scenarios[@]}"}"; do
         stamp pool
         echo
         ./target/release/pool
+      } > "$tmp"
+      ;;
+    cache-bytes)
+      {
+        echo "## Local tier byte bound (parapet-cache)"
+        echo
+        stamp cache-bytes
+        echo
+        ./target/release/cache_bytes
       } > "$tmp"
       ;;
     *) echo "unknown scenario: $s (known: ${all[*]})" >&2; rm -f "$tmp"; exit 2 ;;

@@ -28,7 +28,7 @@ use crate::handle::CacheHandle;
 ///
 /// Answers `200 {"purged": n}` (`n` is 1 for a URI and a tenant), and RFC 9457 problems:
 /// 401 without the right token, 404 for an unknown route or invalid tenant, 405 for another
-/// method, 400 for a missing `path`.
+/// method, 400 for a missing `path`, 503 when a tenant purge could not be stored in Redis.
 #[derive(Clone)]
 pub struct PurgeService {
     handle: CacheHandle,
@@ -118,7 +118,15 @@ impl PurgeService {
         };
         let purged = match rest {
             [] => {
-                self.handle.purge_tenant(tenant.as_ref()).await;
+                if !self.handle.purge_tenant(tenant.as_ref()).await {
+                    return Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "cache-purge-failed",
+                        "Purge not stored",
+                    )
+                    .detail("the shared cache did not take the tenant purge; try again")
+                    .into_response();
+                }
                 1
             }
             ["tag", tag] => match percent_decode(tag) {

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::entry::{Entry, StoredValue, VaryMarker};
+use crate::entry::{Entry, StoredValue, VaryMarker, compact};
 use crate::policy::StoredTimes;
 
 /// The current encoding version.
@@ -180,7 +180,7 @@ fn decode_entry(r: &mut Reader<'_>) -> Option<Entry> {
     entry.stale_while_revalidate = swr;
     entry.stale_if_error = sie;
     entry.vary = vary;
-    entry.vary_request = vary_request;
+    entry.vary_request = compact(&vary_request);
     entry.tags = tags;
     Some(entry)
 }
@@ -281,6 +281,7 @@ impl<'a> Reader<'a> {
 
     fn headers(&mut self) -> Option<HeaderMap> {
         let count = self.u32()?;
+        // Not sized from `count`: a hostile value may claim any number.
         let mut map = HeaderMap::new();
         for _ in 0..count {
             let name = HeaderName::from_bytes(self.short()?).ok()?;

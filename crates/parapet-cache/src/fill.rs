@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 
 use crate::body::buffer;
-use crate::entry::{Entry, StoredValue, VaryMarker};
+use crate::entry::{Entry, StoredValue, VaryMarker, compact};
 use crate::key::PrimaryKey;
 use crate::layer::Shared;
 use crate::lookup::serve;
@@ -27,6 +27,16 @@ pub(crate) struct Ctx<B, E> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) upstream: Upstream<B, E>,
     pub(crate) key: PrimaryKey,
+}
+
+impl<B, E> Clone for Ctx<B, E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            upstream: self.upstream.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 /// Request fields the client's own conditional request is made of; the cache sends its own
@@ -136,6 +146,7 @@ pub(crate) async fn complete(
                 entry.vary_request.append(name.clone(), value.clone());
             }
         }
+        entry.vary_request = compact(&entry.vary_request);
         entry.vary = fields;
     }
     let now = SystemTime::now();

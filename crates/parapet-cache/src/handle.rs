@@ -32,13 +32,11 @@ impl CacheHandle {
     /// (`None` in single-tenant mode), from every tier this instance uses.
     ///
     /// With both tiers, the other instances sharing the Redis drop it from their local tier
-    /// too (through Redis pub/sub).
+    /// too (through Redis pub/sub). When Redis cannot confirm the delete, this instance stops
+    /// reading that key from Redis and retries the delete in the background (see
+    /// [`TieredStore`](crate::TieredStore)).
     pub async fn purge(&self, tenant: Option<&TenantId>, path_and_query: &str) {
-        let key = PrimaryKey::new(
-            &self.shared.prefix,
-            tenant.map(TenantId::as_str),
-            path_and_query,
-        );
+        let key = self.key_for(tenant, path_and_query).await;
         self.shared.store.delete(key.as_bytes()).await;
         bump(&self.shared.counters.invalidations);
     }
@@ -46,8 +44,9 @@ impl CacheHandle {
     /// Removes every stored response of `tenant` tagged `tag` (by a `Cache-Tag` or
     /// `Surrogate-Key` response header), from every tier and every instance's local tier.
     ///
-    /// Uses one index set per tag and single-key commands only, so it works on Redis
-    /// Cluster. Returns how many keys the tag listed (some may already have been gone).
+    /// Uses one index per tag and single-key commands only, so it works on Redis Cluster.
+    /// Returns how many keys the tag listed whose entries had not expired (some may already
+    /// have been gone).
     pub async fn purge_tag(&self, tenant: Option<&TenantId>, tag: &str) -> usize {
         let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
         let members = self.shared.store.index_take(&tag_index(&prefix, tag)).await;
@@ -61,22 +60,21 @@ impl CacheHandle {
     /// Removes every stored response of `tenant` (`None`: of the single-tenant deployment)
     /// from every tier, and from the local tiers of the other instances sharing the Redis.
     ///
-    /// On Redis this walks the keyspace with `SCAN MATCH` and deletes key by key; it is
-    /// meant for administration, not for the request path.
-    pub async fn purge_tenant(&self, tenant: Option<&TenantId>) {
+    /// O(1) and safe on Redis Cluster: it bumps the tenant's generation (one `INCR`), which
+    /// is part of every key, so the old entries are never read again; they expire with
+    /// their TTL. Returns false when the bump could not be stored in Redis (the purge then
+    /// only reached this instance's local tier: try again).
+    pub async fn purge_tenant(&self, tenant: Option<&TenantId>) -> bool {
         let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
-        self.shared.store.purge_prefix(&prefix).await;
+        let purged = self.shared.store.purge_tenant(&prefix).await;
         bump(&self.shared.counters.invalidations);
+        purged
     }
 
-    /// The primary key a URI has for a tenant (as stored in Redis).
-    #[must_use]
-    pub fn key_for(&self, tenant: Option<&TenantId>, path_and_query: &str) -> PrimaryKey {
-        PrimaryKey::new(
-            &self.shared.prefix,
-            tenant.map(TenantId::as_str),
-            path_and_query,
-        )
+    /// The primary key a URI has for a tenant now (as stored in Redis; it carries the
+    /// tenant's current generation).
+    pub async fn key_for(&self, tenant: Option<&TenantId>, path_and_query: &str) -> PrimaryKey {
+        key_for(&self.shared, tenant.map(TenantId::as_str), path_and_query).await
     }
 
     /// An admin service purging through this handle, behind `Authorization: Bearer <token>`
@@ -91,4 +89,15 @@ impl CacheHandle {
     pub fn stats(&self) -> CacheStats {
         self.shared.counters.snapshot()
     }
+}
+
+/// The primary key of a path for a tenant, with the tenant's current generation.
+pub(crate) async fn key_for(
+    shared: &Shared,
+    tenant: Option<&str>,
+    path_and_query: &str,
+) -> PrimaryKey {
+    let prefix = tenant_prefix(&shared.prefix, tenant);
+    let generation = shared.store.generation(&prefix).await;
+    PrimaryKey::new(&shared.prefix, tenant, generation, path_and_query)
 }

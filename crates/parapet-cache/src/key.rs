@@ -2,8 +2,10 @@
 //!
 //! Every component is length-prefixed (`<len>:<bytes>`), so no choice of tenant, path or header
 //! value can make two different requests share a key: tenant `a:b` with path `c` and tenant `a`
-//! with path `b:c` give `…t3:a:b|u2:/c` and `…t1:a|u4:/b:c`. The configured prefix comes first
-//! so a deployment can keep its keys apart from others in one Redis.
+//! with path `b:c` give `…t3:a:b|…u2:/c` and `…t1:a|…u4:/b:c`. The configured prefix comes
+//! first so a deployment can keep its keys apart from others in one Redis. After the tenant
+//! comes its generation (`n<len>:<generation>|`), which a tenant purge bumps: the keys of the old
+//! generation are never built again.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::Uri;
@@ -28,22 +30,38 @@ pub fn tenant_prefix(prefix: &str, tenant: Option<&str>) -> Bytes {
     out.freeze()
 }
 
-/// The key of the set of primary keys tagged `tag`, under a tenant prefix.
+/// The key of the index of primary keys tagged `tag`, under a tenant prefix (a sorted set
+/// scored by each member's expiry).
 pub(crate) fn tag_index(tenant_prefix: &[u8], tag: &str) -> Bytes {
     let mut out = BytesMut::with_capacity(tenant_prefix.len() + tag.len() + 8);
     out.put_slice(tenant_prefix);
-    put_component(&mut out, b'x', tag.as_bytes());
+    put_component(&mut out, b'z', tag.as_bytes());
+    out.freeze()
+}
+
+/// The key holding a tenant's generation (bumped by a tenant purge), under its tenant prefix.
+///
+/// `G|` never starts a component (components are a tag byte then a length), so it cannot
+/// equal any entry or index key.
+#[must_use]
+pub fn generation_key(tenant_prefix: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(tenant_prefix.len() + 2);
+    out.put_slice(tenant_prefix);
+    out.put_slice(b"G|");
     out.freeze()
 }
 
 impl PrimaryKey {
     /// Builds the key. `tenant` is `None` only in single-tenant mode, which uses a component
-    /// no tenant id can produce.
+    /// no tenant id can produce. `generation` is the tenant's current generation (see
+    /// [`Store::generation`](crate::Store::generation)): a tenant purge bumps it, which makes
+    /// every key built with the old one unreachable.
     #[must_use]
-    pub fn new(prefix: &str, tenant: Option<&str>, path_and_query: &str) -> Self {
-        let mut out = BytesMut::with_capacity(prefix.len() + path_and_query.len() + 32);
+    pub fn new(prefix: &str, tenant: Option<&str>, generation: u64, path_and_query: &str) -> Self {
+        let mut out = BytesMut::with_capacity(prefix.len() + path_and_query.len() + 40);
         out.put_slice(&tenant_prefix(prefix, tenant));
         let tenant_len = out.len();
+        put_component(&mut out, b'n', generation.to_string().as_bytes());
         // Only GET responses are stored; HEAD is answered from them.
         out.put_slice(b"mGET|");
         put_component(
@@ -60,9 +78,15 @@ impl PrimaryKey {
     /// The key of a request URI (its path and query; scheme and authority are not part of it,
     /// the tenant scopes the key instead).
     #[must_use]
-    pub fn for_uri(prefix: &str, tenant: Option<&str>, uri: &Uri) -> Self {
+    pub fn for_uri(prefix: &str, tenant: Option<&str>, generation: u64, uri: &Uri) -> Self {
         let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        Self::new(prefix, tenant, path_and_query)
+        Self::new(prefix, tenant, generation, path_and_query)
+    }
+
+    /// The prefix-and-tenant part of the key (see [`tenant_prefix`]).
+    #[must_use]
+    pub fn tenant_prefix(&self) -> &[u8] {
+        &self.bytes[..self.tenant_len]
     }
 
     /// The key of one variant of this URI, for a `Vary` marker's generation and the request's
@@ -145,17 +169,23 @@ mod tests {
 
     #[test]
     fn components_cannot_run_together() {
-        let a = PrimaryKey::new("p:", Some("a:b"), "c");
-        let b = PrimaryKey::new("p:", Some("a"), "b:c");
+        let a = PrimaryKey::new("p:", Some("a:b"), 0, "c");
+        let b = PrimaryKey::new("p:", Some("a"), 0, "b:c");
         assert_ne!(a, b);
-        assert_eq!(&a.as_bytes()[..], b"p:t3:a:b|mGET|u1:c|");
+        assert_eq!(&a.as_bytes()[..], b"p:t3:a:b|n1:0|mGET|u1:c|");
         // Single-tenant keys never equal a tenant's.
         assert_ne!(
-            PrimaryKey::new("p:", None, "/x"),
-            PrimaryKey::new("p:", Some("s"), "/x")
+            PrimaryKey::new("p:", None, 0, "/x"),
+            PrimaryKey::new("p:", Some("s"), 0, "/x")
         );
         // Variants of one URI differ by generation and by secondary key.
-        let k = PrimaryKey::new("p:", Some("a"), "/x");
+        let k = PrimaryKey::new("p:", Some("a"), 0, "/x");
+        // Generations separate a tenant's keys before and after a tenant purge.
+        assert_ne!(k, PrimaryKey::new("p:", Some("a"), 1, "/x"));
+        assert_ne!(
+            PrimaryKey::new("p:", Some("a"), 1, "/x"),
+            PrimaryKey::new("p:", Some("a"), 11, "/x")
+        );
         assert_ne!(k.variant(1, b"accept:a\n"), k.variant(2, b"accept:a\n"));
         assert_ne!(k.variant(1, b"accept:a\n"), k.variant(1, b"accept:b\n"));
         assert!(k.variant(1, b"").starts_with(k.as_bytes()));
@@ -163,12 +193,14 @@ mod tests {
         let a = tenant_prefix("p:", Some("a"));
         assert!(k.as_bytes().starts_with(&a));
         assert!(
-            !PrimaryKey::new("p:", Some("ab"), "/x")
+            !PrimaryKey::new("p:", Some("ab"), 0, "/x")
                 .as_bytes()
                 .starts_with(&a)
         );
-        assert_eq!(&k.tag_index("t:1")[..], b"p:t1:a|x3:t:1|");
+        assert_eq!(k.tenant_prefix(), &a[..]);
+        assert_eq!(&k.tag_index("t:1")[..], b"p:t1:a|z3:t:1|");
         assert_eq!(k.tag_index("t"), tag_index(&a, "t"));
+        assert_eq!(&generation_key(&a)[..], b"p:t1:a|G|");
     }
 
     #[test]
@@ -193,7 +225,7 @@ mod tests {
         ) {
             let same = t1 == t2 && p1 == p2;
             prop_assert_eq!(
-                PrimaryKey::new("x", Some(&t1), &p1) == PrimaryKey::new("x", Some(&t2), &p2),
+                PrimaryKey::new("x", Some(&t1), 0, &p1) == PrimaryKey::new("x", Some(&t2), 0, &p2),
                 same
             );
         }

@@ -8,18 +8,22 @@
 //!   key. Without a tenant, requests pass through uncached
 //!   (`Cache-Status: parapet; fwd=bypass; detail=no-tenant`) unless the layer was built with
 //!   [`single_tenant`](CacheLayerBuilder::single_tenant).
-//! - **Tiers.** A local moka tier bounded in bytes ([`MemoryStore`]), Redis ([`RedisStore`],
-//!   failing open behind a time budget and a breaker), or the first in front of the second
-//!   ([`TieredStore`]).
+//! - **Tiers.** A local moka tier bounded in bytes ([`MemoryStore`]), Redis ([`RedisStore`]: one
+//!   server, or a Redis Cluster with [`RedisConfig::cluster`]; failing open behind a time budget
+//!   and a breaker), or the first in front of the second ([`TieredStore`]).
 //! - **HTTP semantics.** Freshness, `Age`, `Vary` (with `Vary: *` never stored), conditional
 //!   requests answered with 304, revalidation of stale entries, `stale-while-revalidate`
 //!   (one background refresh per key) and `stale-if-error`, invalidation after unsafe methods.
-//! - **Coalescing.** Concurrent misses on one key make one call to the inner service.
+//! - **Coalescing.** Concurrent misses on one key make one call to the inner service, even when
+//!   the first request's client goes away before the response arrives.
 //! - **Limits.** Bodies above [`max_body_size`](CacheLayerBuilder::max_body_size) stream
 //!   through and are not stored.
 //! - **Purges.** [`CacheHandle`] purges by URI, tag (`Cache-Tag` / `Surrogate-Key`) or
 //!   tenant, on every instance's local tier (Redis pub/sub); [`PurgeService`] exposes that
-//!   behind a bearer token.
+//!   behind a bearer token. Every purge uses single-key commands (safe on Redis Cluster); a
+//!   tenant purge is O(1): it bumps the tenant's generation, which is part of every key. A
+//!   delete Redis does not confirm leaves a tombstone (the old copy is not served) and is
+//!   retried until it lands.
 //! - **Observability.** A `Cache-Status` header (RFC 9211) on every response, and
 //!   [`CacheLayer::stats`].
 //!
@@ -80,7 +84,7 @@ mod upstream;
 pub use admin::PurgeService;
 pub use entry::{Entry, StoredValue, VaryMarker};
 pub use handle::CacheHandle;
-pub use key::{PrimaryKey, normalize_path_and_query, tenant_prefix};
+pub use key::{PrimaryKey, generation_key, normalize_path_and_query, tenant_prefix};
 pub use layer::{BuildError, CacheLayer, CacheLayerBuilder};
 pub use service::CacheService;
 pub use stats::CacheStats;

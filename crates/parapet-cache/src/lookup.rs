@@ -14,6 +14,7 @@ use crate::policy::{
     VaryFields, age_header, evaluate_conditional, headers_for_304, secondary_key,
     secondary_key_matches,
 };
+use crate::revalidate::Stale;
 use crate::status::{CacheStatus, Fwd};
 use crate::store::Tier;
 
@@ -35,6 +36,28 @@ pub(crate) enum Lookup {
         /// The URI's `Vary` marker, when one was found.
         marker: Option<VaryMarker>,
     },
+}
+
+impl Lookup {
+    /// The stored entry and its tier, or why nothing usable was found.
+    pub(crate) fn into_hit(self) -> Result<(Stale, Tier), (Fwd, Option<VaryMarker>)> {
+        match self {
+            Self::Hit {
+                entry,
+                store_key,
+                tier,
+                marker,
+            } => Ok((
+                Stale {
+                    entry,
+                    store_key,
+                    marker,
+                },
+                tier,
+            )),
+            Self::Miss { fwd, marker } => Err((fwd, marker)),
+        }
+    }
 }
 
 /// Looks up the primary key, then, when the URI varies, the request's variant.

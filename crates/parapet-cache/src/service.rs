@@ -12,11 +12,13 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use parapet_tenant::Tenant;
 use parapet_tenant::problem::Problem;
+use tokio::sync::watch;
 use tower_service::Service;
 
-use crate::coalesce::{Join, wait};
+use crate::coalesce::{FlightGuard, Join, wait};
 use crate::fill::{Ctx, fetch};
-use crate::key::PrimaryKey;
+use crate::handle::key_for;
+use crate::key::{PrimaryKey, tenant_prefix};
 use crate::layer::Shared;
 use crate::lookup::{Lookup, lookup, serve};
 use crate::policy::{Decision, RequestDirectives, StaleReason, decide, invalidation_targets};
@@ -115,29 +117,23 @@ where
             .append_to(response.headers_mut());
         return Ok(response);
     }
-    let key = PrimaryKey::for_uri(&shared.prefix, tenant.as_deref(), request.uri());
+    let generation = shared
+        .store
+        .generation(&tenant_prefix(&shared.prefix, tenant.as_deref()))
+        .await;
+    let key = PrimaryKey::for_uri(&shared.prefix, tenant.as_deref(), generation, request.uri());
     let ctx = Ctx {
         shared,
         upstream,
         key,
     };
     let (parts, body) = request.into_parts();
-    let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
-    match found {
-        Lookup::Hit {
-            entry,
-            store_key,
-            tier,
-            marker,
-        } => {
-            let stale = Stale {
-                entry,
-                store_key,
-                marker,
-            };
-            answer_from_entry(&ctx, parts, body, stale, tier, true).await
-        }
-        Lookup::Miss { fwd, marker } => miss(&ctx, parts, body, fwd, marker).await,
+    match lookup(&ctx.shared, &ctx.key, &parts.headers)
+        .await
+        .into_hit()
+    {
+        Ok((found, tier)) => answer_from_entry(&ctx, parts, body, found, tier, true).await,
+        Err((fwd, marker)) => miss(&ctx, parts, body, fwd, marker).await,
     }
 }
 
@@ -185,37 +181,13 @@ where
             // Concurrent requests on an expired entry revalidate it once.
             match ctx.shared.flights.join(ctx.key.as_bytes()) {
                 Join::Leader(guard) => {
-                    let response = revalidate(ctx, parts, body, found, Fwd::Stale).await;
-                    drop(guard);
-                    response
+                    let ctx = ctx.clone();
+                    detached(guard, async move {
+                        revalidate(&ctx, parts, body, found, Fwd::Stale).await
+                    })
+                    .await
                 }
-                Join::Waiter(rx) => {
-                    bump(&ctx.shared.counters.coalesced);
-                    wait(rx, ctx.shared.coalesce_wait).await;
-                    let again = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
-                    if let Some(response) = serve_if_fresh(ctx, &parts, &again) {
-                        return Ok(response);
-                    }
-                    match again {
-                        Lookup::Hit {
-                            entry,
-                            store_key,
-                            marker,
-                            ..
-                        } => {
-                            let stale = Stale {
-                                entry,
-                                store_key,
-                                marker,
-                            };
-                            revalidate(ctx, parts, body, stale, Fwd::Stale).await
-                        }
-                        Lookup::Miss { fwd, marker } => {
-                            bump(&ctx.shared.counters.misses);
-                            fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
-                        }
-                    }
-                }
+                Join::Waiter(rx) => after_wait(ctx, parts, body, rx).await,
             }
         }
         Decision::GatewayTimeout => Ok(only_if_cached()),
@@ -251,38 +223,76 @@ where
     match ctx.shared.flights.join(&flight_key) {
         Join::Leader(guard) => {
             // The previous leader may have stored it between our lookup and now.
-            if let Lookup::Hit {
-                entry,
-                store_key,
-                tier,
-                marker,
-            } = lookup(&ctx.shared, &ctx.key, &parts.headers).await
+            if let Ok((found, tier)) = lookup(&ctx.shared, &ctx.key, &parts.headers)
+                .await
+                .into_hit()
             {
                 drop(guard);
-                let found = Stale {
-                    entry,
-                    store_key,
-                    marker,
-                };
                 // We hold this key's flight: revalidating must not wait for ourselves.
                 return answer_from_entry(ctx, parts, body, found, tier, false).await;
             }
             bump(&ctx.shared.counters.misses);
-            let response = fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await;
-            drop(guard);
-            response
+            let ctx = ctx.clone();
+            detached(guard, async move {
+                fetch(&ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
+            })
+            .await
         }
-        Join::Waiter(rx) => {
-            bump(&ctx.shared.counters.coalesced);
-            wait(rx, ctx.shared.coalesce_wait).await;
-            let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
-            if let Some(response) = serve_if_fresh(ctx, &parts, &found) {
-                return Ok(response);
-            }
-            let (fwd, marker) = match found {
-                Lookup::Miss { fwd, marker } => (fwd, marker),
-                Lookup::Hit { marker, .. } => (Fwd::Stale, marker),
-            };
+        Join::Waiter(rx) => after_wait(ctx, parts, body, rx).await,
+    }
+}
+
+/// Runs a coalescing leader's call to the inner service and store in a task of its own,
+/// holding the flight until it is stored: when the leader's client goes away (its future is
+/// dropped), the fill still completes and the waiters are served from it instead of all
+/// going upstream.
+async fn detached<F, E>(guard: FlightGuard, fill: F) -> Result<Response<Body>, E>
+where
+    F: Future<Output = Result<Response<Body>, E>> + Send + 'static,
+    E: Send + 'static,
+{
+    let task = tokio::spawn(async move {
+        let response = fill.await;
+        drop(guard);
+        response
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(error) => match error.try_into_panic() {
+            // The inner service panicked: as it would have without the task.
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only when the runtime shuts down.
+            Err(_) => Ok(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                "Shutting down",
+            )
+            .into_response()),
+        },
+    }
+}
+
+/// A waiter of a coalesced request, once the leader is done (or the wait is over): the entry
+/// the leader stored when it is fresh; otherwise its own revalidation or fetch.
+async fn after_wait<B, E>(
+    ctx: &Ctx<B, E>,
+    parts: Parts,
+    body: B,
+    rx: watch::Receiver<()>,
+) -> Result<Response<Body>, E>
+where
+    B: Default + Send + 'static,
+    E: Send + 'static,
+{
+    bump(&ctx.shared.counters.coalesced);
+    wait(rx, ctx.shared.coalesce_wait).await;
+    let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
+    if let Some(response) = serve_if_fresh(ctx, &parts, &found) {
+        return Ok(response);
+    }
+    match found.into_hit() {
+        Ok((stale, _)) => revalidate(ctx, parts, body, stale, Fwd::Stale).await,
+        Err((fwd, marker)) => {
             bump(&ctx.shared.counters.misses);
             fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
         }
@@ -325,7 +335,7 @@ async fn forward_other<B, E>(
         response.headers(),
     );
     for target in &targets {
-        let key = PrimaryKey::new(&shared.prefix, tenant, target);
+        let key = key_for(shared, tenant, target).await;
         shared.store.delete(key.as_bytes()).await;
         bump(&shared.counters.invalidations);
     }

@@ -3,37 +3,29 @@
 
 mod common;
 
-use std::convert::Infallible;
-
 use axum::Router;
 use axum::body::Body;
-use common::{get, redis, redis_config, send, text, unique_prefix};
-use http::{Request, Response, StatusCode};
+use common::{Origin, get, redis, redis_config, send, text, unique_prefix};
+use http::{Request, StatusCode};
 use parapet_cache::CacheLayer;
 use parapet_tenant::TenantId;
-use tower::{ServiceExt, service_fn};
+use tower::ServiceExt;
 
-fn origin()
--> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    service_fn(|request: Request<Body>| async move {
-        Ok::<_, Infallible>(
-            Response::builder()
-                .header("cache-control", "max-age=300")
-                .header(
-                    "cache-tag",
-                    if request.uri().path().starts_with("/a") {
-                        "a"
-                    } else {
-                        "b"
-                    },
-                )
-                .body(Body::from("x"))
-                .unwrap(),
-        )
+/// An origin tagging paths under `/a` with `a`, the others with `b`.
+fn origin() -> impl Origin {
+    common::origin(|_, request| {
+        let tag = if request.uri().path().starts_with("/a") {
+            "a"
+        } else {
+            "b"
+        };
+        let headers = vec![
+            ("cache-control", "max-age=300".to_owned()),
+            ("cache-tag", tag.to_owned()),
+        ];
+        (200, headers, "x".to_owned())
     })
+    .0
 }
 
 async fn call(
@@ -69,7 +61,8 @@ async fn purge_service_behind_a_bearer_token() {
         async move {
             let key = cache
                 .handle()
-                .key_for(Some(&TenantId::parse(tenant).unwrap()), uri);
+                .key_for(Some(&TenantId::parse(tenant).unwrap()), uri)
+                .await;
             cache.store().get(key.as_bytes()).await.is_some()
         }
     };
@@ -153,4 +146,26 @@ async fn purge_service_behind_a_bearer_token() {
     assert_eq!(status, StatusCode::OK);
     assert!(!stored("acme", "/b1").await);
     assert!(stored("globex", "/b1").await && stored("globex", "/a2?x=1").await);
+}
+
+/// A tenant purge that Redis did not take is reported (503), not claimed.
+#[tokio::test]
+async fn a_tenant_purge_redis_did_not_take_is_a_503() {
+    // Nothing listens on this port: every Redis command fails at once.
+    let port = common::free_port();
+    let cache = CacheLayer::builder()
+        .local(1024 * 1024)
+        .redis(parapet_cache::RedisConfig::new(format!(
+            "redis://127.0.0.1:{port}"
+        )))
+        .prefix(unique_prefix("admin-down"))
+        .build()
+        .unwrap();
+    let admin = Router::new().nest_service("/admin/cache", cache.handle().purge_service("s3cret"));
+    let (status, body) = call(&admin, "POST", "/admin/cache/tenant/acme", Some("s3cret")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body.contains("urn:parapet:problem:cache-purge-failed"),
+        "{body}"
+    );
 }

@@ -6,75 +6,20 @@
 mod common;
 
 use std::convert::Infallible;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use common::{cache_status, get, unique_prefix};
+use common::{RedisServer, cache_status, free_port, get, unique_prefix};
 use http::{Request, Response};
 use parapet_cache::{CacheLayer, RedisConfig};
 use tower::{Layer, ServiceExt, service_fn};
 
-/// A `redis-server` child process, killed on drop.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Server {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server must be installed (Debian package redis-server) for the chaos test",
-            );
-        let server = Self {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted() {
     let port = free_port();
-    let mut server = Server::start(port);
+    let mut server = RedisServer::start(port, &[]);
     let cache = CacheLayer::builder()
         .redis(
             RedisConfig::new(format!("redis://127.0.0.1:{}", server.port))
@@ -130,7 +75,7 @@ async fn redis_killed_and_restarted() {
         "breaker opened: {while_down:?}"
     );
 
-    let mut server = Server::start(port);
+    server.restart();
     // The breaker probes again after its cool-down; the connection manager reconnects.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -136,3 +136,61 @@ async fn expired_entries_are_revalidated_once() {
         assert_eq!(stats.revalidated, u64::from(etag), "{stats:?}");
     }
 }
+
+/// The leader of a coalesced miss whose client goes away (its future dropped mid-call) still
+/// completes the fill: the waiters are answered from it, and the inner service is called once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_leader_still_fills_for_the_waiters() {
+    let cache = CacheLayer::builder()
+        .local(8 * 1024 * 1024)
+        .prefix(unique_prefix("coalesce-cancel"))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let inner = service_fn(move |_request: Request<Body>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("cache-control", "max-age=60")
+                    .body(Body::from("filled"))
+                    .unwrap(),
+            )
+        }
+    });
+    let service = cache.layer(inner);
+    let leader = {
+        let service = service.clone();
+        tokio::spawn(async move { service.oneshot(get("acme", "/slow")).await })
+    };
+    // The leader is inside the inner call; the waiters queue behind it.
+    while calls.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move { service.oneshot(get("acme", "/slow")).await.unwrap() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The leader's client goes away.
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    for waiter in waiters {
+        let response = waiter.await.unwrap();
+        assert_eq!(response.status(), 200);
+        let status = common::cache_status(&response);
+        assert!(status.starts_with("parapet; hit;"), "{status}");
+        assert_eq!(text(response).await, "filled");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "{:?}", cache.stats());
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.stored, stats.hits, stats.coalesced),
+        (1, 20, 20),
+        "{stats:?}"
+    );
+}

@@ -5,51 +5,24 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use common::{cache_status, get, redis, redis_config, request, send, unique_prefix};
-use http::{Request, Response};
-use parapet_cache::{CacheLayer, Store};
+use common::{
+    Origin, cache_status, eventually, get, redis, redis_config, request, rest_origin as origin,
+    send, unique_prefix,
+};
+use parapet_cache::{CacheLayer, Store, generation_key, tenant_prefix};
 use parapet_tenant::TenantId;
 use redis::AsyncCommands;
-use tower::service_fn;
-
-fn origin() -> (
-    impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let service = service_fn(move |request: Request<Body>| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        let cache_control = if request.method() == http::Method::GET {
-            "max-age=300"
-        } else {
-            "no-store"
-        };
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header("cache-control", cache_control)
-                    .body(Body::from("x"))
-                    .unwrap(),
-            )
-        }
-    });
-    (service, calls)
-}
 
 fn instance(prefix: &str) -> CacheLayer {
     CacheLayer::builder()
         .local(4 * 1024 * 1024)
-        .redis(redis_config())
+        // Generations are re-read only when a purge is announced over pub/sub: the tests
+        // prove the announcement, not the TTL.
+        .redis(redis_config().generation_ttl(Duration::from_secs(60)))
         .prefix(prefix)
         .build()
         .unwrap()
@@ -75,15 +48,10 @@ async fn warm(a: &CacheLayer, b: &CacheLayer, tenant: &str, uri: &str) {
 
 /// Waits until `store` has nothing under `key`; returns how long it took.
 async fn gone(store: &Arc<dyn Store>, key: &[u8]) -> Duration {
-    let started = Instant::now();
-    while store.get(key).await.is_some() {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "not invalidated within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    started.elapsed()
+    eventually("invalidated", Duration::from_secs(2), || async {
+        store.get(key).await.is_none()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +72,8 @@ async fn unsafe_method_on_one_instance_clears_the_others_local_tier() {
     .await;
     let key = b
         .handle()
-        .key_for(Some(&TenantId::parse("acme").unwrap()), "/doc");
+        .key_for(Some(&TenantId::parse("acme").unwrap()), "/doc")
+        .await;
     let took = gone(&b.store(), key.as_bytes()).await;
     eprintln!("invalidation reached the other instance's local tier in {took:?}");
     assert!(took < Duration::from_millis(500), "{took:?}");
@@ -130,18 +99,31 @@ async fn purge_key_and_purge_tenant_reach_every_instance() {
     let acme = TenantId::parse("acme").unwrap();
 
     a.handle().purge(Some(&acme), "/one").await;
-    let key = b.handle().key_for(Some(&acme), "/one");
+    let key = b.handle().key_for(Some(&acme), "/one").await;
     let took = gone(&b.store(), key.as_bytes()).await;
     eprintln!("purge by key reached the other instance in {took:?}");
 
-    a.handle().purge_tenant(Some(&acme)).await;
-    for uri in ["/two", "/three?q=1"] {
-        let key = b.handle().key_for(Some(&acme), uri);
-        gone(&b.store(), key.as_bytes()).await;
+    let before = b.handle().key_for(Some(&acme), "/two").await;
+    assert!(a.handle().purge_tenant(Some(&acme)).await);
+    // B learns the new generation from the announcement (its own TTL is 60 s here).
+    let (handle, acme_ref, before_ref) = (b.handle(), &acme, &before);
+    let took = eventually("purge announced", Duration::from_secs(2), || async {
+        handle.key_for(Some(acme_ref), "/two").await != *before_ref
+    })
+    .await;
+    eprintln!("purge by tenant reached the other instance in {took:?}");
+    // One key was written for the purge: the tenant's generation.
+    let generation: u64 = conn
+        .get(&generation_key(&tenant_prefix(&prefix, Some("acme")))[..])
+        .await
+        .unwrap();
+    assert_eq!(generation, 1);
+    for cache in [&a, &b] {
+        for uri in ["/two", "/three?q=1"] {
+            let key = cache.handle().key_for(Some(&acme), uri).await;
+            assert!(cache.store().get(key.as_bytes()).await.is_none(), "{uri}");
+        }
     }
-    let left: Vec<String> = conn.keys(format!("{prefix}*")).await.unwrap();
-    assert_eq!(left.len(), 3, "only globex's keys remain: {left:?}");
-    assert!(left.iter().all(|k| k.contains("t6:globex|")), "{left:?}");
     let (service, calls) = origin();
     // acme: a miss on A (stored again), then a Redis hit on B; globex: local hits on both.
     for (tenant, instance, expected) in [
@@ -158,24 +140,17 @@ async fn purge_key_and_purge_tenant_reach_every_instance() {
 }
 
 /// An origin tagging `/products/{n}` with `product-{n}` and `products`.
-fn tagged_origin()
--> impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    service_fn(|request: Request<Body>| {
+fn tagged_origin() -> impl Origin {
+    common::origin(|_, request| {
         let n = request.uri().path().rsplit('/').next().unwrap().to_owned();
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header("cache-control", "max-age=300")
-                    .header("cache-tag", format!("product-{n}, products"))
-                    .header("surrogate-key", "catalog")
-                    .body(Body::from(n))
-                    .unwrap(),
-            )
-        }
+        let headers = vec![
+            ("cache-control", "max-age=300".to_owned()),
+            ("cache-tag", format!("product-{n}, products")),
+            ("surrogate-key", "catalog".to_owned()),
+        ];
+        (200, headers, n)
     })
+    .0
 }
 
 async fn purge_by_tag(a: &CacheLayer, b: &CacheLayer) {
@@ -200,7 +175,8 @@ async fn purge_by_tag(a: &CacheLayer, b: &CacheLayer) {
             let uri = format!("/products/{n}");
             let key = cache
                 .handle()
-                .key_for(Some(&TenantId::parse(tenant).unwrap()), &uri);
+                .key_for(Some(&TenantId::parse(tenant).unwrap()), &uri)
+                .await;
             cache.store().get(key.as_bytes()).await.is_some()
         }
     };

@@ -4,39 +4,20 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::body::Body;
-use common::{cache_status, get, header, request, send, text, ttl, unique_prefix};
-use http::{Request, Response, StatusCode};
+use common::{Origin, cache_status, get, header, request, send, text, ttl, unique_prefix};
+use http::StatusCode;
 use parapet_cache::CacheLayer;
-use tower::service_fn;
 
 /// An origin answering `200 "n"` with the given headers, counting calls.
-fn origin(
-    headers: &'static [(&'static str, &'static str)],
-) -> (
-    impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let service = service_fn(move |_request: Request<Body>| {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        let mut builder = Response::builder();
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let response = builder.body(Body::from(n.to_string())).unwrap();
-        async move { Ok::<_, Infallible>(response) }
-    });
-    (service, calls)
+fn origin(headers: &'static [(&'static str, &'static str)]) -> (impl Origin, Arc<AtomicUsize>) {
+    common::origin(move |n, _| {
+        let headers = headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        (200, headers, n.to_string())
+    })
 }
 
 fn local(test: &str) -> parapet_cache::CacheLayerBuilder {

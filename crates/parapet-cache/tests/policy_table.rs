@@ -3,44 +3,13 @@
 
 mod common;
 
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use axum::body::Body;
-use common::{cache_status, get, header, redis, redis_config, request, send, text, unique_prefix};
-use http::{Request, Response, StatusCode};
+use common::{
+    cache_status, get, header, origin, redis, redis_config, request, send, text, unique_prefix,
+};
+use http::StatusCode;
 use parapet_cache::CacheLayer;
-use tower::service_fn;
-
-/// What the origin answers: status, headers, body.
-type Answer = (u16, Vec<(&'static str, String)>, String);
-
-/// An origin that answers with `respond(call number, request)` and counts its calls.
-fn origin(
-    respond: impl Fn(usize, &Request<Body>) -> Answer + Send + Sync + 'static,
-) -> (
-    impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let respond = Arc::new(respond);
-    let service = service_fn(move |request: Request<Body>| {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        let (status, headers, body) = respond(n, &request);
-        let mut builder = Response::builder().status(status);
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        let response = builder.body(Body::from(body)).unwrap();
-        async move { Ok::<_, Infallible>(response) }
-    });
-    (service, calls)
-}
 
 async fn layer(test: &str) -> CacheLayer {
     redis().await;

@@ -9,36 +9,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use common::{cache_status, get, redis, redis_config, send, text, unique_prefix};
+use common::{Origin, cache_status, get, redis, redis_config, send, text, unique_prefix};
 use http::{Request, Response};
 use parapet_cache::{CacheLayer, RedisConfig};
 use redis::AsyncCommands;
 use tower::service_fn;
 
-fn counting_origin(
-    cache_control: &'static str,
-) -> (
-    impl tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let service = service_fn(move |request: Request<Body>| {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        let body = format!("{} #{n}", request.uri().path());
-        async move {
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .header("cache-control", cache_control)
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-        }
-    });
-    (service, calls)
+/// An origin answering `"<path> #n"` with `Cache-Control: cache_control`, counting calls.
+fn counting_origin(cache_control: &'static str) -> (impl Origin, Arc<AtomicUsize>) {
+    common::origin(move |n, request| {
+        let headers = vec![("cache-control", cache_control.to_owned())];
+        (200, headers, format!("{} #{n}", request.uri().path()))
+    })
 }
 
 async fn keys(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> Vec<Vec<u8>> {
@@ -103,7 +85,8 @@ async fn redis_keys_carry_a_ttl_and_l2_hits_fill_l1() {
     send(&first_instance, big, get("acme", "/big")).await;
     let key = first_instance
         .handle()
-        .key_for(Some(&"acme".parse().unwrap()), "/big");
+        .key_for(Some(&"acme".parse().unwrap()), "/big")
+        .await;
     let raw: Vec<u8> = conn.get(&key.as_bytes()[..]).await.unwrap();
     assert!(
         !raw.is_empty() && raw.len() < 10_000,
@@ -123,7 +106,10 @@ async fn a_corrupted_redis_value_is_a_miss() {
         .unwrap();
     let (service, calls) = counting_origin("max-age=60");
     send(&cache, service.clone(), get("acme", "/x")).await;
-    let key = cache.handle().key_for(Some(&"acme".parse().unwrap()), "/x");
+    let key = cache
+        .handle()
+        .key_for(Some(&"acme".parse().unwrap()), "/x")
+        .await;
     for garbage in [
         &b"garbage"[..],
         &[1, 0, 0xff, 0xff][..],
@@ -184,4 +170,62 @@ async fn unreachable_redis_fails_open_and_opens_the_breaker() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Tag indexes do not keep expired keys: each add trims the members whose entries expired,
+/// the index expires with its longest-lived member, and a purge counts live members only.
+#[tokio::test]
+async fn tag_indexes_drop_expired_members() {
+    let mut conn = redis().await;
+    let cache = CacheLayer::builder()
+        .local(1024 * 1024)
+        .redis(redis_config())
+        .prefix(unique_prefix("tag-trim"))
+        .build()
+        .unwrap();
+    let (short, _) = common::origin(|_, _| {
+        let headers = vec![
+            ("cache-control", "max-age=1".to_owned()),
+            ("cache-tag", "news".to_owned()),
+        ];
+        (200, headers, "short".to_owned())
+    });
+    for path in ["/s1", "/s2", "/s3"] {
+        let response = send(&cache, short.clone(), get("acme", path)).await;
+        assert!(cache_status(&response).contains("stored"));
+    }
+    let acme = "acme".parse().unwrap();
+    let index = cache
+        .handle()
+        .key_for(Some(&acme), "/s1")
+        .await
+        .tag_index("news");
+    let members: usize = conn.zcard(&index[..]).await.unwrap();
+    assert_eq!(members, 3);
+    let ttl: i64 = conn.pttl(&index[..]).await.unwrap();
+    assert!(
+        ttl > 0 && ttl <= 1_000,
+        "the index lives as long as its members: {ttl}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (long, _) = common::origin(|_, _| {
+        let headers = vec![
+            ("cache-control", "max-age=300".to_owned()),
+            ("cache-tag", "news".to_owned()),
+        ];
+        (200, headers, "long".to_owned())
+    });
+    send(&cache, long, get("acme", "/l1")).await;
+    let members: usize = conn.zcard(&index[..]).await.unwrap();
+    assert_eq!(members, 1, "the three expired members were trimmed on add");
+    let ttl: i64 = conn.pttl(&index[..]).await.unwrap();
+    assert!(
+        ttl > 250_000,
+        "refreshed to the new member's retention: {ttl}"
+    );
+
+    assert_eq!(cache.handle().purge_tag(Some(&acme), "news").await, 1);
+    let exists: bool = conn.exists(&index[..]).await.unwrap();
+    assert!(!exists, "a purge removes the index");
 }

@@ -59,15 +59,22 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Stores `value` under `key` for `ttl` (a zero `ttl` stores nothing).
     fn put<'a>(&'a self, key: &'a [u8], value: StoredValue, ttl: Duration) -> BoxFuture<'a, ()>;
 
-    /// Removes the value under `key`.
-    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, ()>;
+    /// Removes the value under `key`; false when a backend could not confirm it (the store
+    /// then does what it can so the old value is not served, see [`TieredStore`]).
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool>;
 
-    /// Removes every value whose key starts with `prefix` (an administrative operation, e.g.
-    /// purging a tenant; not used on the request path).
-    fn purge_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, ()>;
+    /// The current generation of the tenant whose keys start with `tenant_prefix` (0 until
+    /// its first purge). Keys are built with it (see
+    /// [`PrimaryKey::new`](crate::PrimaryKey::new)).
+    fn generation<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, u64>;
 
-    /// Adds `member` to the set `index` (e.g. the keys carrying a tag), keeping the set at
-    /// least `ttl`.
+    /// Purges every value of the tenant whose keys start with `tenant_prefix` by bumping its
+    /// generation: O(1), one key, so it is safe on Redis Cluster. False when the bump could
+    /// not be stored.
+    fn purge_tenant<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, bool>;
+
+    /// Adds `member` to the index `index` (e.g. the keys carrying a tag) until `ttl` from now,
+    /// dropping members whose time is over; the index lives as long as its longest member.
     fn index_add<'a>(
         &'a self,
         index: &'a [u8],
@@ -75,7 +82,7 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'a, ()>;
 
-    /// Removes the set `index` and returns its members.
+    /// Removes the index `index` and returns its members whose time is not over.
     fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>>;
 }
 
@@ -88,12 +95,16 @@ impl<T: Store + ?Sized> Store for Arc<T> {
         (**self).put(key, value, ttl)
     }
 
-    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, ()> {
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool> {
         (**self).delete(key)
     }
 
-    fn purge_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, ()> {
-        (**self).purge_prefix(prefix)
+    fn generation<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, u64> {
+        (**self).generation(tenant_prefix)
+    }
+
+    fn purge_tenant<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, bool> {
+        (**self).purge_tenant(tenant_prefix)
     }
 
     fn index_add<'a>(

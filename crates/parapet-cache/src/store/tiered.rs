@@ -1,15 +1,21 @@
 //! The local tier in front of Redis, with local tiers of all instances kept in step through
 //! Redis pub/sub.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
+use super::redis::Generations;
 use super::{Found, MemoryStore, RedisStore, Store};
 use crate::entry::StoredValue;
+
+/// Keys whose Redis delete failed, until a background retry removes them.
+type Tombstones = moka::future::Cache<Bytes, ()>;
 
 /// Reads the local tier, then Redis (filling the local tier from a Redis hit); writes and
 /// deletes go to both.
@@ -20,10 +26,18 @@ use crate::entry::StoredValue;
 /// keys from its local tier. After losing its subscription (Redis down), an instance clears
 /// its local tier when it subscribes again, since it may have missed invalidations; the cap
 /// bounds how long a missed one can be served meanwhile.
+///
+/// An invalidation that cannot reach Redis (the delete failed twice) leaves a **tombstone**:
+/// the instance treats the key as absent in Redis, announces the tombstone to the other
+/// instances (which do the same), and each retries the delete in the background (backing off
+/// up to 5 s) until it lands or the tombstone's lifetime (10 min) ends. So a stale copy left
+/// in Redis is not served by any instance that heard of the invalidation, and is removed once
+/// Redis takes deletes again.
 #[derive(Debug)]
 pub struct TieredStore {
     local: MemoryStore,
-    redis: RedisStore,
+    redis: Arc<RedisStore>,
+    tombstones: Tombstones,
     local_ttl_cap: Duration,
     revalidation_grace: Duration,
     channel: String,
@@ -39,7 +53,11 @@ impl TieredStore {
     pub fn new(local: MemoryStore, redis: RedisStore) -> Self {
         Self {
             local,
-            redis,
+            redis: Arc::new(redis),
+            tombstones: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TOMBSTONE_LIFETIME)
+                .build(),
             local_ttl_cap: Duration::from_secs(60),
             revalidation_grace: Duration::from_secs(60),
             channel: "parapet:cache:invalidate".to_owned(),
@@ -94,14 +112,31 @@ impl TieredStore {
 
     /// Starts the subscriber task once (on the first operation, inside the runtime).
     fn ensure_subscribed(&self) {
-        if self.subscribed.swap(true, Ordering::AcqRel) {
+        if self.subscribed.load(Ordering::Acquire) || self.subscribed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let client = self.redis.client().clone();
-        let local = self.local.clone();
-        let channel = self.channel.clone();
-        let alive = self.alive.subscribe();
-        tokio::spawn(subscribe(client, channel, local, alive));
+        let listener = Listener {
+            clients: self.redis.pubsub_clients().to_vec(),
+            channel: self.channel.clone(),
+            local: self.local.clone(),
+            generations: self.redis.generations().clone(),
+            repair: self.repair(),
+        };
+        tokio::spawn(listener.run(self.alive.subscribe()));
+    }
+
+    /// Whether a delete of `key` could not reach Redis and has not been retried successfully.
+    pub fn has_tombstone(&self, key: &[u8]) -> bool {
+        self.tombstones.contains_key(key)
+    }
+
+    /// A handle that leaves tombstones and retries deletes.
+    fn repair(&self) -> Repair {
+        Repair {
+            redis: Arc::clone(&self.redis),
+            tombstones: self.tombstones.clone(),
+            alive: self.alive.subscribe(),
+        }
     }
 
     async fn publish(&self, kind: u8, key: &[u8]) {
@@ -112,51 +147,121 @@ impl TieredStore {
     }
 }
 
-/// Listens for invalidations until the store is dropped, re-subscribing after errors.
-async fn subscribe(
-    client: redis::Client,
+/// How long a tombstone (and its delete retries) lasts.
+const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Leaves tombstones for keys whose Redis delete failed and retries the deletes.
+#[derive(Clone)]
+struct Repair {
+    redis: Arc<RedisStore>,
+    tombstones: Tombstones,
+    alive: watch::Receiver<()>,
+}
+
+impl Repair {
+    /// Leaves a tombstone for `key` and retries its Redis delete in the background (backing
+    /// off from 100 ms to 5 s) until it lands, the tombstone ends or the store is dropped.
+    async fn tombstone(&self, key: &[u8]) {
+        if self.tombstones.contains_key(key) {
+            // Its retry is already running (e.g. this instance's own announcement came back).
+            return;
+        }
+        let key = Bytes::copy_from_slice(key);
+        self.tombstones.insert(key.clone(), ()).await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut alive = this.alive;
+            let mut pause = Duration::from_millis(100);
+            while this.tombstones.contains_key(&key) {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = alive.changed() => return,
+                }
+                if this.redis.delete(&key).await {
+                    this.tombstones.invalidate(&key).await;
+                    tracing::info!("cache invalidation retried: redis copy removed");
+                    return;
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+/// The subscriber of one instance: applies other instances' invalidations to its local tier.
+struct Listener {
+    /// Where to subscribe: the server, or each seed node of a cluster (a cluster broadcasts
+    /// `PUBLISH` to every node, so any one of them hears every invalidation).
+    clients: Vec<redis::Client>,
     channel: String,
     local: MemoryStore,
-    mut alive: watch::Receiver<()>,
-) {
-    let mut first = true;
-    loop {
-        let connected = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = tokio::select! {
-            result = connected => result,
-            _ = alive.changed() => return,
-        };
-        match pubsub {
-            Ok(pubsub) => {
-                if !first {
-                    // Invalidations may have been missed while unsubscribed.
-                    local.clear();
-                }
-                first = false;
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let message = tokio::select! {
-                        message = messages.next() => message,
-                        _ = alive.changed() => return,
-                    };
-                    let Some(message) = message else { break };
-                    match message.get_payload_bytes() {
-                        [b'k', key @ ..] => local.delete(key).await,
-                        [b'p', prefix @ ..] => local.purge_prefix(prefix).await,
-                        _ => {}
+    generations: Generations,
+    repair: Repair,
+}
+
+impl Listener {
+    /// Listens until the store is dropped, re-subscribing after errors (on the next node).
+    async fn run(self, mut alive: watch::Receiver<()>) {
+        let mut first = true;
+        let mut node = 0;
+        loop {
+            let Some(client) = self.clients.get(node % self.clients.len().max(1)) else {
+                return;
+            };
+            let connected = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&self.channel).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let pubsub = tokio::select! {
+                result = connected => result,
+                _ = alive.changed() => return,
+            };
+            match pubsub {
+                Ok(pubsub) => {
+                    if !first {
+                        // Invalidations may have been missed while unsubscribed.
+                        self.local.clear();
+                        self.generations.invalidate_all();
                     }
+                    first = false;
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        let message = tokio::select! {
+                            message = messages.next() => message,
+                            _ = alive.changed() => return,
+                        };
+                        let Some(message) = message else { break };
+                        self.apply(message.get_payload_bytes()).await;
+                    }
+                    tracing::debug!("cache invalidation subscription lost; re-subscribing");
                 }
-                tracing::debug!("cache invalidation subscription lost; re-subscribing");
+                Err(error) => tracing::debug!(%error, "cache invalidation subscription failed"),
             }
-            Err(error) => tracing::debug!(%error, "cache invalidation subscription failed"),
+            node = node.wrapping_add(1);
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = alive.changed() => return,
+            }
         }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = alive.changed() => return,
+    }
+
+    async fn apply(&self, payload: &[u8]) {
+        match payload {
+            [b'k', key @ ..] => {
+                self.local.delete(key).await;
+            }
+            [b't', key @ ..] => {
+                // The sender could not delete it from Redis: skip the Redis copy here too.
+                self.local.delete(key).await;
+                self.repair.tombstone(key).await;
+            }
+            [b'p', prefix @ ..] => {
+                // Read the bumped generation on the next request, and free the old entries.
+                self.generations.invalidate(prefix).await;
+                self.local.purge_prefix(prefix);
+            }
+            _ => {}
         }
     }
 }
@@ -167,6 +272,9 @@ impl Store for TieredStore {
             self.ensure_subscribed();
             if let Some(found) = self.local.get(key).await {
                 return Some(found);
+            }
+            if self.has_tombstone(key) {
+                return None;
             }
             let found = self.redis.get(key).await?;
             let ttl = self.fill_ttl(&found.value);
@@ -187,22 +295,44 @@ impl Store for TieredStore {
         .boxed()
     }
 
-    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, ()> {
+    /// Deletes locally and in Redis (tried twice), and announces it to the other instances;
+    /// when Redis could not confirm it, leaves a tombstone and retries in the background.
+    fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool> {
         async move {
             self.ensure_subscribed();
             self.local.delete(key).await;
-            self.redis.delete(key).await;
-            self.publish(b'k', key).await;
+            let deleted = self.redis.delete(key).await;
+            if deleted {
+                self.publish(b'k', key).await;
+            } else {
+                tracing::warn!(
+                    "cache invalidation could not reach redis; retrying in the background"
+                );
+                self.repair().tombstone(key).await;
+                self.publish(b't', key).await;
+            }
+            deleted
         }
         .boxed()
     }
 
-    fn purge_prefix<'a>(&'a self, prefix: &'a [u8]) -> BoxFuture<'a, ()> {
+    fn generation<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, u64> {
         async move {
             self.ensure_subscribed();
-            self.local.purge_prefix(prefix).await;
-            self.redis.purge_prefix(prefix).await;
-            self.publish(b'p', prefix).await;
+            self.redis.generation(tenant_prefix).await
+        }
+        .boxed()
+    }
+
+    /// Bumps the generation in Redis, frees this instance's entries of the tenant, and
+    /// announces it so the other instances re-read the generation and free theirs.
+    fn purge_tenant<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, bool> {
+        async move {
+            self.ensure_subscribed();
+            let bumped = self.redis.purge_tenant(tenant_prefix).await;
+            self.local.purge_prefix(tenant_prefix);
+            self.publish(b'p', tenant_prefix).await;
+            bumped
         }
         .boxed()
     }
@@ -218,7 +348,7 @@ impl Store for TieredStore {
         self.redis.index_add(index, member, ttl)
     }
 
-    fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<bytes::Bytes>> {
+    fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
         self.redis.index_take(index)
     }
 }
