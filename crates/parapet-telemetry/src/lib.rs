@@ -71,7 +71,7 @@ mod guard;
 mod init;
 mod layer;
 mod memory;
-mod metrics;
+pub mod metrics;
 mod propagation;
 mod span;
 
