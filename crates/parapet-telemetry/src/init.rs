@@ -50,6 +50,10 @@ pub enum TelemetryError {
     Shutdown(String),
 }
 
+/// The targets whose `info` spans always reach OpenTelemetry: the request span and the pool's
+/// query spans.
+const OTEL_TARGETS: [&str; 2] = ["parapet_telemetry", "parapet_pool"];
+
 type TracerStep = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder + Send>;
 type MeterStep = Box<dyn FnOnce(MeterProviderBuilder) -> MeterProviderBuilder + Send>;
 
@@ -252,13 +256,20 @@ impl TelemetryBuilder {
             })
         };
         // The request span must reach OpenTelemetry whatever the log level, or handler spans
-        // lose their parent (davidB/axum-tracing-opentelemetry#148).
-        let otel_filter = parse(&filter)?.add_directive("parapet_telemetry=info".parse().map_err(
-            |e: tracing_subscriber::filter::ParseError| TelemetryError::InvalidEnv {
-                name: "RUST_LOG",
-                reason: e.to_string(),
-            },
-        )?);
+        // lose their parent (davidB/axum-tracing-opentelemetry#148); so must parapet-pool's
+        // `db.query` spans, which carry the slow-query events. A target the filter names
+        // explicitly keeps the level it was given.
+        let mut otel_filter = parse(&filter)?;
+        for target in OTEL_TARGETS {
+            if !filter.contains(target) {
+                otel_filter = otel_filter.add_directive(format!("{target}=info").parse().map_err(
+                    |e: tracing_subscriber::filter::ParseError| TelemetryError::InvalidEnv {
+                        name: "RUST_LOG",
+                        reason: e.to_string(),
+                    },
+                )?);
+            }
+        }
         let otel_layer = tracing_opentelemetry::layer()
             .with_tracer(tracer_provider.tracer("parapet-telemetry"))
             .with_filter(otel_filter);
