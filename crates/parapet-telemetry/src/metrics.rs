@@ -1,7 +1,7 @@
 //! The instruments parapet records: the HTTP server's (recorded by
 //! [`TelemetryLayer`](crate::TelemetryLayer)), and, behind the `cache` and `pool` features,
-//! observable instruments reading parapet-cache's counters ([`observe_cache`]) and
-//! parapet-pool's status ([`observe_pool`]). `process.memory.usage` comes from
+//! observable instruments reading parapet-cache's counters (`observe_cache`) and
+//! parapet-pool's status (`observe_pool`). `process.memory.usage` comes from
 //! [`MemoryMonitor`](crate::MemoryMonitor).
 
 use opentelemetry::{
