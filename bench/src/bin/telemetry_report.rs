@@ -120,4 +120,25 @@ fn main() {
         ),
         None => println!("The headline ratio could not be computed (a variant was not measured)."),
     }
+    // A variant that does strictly more work cannot be faster: if one is, the run was noisy.
+    let inverted: Vec<String> = [
+        ("parapet_spans", "parapet_spans_metrics"),
+        ("parapet_sampled_out", "parapet_spans"),
+        ("oit_tracing", "oit_tracing_metrics"),
+        ("oit_sampled_out", "oit_tracing"),
+    ]
+    .into_iter()
+    .filter_map(|(less, more)| {
+        let (l, m) = (median_ns(less)?, median_ns(more)?);
+        (l > m).then(|| format!("`{less}` ({}) > `{more}` ({})", ns(l), ns(m)))
+    })
+    .collect();
+    if !inverted.is_empty() {
+        println!();
+        println!(
+            "Noise: in this run {} although the second does strictly more; other jobs shared the \
+             machine, so read these ratios as rough.",
+            inverted.join(", ")
+        );
+    }
 }

@@ -263,7 +263,13 @@ impl TelemetryBuilder {
                 )?);
             }
         }
+        // No `busy_ns`/`idle_ns`, `thread.*` or `target` attributes: they are not semantic
+        // conventions, a task's thread says little in async code, and tracking inactivity
+        // reads the clock on every poll of every span.
         let otel_layer = tracing_opentelemetry::layer()
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_target(false)
             .with_tracer(tracer_provider.tracer("parapet-telemetry"))
             .with_filter(otel_filter);
         let fmt_layer = if self.log_output {

@@ -158,6 +158,13 @@ async fn spans_and_metrics_arrive_over_otlp_http_on_shutdown() {
         attr(&lead.attributes, "server.port"),
         Some(&Value::IntValue(3000))
     );
+    for noise in ["busy_ns", "idle_ns", "thread.id", "thread.name", "target"] {
+        assert_eq!(
+            attr(&lead.attributes, noise),
+            None,
+            "{noise} is not exported"
+        );
+    }
     let boom = spans.iter().find(|s| s.name == "GET /boom").unwrap();
     assert_eq!(
         boom.status.as_ref().map(|s| s.code),
