@@ -94,6 +94,11 @@ async fn cache_and_pool_metrics_arrive_over_otlp() {
         .unwrap();
     metrics::observe_cache(&meter, cache.handle());
     metrics::observe_pool(&meter, pools.clone());
+    let _memory = parapet_telemetry::MemoryMonitor::new()
+        .interval(Duration::from_millis(10))
+        .meter(meter.clone())
+        .start()
+        .unwrap();
 
     let gate = Gate::default();
     let directory =
@@ -268,6 +273,8 @@ async fn cache_and_pool_metrics_arrive_over_otlp() {
     assert_eq!(requests[&result("hit")], 2, "{requests:?}");
     assert_eq!(requests[&result("bypass")], 0, "{requests:?}");
 
-    // The layer's own instruments travel in the same exports.
+    // The layer's own instruments and the memory monitor's travel in the same exports.
     assert!(find(last, "http.server.request.duration").is_some());
+    let memory = int_points(find(last, "process.memory.usage").unwrap())[&attrs(&[])];
+    assert!(memory > 1 << 20, "{memory} bytes resident");
 }
