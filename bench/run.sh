@@ -4,6 +4,7 @@
 #
 #   bash bench/run.sh            # every scenario, in one run
 #   bash bench/run.sh pool       # only the named ones; the others keep their last figures
+#   bash bench/run.sh telemetry  # criterion, in process: the telemetry layers' cost per request
 #   bash bench/run.sh --report   # only rebuild BENCHMARKS.md from bench/results/
 #
 # Each scenario writes bench/results/<scenario>.md (stamped with its own date and command);
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(pool cache-bytes)
+all=(pool cache-bytes telemetry)
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=("${all[@]}")
 if [ "${scenarios[0]}" = "--report" ]; then
@@ -45,6 +46,26 @@ for s in "${scenarios[@]+"${scenarios[@]}"}"; do
         stamp cache-bytes
         echo
         ./target/release/cache_bytes
+      } > "$tmp"
+      ;;
+    telemetry)
+      # Short criterion runs: the figures are medians of 100 samples each.
+      cargo bench --locked -p parapet-bench --bench telemetry -- --warm-up-time 1 --measurement-time 3 >&2
+      {
+        echo "## Telemetry overhead (parapet-telemetry)"
+        echo
+        stamp telemetry
+        echo
+        echo "Criterion, in process (\`bench/benches/telemetry.rs\`): \`GET /leads/42\` on an axum route \`/leads/{id}\`"
+        echo "answered \`200\`, on a current-thread runtime, through each layer. Every variant exports the same"
+        echo "way: spans to a batch span processor in front of an exporter that drops them, metrics to a"
+        echo "60 s periodic reader in front of one that drops them. parapet's variants run the subscriber"
+        echo "\`TelemetryBuilder\` builds (tracing + tracing-opentelemetry); tower-http's \`TraceLayer\` runs"
+        echo "through the same one, with its span and response event at INFO so they are exported too;"
+        echo "opentelemetry-instrumentation-tower (OIT) calls the OpenTelemetry API from the global"
+        echo "providers. Medians; the machine is shared, so compare the ratios of one run."
+        echo
+        ./target/release/telemetry_report
       } > "$tmp"
       ;;
     *) echo "unknown scenario: $s (known: ${all[*]})" >&2; rm -f "$tmp"; exit 2 ;;

@@ -57,13 +57,15 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        // Most records are not `tenant.id`: look at the values before looking the span up.
+        let mut visitor = TenantVisitor::default();
+        values.record(&mut visitor);
+        let Some(tenant) = visitor.0 else { return };
         let Some(span) = ctx.span(id) else { return };
         if span.metadata().target() != TARGET {
             return;
         }
-        let mut visitor = TenantVisitor::default();
-        values.record(&mut visitor);
-        if let Some(tenant) = visitor.0 {
+        {
             let mut extensions = span.extensions_mut();
             match extensions.get_mut::<Captured>() {
                 Some(captured) => captured.tenant = Some(tenant),

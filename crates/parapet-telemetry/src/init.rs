@@ -4,9 +4,7 @@
 use std::{fmt, time::Duration};
 
 use opentelemetry::{KeyValue, trace::TracerProvider as _};
-use opentelemetry_otlp::{
-    ExporterBuildError, MetricExporter, Protocol, SpanExporter, WithExportConfig,
-};
+use opentelemetry_otlp::ExporterBuildError;
 use opentelemetry_sdk::{
     Resource,
     metrics::{
@@ -20,8 +18,8 @@ use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt};
 
 use crate::{
     SpanFieldsLayer, TelemetryGuard,
-    env::{self, Env, Transport},
-    export::{ExportRuntime, OnRuntime},
+    env::{self, Env, Signal},
+    export::{self, ExportRuntime, OnRuntime},
 };
 
 /// Why telemetry could not start or stop.
@@ -50,6 +48,10 @@ pub enum TelemetryError {
     Shutdown(String),
 }
 
+/// The targets whose `info` spans always reach OpenTelemetry: the request span and the pool's
+/// query spans.
+const OTEL_TARGETS: [&str; 2] = ["parapet_telemetry", "parapet_pool"];
+
 type TracerStep = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder + Send>;
 type MeterStep = Box<dyn FnOnce(MeterProviderBuilder) -> MeterProviderBuilder + Send>;
 
@@ -58,11 +60,23 @@ pub type BoxSubscriber = Box<dyn Subscriber + Send + Sync>;
 
 /// Configures telemetry; [`init`] is `TelemetryBuilder::from_env().init()`.
 ///
-/// Read from the environment map: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` (none: nothing is exported, spans still reach the log),
-/// `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or `grpc`),
-/// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, `OTEL_METRIC_EXPORT_INTERVAL` (ms) and
-/// `RUST_LOG` (default `info`).
+/// Read from the environment map (only `OTEL_*` and `RUST_LOG` are kept):
+///
+/// | variable | meaning |
+/// |---|---|
+/// | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the resource |
+/// | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL of both signals (OTLP/HTTP appends `v1/traces`, `v1/metrics`); none and no per-signal endpoint: nothing is exported, spans still reach the log |
+/// | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `_METRICS_ENDPOINT` | one signal's URL, used as is; a signal with no endpoint at all is not exported |
+/// | `OTEL_EXPORTER_OTLP_PROTOCOL`, `_TRACES_PROTOCOL`, `_METRICS_PROTOCOL` | `http/protobuf` (the default) or `grpc` |
+/// | `OTEL_EXPORTER_OTLP_HEADERS` (and `_TRACES_`/`_METRICS_`) | `key=value,…` sent with every export (percent-encoded values) |
+/// | `OTEL_EXPORTER_OTLP_TIMEOUT` (and per signal) | milliseconds per export (10 s by default) |
+/// | `OTEL_EXPORTER_OTLP_COMPRESSION` (and per signal) | `gzip` or `none` |
+/// | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (`parentbased_always_on` by default) |
+/// | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds between metric exports (60 s by default) |
+/// | `RUST_LOG` | the log filter (default `info`); OpenTelemetry also gets parapet's request and query spans at `info` |
+///
+/// A signal's own variable wins over the general one. Bad values of the protocol, the interval or
+/// `RUST_LOG` are errors; others fall back to the default with a [warning](TelemetryGuard::warnings).
 ///
 /// # Example
 ///
@@ -191,44 +205,27 @@ impl TelemetryBuilder {
             .with_resource(resource.clone());
         let mut meter = SdkMeterProvider::builder().with_resource(resource);
         let mut runtime = None;
-        if let Some(endpoint) = self.env.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            let transport = env::transport(&self.env)?;
+        let traces = env::signal_export(&self.env, Signal::Traces, &mut warnings)?;
+        let metrics = env::signal_export(&self.env, Signal::Metrics, &mut warnings)?;
+        if traces.is_some() || metrics.is_some() {
             let rt = ExportRuntime::new()?;
             let handle = rt
                 .handle()
                 .ok_or_else(|| TelemetryError::Shutdown("export runtime stopped".into()))?;
             // tonic's channel must be created inside a runtime.
             let entered = handle.enter();
-            let (spans, metrics) = match transport {
-                Transport::HttpProtobuf => (
-                    SpanExporter::builder()
-                        .with_http()
-                        .with_protocol(Protocol::HttpBinary)
-                        .with_endpoint(env::signal_url(endpoint, "v1/traces"))
-                        .build()?,
-                    MetricExporter::builder()
-                        .with_http()
-                        .with_protocol(Protocol::HttpBinary)
-                        .with_endpoint(env::signal_url(endpoint, "v1/metrics"))
-                        .build()?,
-                ),
-                Transport::Grpc => (
-                    SpanExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(endpoint)
-                        .build()?,
-                    MetricExporter::builder()
-                        .with_tonic()
-                        .with_endpoint(endpoint)
-                        .build()?,
-                ),
-            };
+            if let Some(config) = traces {
+                let exporter = export::span_exporter(&config)?;
+                tracer = tracer.with_batch_exporter(OnRuntime::new(exporter, handle.clone()));
+            }
+            if let Some(config) = metrics {
+                let exporter = export::metric_exporter(&config)?;
+                let reader = PeriodicReader::builder(OnRuntime::new(exporter, handle.clone()))
+                    .with_interval(interval)
+                    .build();
+                meter = meter.with_reader(reader);
+            }
             drop(entered);
-            tracer = tracer.with_batch_exporter(OnRuntime::new(spans, handle.clone()));
-            let reader = PeriodicReader::builder(OnRuntime::new(metrics, handle))
-                .with_interval(interval)
-                .build();
-            meter = meter.with_reader(reader);
             runtime = Some(rt);
         }
         for step in self.tracer_steps {
@@ -252,14 +249,27 @@ impl TelemetryBuilder {
             })
         };
         // The request span must reach OpenTelemetry whatever the log level, or handler spans
-        // lose their parent (davidB/axum-tracing-opentelemetry#148).
-        let otel_filter = parse(&filter)?.add_directive("parapet_telemetry=info".parse().map_err(
-            |e: tracing_subscriber::filter::ParseError| TelemetryError::InvalidEnv {
-                name: "RUST_LOG",
-                reason: e.to_string(),
-            },
-        )?);
+        // lose their parent (davidB/axum-tracing-opentelemetry#148); so must parapet-pool's
+        // `db.query` spans, which carry the slow-query events. A target the filter names
+        // explicitly keeps the level it was given.
+        let mut otel_filter = parse(&filter)?;
+        for target in OTEL_TARGETS {
+            if !filter.contains(target) {
+                otel_filter = otel_filter.add_directive(format!("{target}=info").parse().map_err(
+                    |e: tracing_subscriber::filter::ParseError| TelemetryError::InvalidEnv {
+                        name: "RUST_LOG",
+                        reason: e.to_string(),
+                    },
+                )?);
+            }
+        }
+        // No `busy_ns`/`idle_ns`, `thread.*` or `target` attributes: they are not semantic
+        // conventions, a task's thread says little in async code, and tracking inactivity
+        // reads the clock on every poll of every span.
         let otel_layer = tracing_opentelemetry::layer()
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_target(false)
             .with_tracer(tracer_provider.tracer("parapet-telemetry"))
             .with_filter(otel_filter);
         let fmt_layer = if self.log_output {

@@ -8,11 +8,33 @@
 //!   `http.server.request.duration` / `http.server.active_requests` metrics. Inner parapet layers
 //!   record `tenant.id` and `cache.status` on it; handler spans and parapet-pool's `db.query`
 //!   spans nest under it. A request slower than 1 s is a WARN event on its span.
-//! - [`init`] / [`TelemetryBuilder`]: the tracer and meter providers, the OTLP exporter
-//!   (`http/protobuf` or `grpc`), the sampler and the resource, all from the standard `OTEL_*`
-//!   variables; a `tracing` subscriber that logs to stdout (`RUST_LOG`) and feeds OpenTelemetry;
-//!   and a [`TelemetryGuard`] whose shutdown delivers the last spans.
+//! - [`init`] / [`TelemetryBuilder`]: the tracer and meter providers, the OTLP exporters
+//!   (`http/protobuf` or `grpc`, per signal: endpoint, protocol, headers, timeout, gzip), the
+//!   sampler and the resource, all from the standard `OTEL_*` variables; a `tracing` subscriber
+//!   that logs to stdout (`RUST_LOG`) and feeds OpenTelemetry (always with parapet's request and
+//!   query spans); and a [`TelemetryGuard`] whose shutdown delivers the last spans.
 //! - [`MemoryMonitor`]: `process.memory.usage`, and a WARN before the cgroup's limit is reached.
+//! - [`metrics`]: with the `cache` feature, `metrics::observe_cache` exports parapet-cache's
+//!   counters (`parapet.cache.requests` by `cache.result`, `parapet.cache.lookups` by
+//!   `cache.tier`, local bytes, Redis errors, the breaker); with the `pool` feature,
+//!   `metrics::observe_pool` exports parapet-pool's status (`db.client.connection.count` idle /
+//!   used, `.max`, `.pending_requests`, `parapet.pool.budget.in_use` / `.limit`).
+//!
+//! # Cache and pool metrics
+//!
+//! ```toml
+//! parapet-telemetry = { version = "0.1", features = ["cache", "pool"] }
+//! ```
+//!
+//! ```text
+//! let guard = parapet_telemetry::init()?;
+//! let meter = opentelemetry::global::meter("parapet");
+//! parapet_telemetry::metrics::observe_cache(&meter, cache_layer.handle());
+//! parapet_telemetry::metrics::observe_pool(&meter, pools.clone());
+//! ```
+//!
+//! The instruments are read at each export (every `OTEL_METRIC_EXPORT_INTERVAL`, 60 s by
+//! default); each function's docs list the names, units and attributes.
 //!
 //! # Example
 //!
@@ -53,6 +75,9 @@
 //! ```
 //!
 //! (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc` with `http://localhost:4317` for gRPC;
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` send one signal
+//! to a URL of its own, used as is; `OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20…` and
+//! `OTEL_EXPORTER_OTLP_COMPRESSION=gzip` for a hosted collector;
 //! `OTEL_RESOURCE_ATTRIBUTES=deployment.environment=staging` adds resource attributes;
 //! `OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1` samples 10 %.)
 //!
@@ -71,7 +96,7 @@ mod guard;
 mod init;
 mod layer;
 mod memory;
-mod metrics;
+pub mod metrics;
 mod propagation;
 mod span;
 

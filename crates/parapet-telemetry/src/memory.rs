@@ -129,7 +129,9 @@ impl MemoryMonitor {
             .unwrap_or_else(|| opentelemetry::global::meter("parapet-telemetry"));
         let observed = resident.clone();
         let gauge = meter
-            .i64_observable_up_down_counter("process.memory.usage")
+            .i64_observable_up_down_counter(
+                opentelemetry_semantic_conventions::metric::PROCESS_MEMORY_USAGE,
+            )
             .with_unit("By")
             .with_description("The amount of physical memory in use.")
             .with_callback(move |o| {

@@ -1,10 +1,24 @@
-//! The HTTP server instruments of the semantic conventions.
+//! The instruments parapet records: the HTTP server's (recorded by
+//! [`TelemetryLayer`](crate::TelemetryLayer)), and, behind the `cache` and `pool` features,
+//! observable instruments reading parapet-cache's counters (`observe_cache`) and
+//! parapet-pool's status (`observe_pool`). `process.memory.usage` comes from
+//! [`MemoryMonitor`](crate::MemoryMonitor).
 
 use opentelemetry::{
     KeyValue,
     metrics::{Histogram, Meter, UpDownCounter},
 };
 use opentelemetry_semantic_conventions::{attribute, metric};
+
+#[cfg(feature = "cache")]
+mod cache;
+#[cfg(feature = "pool")]
+mod pool;
+
+#[cfg(feature = "cache")]
+pub use cache::{CACHE_RESULT, CACHE_TIER, observe_cache};
+#[cfg(feature = "pool")]
+pub use pool::observe_pool;
 
 /// The explicit bucket boundaries the semantic conventions give `http.server.request.duration`.
 pub const DURATION_BUCKETS: [f64; 14] = [

@@ -55,7 +55,26 @@ pub(crate) fn request_span<B>(
         (method, Some(route)) => format!("{method} {}", route.as_str()),
         (method, None) => method.to_owned(),
     };
-    let span = tracing::info_span!(
+    // Every value is known now: passed at creation, they reach the subscriber in one visit
+    // instead of one `record` (and one dispatch through every layer) each.
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let (address, port) = host.map_or((None, None), |host| {
+        let (address, port) = split_host(host);
+        (Some(address), port.map(i64::from))
+    });
+    let agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|h| h.to_str().ok());
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(addr)| tracing::field::display(addr.ip()));
+    tracing::info_span!(
         target: TARGET,
         "HTTP request",
         otel.name = name,
@@ -65,50 +84,18 @@ pub(crate) fn request_span<B>(
         http.request.method = method,
         url.path = req.uri().path(),
         url.scheme = scheme,
-        url.query = Empty,
-        http.route = Empty,
+        url.query = req.uri().query(),
+        http.route = route.map(MatchedPath::as_str),
         http.response.status_code = Empty,
-        server.address = Empty,
-        server.port = Empty,
+        server.address = address,
+        server.port = port,
         network.protocol.version = protocol_version(req.version()),
-        user_agent.original = Empty,
-        client.address = Empty,
+        user_agent.original = agent,
+        client.address = client,
         error.type = Empty,
         tenant.id = Empty,
         cache.status = Empty,
-    );
-    if span.is_disabled() {
-        return span;
-    }
-    if let Some(query) = req.uri().query() {
-        span.record("url.query", query);
-    }
-    if let Some(route) = route {
-        span.record("http.route", route.as_str());
-    }
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    if let Some(host) = host {
-        let (address, port) = split_host(host);
-        span.record("server.address", address);
-        if let Some(port) = port {
-            span.record("server.port", i64::from(port));
-        }
-    }
-    if let Some(agent) = req
-        .headers()
-        .get(http::header::USER_AGENT)
-        .and_then(|h| h.to_str().ok())
-    {
-        span.record("user_agent.original", agent);
-    }
-    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>() {
-        span.record("client.address", addr.ip().to_string());
-    }
-    span
+    )
 }
 
 #[cfg(test)]

@@ -158,6 +158,13 @@ async fn spans_and_metrics_arrive_over_otlp_http_on_shutdown() {
         attr(&lead.attributes, "server.port"),
         Some(&Value::IntValue(3000))
     );
+    for noise in ["busy_ns", "idle_ns", "thread.id", "thread.name", "target"] {
+        assert_eq!(
+            attr(&lead.attributes, noise),
+            None,
+            "{noise} is not exported"
+        );
+    }
     let boom = spans.iter().find(|s| s.name == "GET /boom").unwrap();
     assert_eq!(
         boom.status.as_ref().map(|s| s.code),
@@ -259,4 +266,114 @@ async fn dropping_the_guard_also_delivers_the_last_span() {
         .map(|s| s.name)
         .collect();
     assert_eq!(names, vec!["GET /".to_owned()]);
+}
+
+/// Every request a recording receiver got: path, headers, body.
+type Seen = Arc<Mutex<Vec<(String, http::HeaderMap, Vec<u8>)>>>;
+
+/// A receiver that keeps every request: path, headers and body (gunzipped when compressed).
+fn recording_receiver() -> (SocketAddr, Seen) {
+    use std::io::Read as _;
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .fallback(|State(seen): State<Seen>, req: Request<Body>| async move {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+            let gzip = parts
+                .headers
+                .get("content-encoding")
+                .is_some_and(|v| v == "gzip");
+            let body = if gzip {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(bytes.as_ref())
+                    .read_to_end(&mut out)
+                    .unwrap();
+                out
+            } else {
+                bytes.to_vec()
+            };
+            seen.lock()
+                .unwrap()
+                .push((parts.uri.path().to_owned(), parts.headers, body));
+            ([("content-type", "application/x-protobuf")], Bytes::new())
+        })
+        .with_state(seen.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await
+        })
+    });
+    (addr, seen)
+}
+
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used as is (no `/v1/traces` appended), the metrics go
+// to the general endpoint's `/v1/metrics`, and the headers and gzip apply to both.
+#[tokio::test]
+async fn per_signal_endpoint_headers_and_gzip_reach_the_receiver() {
+    let (addr, seen) = recording_receiver();
+    let (subscriber, guard) = TelemetryBuilder::from_env_map([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}/base")),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            format!("http://{addr}/collector/spans"),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20t0ken,x-tenant=crm".to_owned(),
+        ),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".to_owned()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000".to_owned()),
+    ])
+    .log_output(false)
+    .build()
+    .unwrap();
+    assert!(guard.warnings().is_empty(), "{:?}", guard.warnings());
+    let _default = tracing::subscriber::set_default(subscriber);
+    let meter = guard.meter_provider().meter("parapet-telemetry");
+    let app = Router::new()
+        .route("/leads/{id}", get(|| async { "lead" }))
+        .layer(TelemetryLayer::new().meter(meter));
+    app.oneshot(Request::get("/leads/1").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    guard.shutdown().unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    let traces: Vec<_> = seen
+        .iter()
+        .filter(|(p, _, _)| p == "/collector/spans")
+        .collect();
+    assert!(!traces.is_empty(), "{paths:?}");
+    assert!(
+        seen.iter().any(|(p, _, _)| p == "/base/v1/metrics"),
+        "{paths:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|(p, _, _)| p == "/collector/spans" || p == "/base/v1/metrics"),
+        "{paths:?}"
+    );
+    for (path, headers, _) in &seen {
+        assert_eq!(headers["authorization"], "Bearer t0ken", "{path}");
+        assert_eq!(headers["x-tenant"], "crm", "{path}");
+        assert_eq!(headers["content-encoding"], "gzip", "{path}");
+    }
+    let names: Vec<String> = traces
+        .iter()
+        .map(|(_, _, body)| ExportTraceServiceRequest::decode(body.as_slice()).unwrap())
+        .flat_map(|r| r.resource_spans)
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec!["GET /leads/{id}".to_owned()]);
 }

@@ -1,0 +1,158 @@
+//! The counters of a parapet-cache [`CacheLayer`](parapet_cache::CacheLayer) as observable
+//! instruments.
+
+use opentelemetry::{
+    KeyValue,
+    metrics::{AsyncInstrument, Meter},
+};
+use parapet_cache::{CacheHandle, CacheStats};
+
+/// The attribute naming the outcome of a request or a lookup (`hit`, `miss`, …).
+pub const CACHE_RESULT: &str = "cache.result";
+/// The attribute naming the tier of a lookup: `local` (the in-process tier) or `redis`.
+pub const CACHE_TIER: &str = "cache.tier";
+
+/// Registers observable instruments that read [`CacheHandle::stats`] at every collection.
+///
+/// | instrument | kind, unit | attributes | from [`CacheStats`] |
+/// |---|---|---|---|
+/// | `parapet.cache.requests` | counter, `{request}` | `cache.result` = `hit` / `stale` / `miss` / `bypass` | `hits`, `stale`, `misses`, `bypass` |
+/// | `parapet.cache.lookups` | counter, `{lookup}` | `cache.tier` = `local` / `redis`, `cache.result` = `hit` / `miss` | `local_hits`, `local_misses`, `redis_hits`, `redis_misses` |
+/// | `parapet.cache.stored` | counter, `{response}` | | `stored` |
+/// | `parapet.cache.revalidated` | counter, `{response}` | | `revalidated` |
+/// | `parapet.cache.coalesced` | counter, `{request}` | | `coalesced` |
+/// | `parapet.cache.invalidations` | counter, `{key}` | | `invalidations` |
+/// | `parapet.cache.local.size` | up-down counter, `By` | | `local_bytes` |
+/// | `parapet.cache.redis.errors` | counter, `{error}` | | `redis_errors` |
+/// | `parapet.cache.redis.skipped` | counter, `{operation}` | | `redis_skipped` (breaker open) |
+/// | `parapet.cache.breaker.opens` | counter, `{open}` | | `breaker_opens` |
+/// | `parapet.cache.breaker.open` | gauge, `1` | | `breaker_open` (1 open, 0 closed) |
+///
+/// The counters are cumulative since the layer was built. The callbacks keep the handle (and so
+/// the cache's shared state) alive as long as the meter provider lives. Observe one cache per
+/// meter: two caches on one meter would report under the same names and attributes.
+///
+/// # Example
+///
+/// ```
+/// use opentelemetry::metrics::MeterProvider as _;
+/// use opentelemetry_sdk::metrics::SdkMeterProvider;
+/// use parapet_cache::CacheLayer;
+///
+/// let cache = CacheLayer::builder().local(64 << 20).build()?;
+/// // With `init()`: `opentelemetry::global::meter("parapet")`.
+/// let provider = SdkMeterProvider::default();
+/// parapet_telemetry::metrics::observe_cache(&provider.meter("parapet"), cache.handle());
+/// // `Router::new().route(..).layer(cache)`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn observe_cache(meter: &Meter, cache: CacheHandle) {
+    let counter = |name: &'static str,
+                   unit: &'static str,
+                   description: &'static str,
+                   read: fn(&CacheStats, &dyn AsyncInstrument<u64>)| {
+        let cache = cache.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_description(description)
+            .with_callback(move |observer| read(&cache.stats(), observer))
+            .build();
+    };
+    counter(
+        "parapet.cache.requests",
+        "{request}",
+        "Requests the cache handled, by outcome.",
+        |s, o| {
+            for (value, result) in [
+                (s.hits, "hit"),
+                (s.stale, "stale"),
+                (s.misses, "miss"),
+                (s.bypass, "bypass"),
+            ] {
+                o.observe(value, &[KeyValue::new(CACHE_RESULT, result)]);
+            }
+        },
+    );
+    counter(
+        "parapet.cache.lookups",
+        "{lookup}",
+        "Lookups in each cache tier, by outcome.",
+        |s, o| {
+            for (value, tier, result) in [
+                (s.local_hits, "local", "hit"),
+                (s.local_misses, "local", "miss"),
+                (s.redis_hits, "redis", "hit"),
+                (s.redis_misses, "redis", "miss"),
+            ] {
+                o.observe(
+                    value,
+                    &[
+                        KeyValue::new(CACHE_TIER, tier),
+                        KeyValue::new(CACHE_RESULT, result),
+                    ],
+                );
+            }
+        },
+    );
+    counter(
+        "parapet.cache.stored",
+        "{response}",
+        "Responses stored in the cache.",
+        |s, o| o.observe(s.stored, &[]),
+    );
+    counter(
+        "parapet.cache.revalidated",
+        "{response}",
+        "Stored responses revalidated upstream with a 304.",
+        |s, o| o.observe(s.revalidated, &[]),
+    );
+    counter(
+        "parapet.cache.coalesced",
+        "{request}",
+        "Requests that waited for another request's miss instead of calling the service.",
+        |s, o| o.observe(s.coalesced, &[]),
+    );
+    counter(
+        "parapet.cache.invalidations",
+        "{key}",
+        "Primary keys invalidated by unsafe methods and purges.",
+        |s, o| o.observe(s.invalidations, &[]),
+    );
+    counter(
+        "parapet.cache.redis.errors",
+        "{error}",
+        "Redis operations that failed or timed out (each one a miss).",
+        |s, o| o.observe(s.redis_errors, &[]),
+    );
+    counter(
+        "parapet.cache.redis.skipped",
+        "{operation}",
+        "Redis operations skipped because the breaker was open.",
+        |s, o| o.observe(s.redis_skipped, &[]),
+    );
+    counter(
+        "parapet.cache.breaker.opens",
+        "{open}",
+        "Times the Redis breaker opened.",
+        |s, o| o.observe(s.breaker_opens, &[]),
+    );
+    let handle = cache.clone();
+    meter
+        .i64_observable_up_down_counter("parapet.cache.local.size")
+        .with_unit("By")
+        .with_description("Approximate bytes held by the local cache tier.")
+        .with_callback(move |o| {
+            o.observe(
+                i64::try_from(handle.stats().local_bytes).unwrap_or(i64::MAX),
+                &[],
+            );
+        })
+        .build();
+    meter
+        .u64_observable_gauge("parapet.cache.breaker.open")
+        .with_unit("1")
+        .with_description("Whether the Redis breaker is open (1) or closed (0).")
+        .with_callback(move |o| o.observe(u64::from(cache.stats().breaker_open), &[]))
+        .build();
+}
