@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(pool)
+all=(pool stack)
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=("${all[@]}")
 if [ "${scenarios[0]}" = "--report" ]; then
@@ -21,6 +21,276 @@ if [ "${scenarios[0]}" = "--report" ]; then
 else
   cargo build --release --locked -p parapet-bench --bins
 fi
+
+# Stack cost (issue 6, scenario 2): wrk against each variant of bench/src/bin/stack.rs (one server
+# process per variant), nginx proxy_cache and Varnish in front of the bare server. Prints the
+# markdown section; fails loudly when a variant does not answer the way it must be measured.
+stack_scenario() {
+  local tool
+  for tool in wrk nginx varnishd curl redis-cli; do
+    if ! command -v "$tool" >/dev/null; then
+      apt-get update -qq >&2 && apt-get install -y -qq wrk nginx varnish curl redis-tools >&2
+      break
+    fi
+  done
+  local bin=./target/release/stack threads=2 conns=64 secs=10 warm=2 tenant=acme workers=2
+  work=$(mktemp -d)
+  prefix="parapet:bench:stack:$$:$(date +%s):"
+  pids=()
+  order=()
+  declare -gA rps=() p50=() p99=() errs=() label=()
+  addr=""
+  # shellcheck disable=SC2317
+  stack_cleanup() {
+    local p k
+    for p in "${pids[@]+"${pids[@]}"}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]+"${pids[@]}"}"; do wait "$p" 2>/dev/null || true; done
+    pids=()
+    redis-cli --scan --pattern "${prefix}*" | while read -r k; do redis-cli del "$k" >/dev/null; done
+    rm -rf "$work"
+  }
+  trap 'stack_cleanup' EXIT
+  cat > "$work/report.lua" <<'LUA'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+LUA
+  # start <name> <variant> [flags]: starts `stack serve` and sets $addr to where it listens.
+  start() {
+    local name=$1 i
+    shift
+    "$bin" serve "$@" --workers "$workers" > "$work/$name.log" 2>&1 &
+    pids+=($!)
+    for i in $(seq 1 300); do
+      addr=$(awk '/^listening /{print $2; exit}' "$work/$name.log")
+      [ -n "$addr" ] && return 0
+      kill -0 "${pids[-1]}" 2>/dev/null || break
+      sleep 0.1
+    done
+    echo "stack: the $name server did not start:" >&2
+    cat "$work/$name.log" >&2
+    exit 1
+  }
+  # Stops the process started last.
+  stop_last() {
+    local p=${pids[-1]}
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    unset 'pids[-1]'
+  }
+  wait_port() {
+    local i
+    for i in $(seq 1 100); do
+      curl -s -o /dev/null "http://$1/" && return 0
+      sleep 0.1
+    done
+    return 1
+  }
+  # check <name> <url> <header> <regex>: one request; status 200 and the header matching, or
+  # the scenario stops: a misconfigured variant must not silently measure the wrong path.
+  check() {
+    local head status value
+    head=$(curl -s -o /dev/null -D - -H "X-Tenant-Id: $tenant" "$2" | tr -d '\r')
+    status=$(printf '%s\n' "$head" | awk 'NR==1{print $2}')
+    value=$(printf '%s\n' "$head" | awk -v h="$3" \
+      'index(tolower($0), tolower(h) ": ") == 1 {print substr($0, length(h) + 3); exit}')
+    if [ "$status" != 200 ] || ! [[ "$value" =~ $4 ]]; then
+      echo "stack: $1 is misconfigured: status '$status', $3: '$value' (expected /$4/)" >&2
+      exit 1
+    fi
+    echo "- $1: \`$3: $value\`" >> "$work/checks"
+  }
+  # bench <name> <label> <url>: a warm-up run, then the measured one.
+  bench() {
+    local out n us q50 q99 e
+    wrk -t"$threads" -c"$conns" -d"${warm}s" -H "X-Tenant-Id: $tenant" "$3" > /dev/null
+    out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 2s --latency \
+      -H "X-Tenant-Id: $tenant" -s "$work/report.lua" "$3")
+    read -r _ n us q50 q99 e <<< "$(grep '^WRK ' <<< "$out")"
+    rps[$1]=$(awk -v n="$n" -v us="$us" 'BEGIN{printf "%.0f", n / (us / 1e6)}')
+    p50[$1]=$(awk -v v="$q50" 'BEGIN{printf "%.2f ms", v / 1000}')
+    p99[$1]=$(awk -v v="$q99" 'BEGIN{printf "%.2f ms", v / 1000}')
+    errs[$1]=$e
+    label[$1]=$2
+    order+=("$1")
+    echo "stack: $2: ${rps[$1]} requests/s, p99 ${p99[$1]}, $e errors" >&2
+  }
+  # counters <name>: the cache counters and exported spans a server printed when stopped.
+  counters() {
+    grep -E '^(cache-stats|spans-exported) ' "$work/$1.log" | tr '\n' ' ' | sed 's/ $//'
+  }
+  local url origin
+
+  start bare bare
+  origin=$addr
+  url="http://$addr/api/item"
+  check bare "$url" content-type '^application/json$'
+  check bare "$url" cache-control '^public, max-age=60$'
+  body_bytes=$(curl -s "$url" | wc -c)
+  bench bare "bare axum" "$url"
+
+  start miss miss --prefix "${prefix}miss:"
+  url="http://$addr/api/item"
+  check miss "$url" cache-status '^parapet; fwd=uri-miss; fwd-status=200; detail=response-no-store$'
+  bench miss "full stack, cache miss (handler says \`no-store\`)" "$url"
+  check miss "$url" cache-status '^parapet; fwd=uri-miss; fwd-status=200; detail=response-no-store$'
+  stop_last
+
+  start hit hit --prefix "${prefix}hit:"
+  url="http://$addr/api/item"
+  check hit "$url" cache-status '^parapet; fwd=uri-miss; fwd-status=200; ttl=[0-9]+; stored$'
+  check hit "$url" cache-status '^parapet; hit; ttl=[0-9]+; detail=local$'
+  bench hit "full stack, local-tier hit" "$url"
+  stop_last
+
+  # nginx proxy_cache in front of the bare server (run as the current user, in a temp dir).
+  local nport
+  nport=$("$bin" free-port)
+  mkdir -p "$work/nginx/logs" "$work/nginx/cache"
+  {
+    [ "$(id -u)" = 0 ] && echo "user root;"
+    cat <<NGINX
+worker_processes auto;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  proxy_cache_path $work/nginx/cache keys_zone=stack:10m max_size=64m;
+  upstream origin { server $origin; keepalive 32; }
+  server {
+    listen 127.0.0.1:$nport;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache stack;
+      proxy_cache_valid 200 60s;
+      add_header Cache-Status "nginx; \$upstream_cache_status";
+    }
+  }
+}
+NGINX
+  } > "$work/nginx/nginx.conf"
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" > "$work/nginx.log" 2>&1 &
+  pids+=($!)
+  if ! wait_port "127.0.0.1:$nport"; then
+    echo "stack: nginx did not start:" >&2
+    cat "$work/nginx.log" "$work/nginx/logs/error.log" >&2
+    exit 1
+  fi
+  url="http://127.0.0.1:$nport/api/item"
+  check nginx "$url" cache-status '^nginx; (MISS|HIT)$'
+  check nginx "$url" cache-status '^nginx; HIT$'
+  bench nginx "nginx proxy_cache in front of bare axum" "$url"
+  stop_last
+
+  # Varnish in front of the bare server.
+  local vport varnish_note=""
+  vport=$("$bin" free-port)
+  varnishd -F -a "127.0.0.1:$vport" -b "$origin" -s malloc,64m -n "$work/varnish" \
+    > "$work/varnish.log" 2>&1 &
+  pids+=($!)
+  if wait_port "127.0.0.1:$vport"; then
+    url="http://127.0.0.1:$vport/api/item"
+    curl -s -o /dev/null "$url"
+    # A hit names two transactions: this request's and the one that fetched the object.
+    check varnish "$url" x-varnish '^[0-9]+ [0-9]+$'
+    bench varnish "Varnish in front of bare axum" "$url"
+  else
+    varnish_note="Varnish could not run here, so it has no row: $(tail -3 "$work/varnish.log" | tr '\n' ' ')"
+  fi
+  stop_last
+  stop_last # the bare origin
+
+  start redis-hit redis-hit --prefix "${prefix}redis:"
+  url="http://$addr/api/item"
+  check redis-hit "$url" cache-status '^parapet; fwd=uri-miss; fwd-status=200; ttl=[0-9]+; stored$'
+  check redis-hit "$url" cache-status '^parapet; hit; ttl=[0-9]+; detail=redis$'
+  local key size
+  key=$(redis-cli --scan --pattern "${prefix}redis:*" | head -1)
+  size=$(redis-cli strlen "$key")
+  bench redis-hit "full stack, Redis-tier hit" "$url"
+  check redis-hit "$url" cache-status '^parapet; hit; ttl=[0-9]+; detail=redis$'
+  stop_last
+
+  start redis-get redis-get --prefix "${prefix}get:" --value-size "$size"
+  url="http://$addr/api/item"
+  check redis-get "$url" cache-control '^public, max-age=60$'
+  bench redis-get "bare axum + one Redis \`GET\` of ${size} B" "$url"
+  stop_last
+
+  local thc_note=""
+  if "$bin" thc-available >/dev/null 2>&1; then
+    start thc thc-hit
+    url="http://$addr/api/item"
+    curl -s -o /dev/null -H "X-Tenant-Id: $tenant" "$url"
+    check thc "$url" x-cache '^HIT$'
+    bench thc "tower-http-cache 0.5, in-memory hit (no other layer)" "$url"
+    stop_last
+  else
+    thc_note=$("$bin" thc-unavailable-reason 2>/dev/null || true)
+  fi
+
+  start bare2 bare
+  url="http://$addr/api/item"
+  bench bare2 "bare axum again, last (drift over the run)" "$url"
+  stop_last
+
+  # The table.
+  local base=${rps[bare]}
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}'; }
+  meets() { awk -v r="$1" -v t="$2" 'BEGIN{print (r >= t ? "yes" : "**no**")}'; }
+  echo "| variant | requests/s | p50 | p99 | errors | vs bare axum | target | met |"
+  echo "|---|---|---|---|---|---|---|---|"
+  local name r target met
+  for name in "${order[@]}"; do
+    r=$(ratio "${rps[$name]}" "$base")
+    target="" met=""
+    case "$name" in
+      miss) target="≥ 0.8x bare"; met=$(meets "$r" 0.8) ;;
+      hit)
+        local rn
+        rn=$(ratio "${rps[hit]}" "${rps[nginx]:-0}")
+        target="≥ 0.95x bare; ≥ 1.6x nginx (${rn}x)"
+        met="$(meets "$r" 0.95) / $(meets "$rn" 1.6)"
+        ;;
+      redis-hit)
+        local rg
+        rg=$(ratio "${rps[redis-hit]}" "${rps[redis-get]:-0}")
+        target="≥ 0.9x the Redis-GET handler (${rg}x)"
+        met=$(meets "$rg" 0.9)
+        ;;
+    esac
+    echo "| ${label[$name]} | ${rps[$name]} | ${p50[$name]} | ${p99[$name]} | ${errs[$name]} | ${r}x | $target | $met |"
+  done
+  echo
+  echo "How it was run:"
+  echo
+  echo "- \`wrk -t$threads -c$conns -d${secs}s --timeout 2s --latency -H 'X-Tenant-Id: $tenant'\` per variant after a ${warm} s warm-up with the same settings, one variant at a time, \`GET /api/item\` on 127.0.0.1; wrk sends \`Host: 127.0.0.1:<port>\`. The same header goes to every variant (only the stack reads it). Errors are wrk's socket errors (connect, read, write, timeout) plus responses with a status ≥ 400 (wrk's count: it does not count 1xx/3xx, which this handler never sends)."
+  echo "- wrk and the servers share the machine's $(nproc) cores: wrk runs $threads threads; each axum server is its own process with a Tokio runtime of $workers worker threads (\`stack serve <variant> --workers $workers\`); nginx runs \`worker_processes auto\` ($(nproc) workers, the same count as Tokio's), Varnish its default thread pools (2 pools, at least 100 threads each, mostly idle); Redis (one thread) and the other work on this machine share them too."
+  echo "- Every variant answers the same ${body_bytes}-byte JSON body. The stack is \`TelemetryLayer\` → \`TenantLayer\` (\`StaticDirectory\` with tenant \`acme\`, \`HeaderResolver\`: \`X-Tenant-Id\`) → \`CacheLayer\` → \`PoolLayer\` (\`TenantPools\` on \`postgres://postgres@127.0.0.1:5432/postgres\`; the handler takes no \`Db\`, so nothing is checked out and PostgreSQL is not measured)."
+  echo "- Telemetry: the subscriber and providers \`parapet_telemetry::TelemetryBuilder\` builds (as \`init()\`), sampler always-on, a \`BatchSpanProcessor\` whose exporter counts and discards the spans (so recording, batching and the export thread all run; only the network is left out), a periodic metric reader with a discarding exporter, logs off (\`RUST_LOG=warn\`)."
+  echo "- Cache miss: the handler answers \`Cache-Control: no-store\`, so every request takes the cache's whole miss path (tenant-scoped key, local-tier lookup, the per-key coalescing of misses, forwarding, the storability check) and only the store is skipped: \`no-store\` rather than \`private\` because a shared cache refuses both the same way, and \`no-store\` is what a real no-cache endpoint sends. A first-time miss of a cacheable response would also buffer and store the body."
+  echo "- Local-tier hit: \`CacheLayer::builder().local(64 MiB)\`; Redis-tier hit: \`CacheLayer::builder().redis(..)\` and no local tier, keys under a prefix unique to the run (\`${prefix}\`, deleted afterwards). The Redis-GET handler reads one value of the size of the entry the cache stored (\`STRLEN\` of its key: $size bytes) through a \`redis::aio::ConnectionManager\`, then answers like the bare handler."
+  echo "- nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'): config generated into a temp dir, \`proxy_cache_path\` there, \`proxy_cache_valid 200 60s\`, keepalive to the origin, \`access_log off\`, run with \`nginx -p <tmp> -c <tmp>/nginx.conf\` (\`daemon off\`) and stopped afterwards. Varnish $(varnishd -V 2>&1 | grep -o 'varnish-[0-9.]*' | head -1 | sed 's/varnish-//'): \`varnishd -F -a 127.0.0.1:<port> -b <bare axum> -s malloc,64m -n <tmp>\` (built-in VCL; the origin's \`max-age=60\` sets the TTL), stopped afterwards."
+  [ -n "$varnish_note" ] && echo "- $varnish_note"
+  [ -n "$thc_note" ] && echo "- $thc_note"
+  echo "- Before each measured run one request checked the variant (status 200 and):"
+  echo
+  cat "$work/checks"
+  echo
+  echo "- Server-side counters at the end of each stack run (hits / misses must match the row):"
+  echo
+  for name in miss hit redis-hit; do
+    echo "  - $name: \`$(counters "$name")\`"
+  done
+  stack_cleanup
+}
 
 stamp() {
   echo "_Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`bash bench/run.sh $1\` on $(nproc) cores, $(rustc --version | awk '{print $1, $2}')._"
@@ -36,6 +306,15 @@ for s in "${scenarios[@]+"${scenarios[@]}"}"; do
         stamp pool
         echo
         ./target/release/pool
+      } > "$tmp"
+      ;;
+    stack)
+      {
+        echo "## Stack cost (telemetry → tenant → cache → pool)"
+        echo
+        stamp stack
+        echo
+        stack_scenario
       } > "$tmp"
       ;;
     *) echo "unknown scenario: $s (known: ${all[*]})" >&2; rm -f "$tmp"; exit 2 ;;
