@@ -33,12 +33,13 @@ stack_scenario() {
       break
     fi
   done
-  local bin=./target/release/stack threads=2 conns=64 secs=10 warm=2 tenant=acme workers=2
+  local bin=./target/release/stack threads=2 conns=64 secs=${STACK_SECS:-10} warm=2 tenant=acme workers=2
+  local rounds=${STACK_ROUNDS:-3}
   work=$(mktemp -d)
   prefix="parapet:bench:stack:$$:$(date +%s):"
   pids=()
   order=()
-  declare -gA rps=() p50=() p99=() errs=() label=()
+  declare -gA errs=() label=()
   addr=""
   # shellcheck disable=SC2317
   stack_cleanup() {
@@ -74,13 +75,6 @@ LUA
     cat "$work/$name.log" >&2
     exit 1
   }
-  # Stops the process started last.
-  stop_last() {
-    local p=${pids[-1]}
-    kill "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-    unset 'pids[-1]'
-  }
   wait_port() {
     local i
     for i in $(seq 1 100); do
@@ -101,50 +95,91 @@ LUA
       echo "stack: $1 is misconfigured: status '$status', $3: '$value' (expected /$4/)" >&2
       exit 1
     fi
-    echo "- $1: \`$3: $value\`" >> "$work/checks"
+    [ "${round:-0}" -le 1 ] && echo "- $1: \`$3: $value\`" >> "$work/checks"
+    return 0
   }
-  # bench <name> <label> <url>: a warm-up run, then the measured one.
-  bench() {
-    local out n us q50 q99 e
-    wrk -t"$threads" -c"$conns" -d"${warm}s" -H "X-Tenant-Id: $tenant" "$3" > /dev/null
+  # measure <name>: a warm-up run, then the measured one; adds this round's figures.
+  measure() {
+    local out n us q50 q99 e r
+    wrk -t"$threads" -c"$conns" -d"${warm}s" -H "X-Tenant-Id: $tenant" "${urls[$1]}" > /dev/null
     out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 2s --latency \
-      -H "X-Tenant-Id: $tenant" -s "$work/report.lua" "$3")
+      -H "X-Tenant-Id: $tenant" -s "$work/report.lua" "${urls[$1]}")
     read -r _ n us q50 q99 e <<< "$(grep '^WRK ' <<< "$out")"
-    rps[$1]=$(awk -v n="$n" -v us="$us" 'BEGIN{printf "%.0f", n / (us / 1e6)}')
-    p50[$1]=$(awk -v v="$q50" 'BEGIN{printf "%.2f ms", v / 1000}')
-    p99[$1]=$(awk -v v="$q99" 'BEGIN{printf "%.2f ms", v / 1000}')
-    errs[$1]=$e
-    label[$1]=$2
-    order+=("$1")
-    echo "stack: $2: ${rps[$1]} requests/s, p99 ${p99[$1]}, $e errors" >&2
+    r=$(awk -v n="$n" -v us="$us" 'BEGIN{printf "%.0f", n / (us / 1e6)}')
+    rps_all[$1]+="$r "
+    p50_all[$1]+="$q50 "
+    p99_all[$1]+="$q99 "
+    errs[$1]=$(( ${errs[$1]:-0} + e ))
+    echo "stack: round $round, ${label[$1]}: $r requests/s, p99 $((q99 / 1000)) ms, $e errors" >&2
   }
+  # verify <name>: asserts, with one request (after one that may refill an expired entry), that
+  # the variant answers from the path it is meant to measure.
+  verify() {
+    local u=${urls[$1]} n
+    case "$1" in
+      bare | redis-get) check "$1" "$u" cache-control '^public, max-age=60$' ;;
+      miss) check miss "$u" cache-status '^parapet; fwd=uri-miss; fwd-status=200; detail=response-no-store$' ;;
+      hit | redis-hit)
+        curl -s -o /dev/null -H "X-Tenant-Id: $tenant" "$u"
+        check "$1" "$u" cache-status "^parapet; hit; ttl=[0-9]+; detail=$([ "$1" = hit ] && echo local || echo redis)\$"
+        ;;
+      nginx)
+        curl -s -o /dev/null "$u"
+        check nginx "$u" cache-status '^nginx; HIT$'
+        ;;
+      varnish)
+        curl -s -o /dev/null "$u"
+        # A hit names two transactions: this request's and the one that fetched the object.
+        check varnish "$u" x-varnish '^[0-9]+ [0-9]+$'
+        ;;
+      thc)
+        # tower-http-cache sets no header on a hit: the origin numbers its calls in
+        # x-origin-call, and a hit replays the number of the call that filled the entry.
+        n=$(curl -s -o /dev/null -D - "$u" | tr -d '\r' | awk 'tolower($1) == "x-origin-call:" {print $2}')
+        check thc "$u" x-origin-call "^${n:-none}\$"
+        ;;
+    esac
+  }
+  median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
   # counters <name>: the cache counters and exported spans a server printed when stopped.
   counters() {
-    grep -E '^(cache-stats|spans-exported) ' "$work/$1.log" | tr '\n' ' ' | sed 's/ $//'
+    grep -E '^(cache-stats|spans-exported|origin-calls) ' "$work/$1.log" | tr '\n' ' ' | sed 's/ $//'
   }
-  local url origin
+  declare -gA urls=() rps_all=() p50_all=() p99_all=()
+  label=(
+    [bare]="bare axum"
+    [miss]="full stack, cache miss (handler says \`no-store\`)"
+    [hit]="full stack, local-tier hit"
+    [nginx]="nginx proxy_cache in front of bare axum"
+    [varnish]="Varnish in front of bare axum"
+    [redis-hit]="full stack, Redis-tier hit"
+    [redis-get]="bare axum + one Redis \`GET\`"
+    [thc]="tower-http-cache 0.5, in-memory hit (no other layer)"
+  )
+  local origin key size round name
 
+  # Every server is started once and stays up (idle ones cost nothing); the variants are then
+  # measured in turn, in $rounds rounds, and each row reports the median round.
   start bare bare
   origin=$addr
-  url="http://$addr/api/item"
-  check bare "$url" content-type '^application/json$'
-  check bare "$url" cache-control '^public, max-age=60$'
-  body_bytes=$(curl -s "$url" | wc -c)
-  bench bare "bare axum" "$url"
-
+  urls[bare]="http://$addr/api/item"
+  check bare "${urls[bare]}" content-type '^application/json$'
+  body_bytes=$(curl -s "${urls[bare]}" | wc -c)
   start miss miss --prefix "${prefix}miss:"
-  url="http://$addr/api/item"
-  check miss "$url" cache-status '^parapet; fwd=uri-miss; fwd-status=200; detail=response-no-store$'
-  bench miss "full stack, cache miss (handler says \`no-store\`)" "$url"
-  check miss "$url" cache-status '^parapet; fwd=uri-miss; fwd-status=200; detail=response-no-store$'
-  stop_last
-
+  urls[miss]="http://$addr/api/item"
   start hit hit --prefix "${prefix}hit:"
-  url="http://$addr/api/item"
-  check hit "$url" cache-status '^parapet; fwd=uri-miss; fwd-status=200; ttl=[0-9]+; stored$'
-  check hit "$url" cache-status '^parapet; hit; ttl=[0-9]+; detail=local$'
-  bench hit "full stack, local-tier hit" "$url"
-  stop_last
+  urls[hit]="http://$addr/api/item"
+  check hit "${urls[hit]}" cache-status '^parapet; fwd=uri-miss; fwd-status=200; ttl=[0-9]+; stored$'
+  start redis-hit redis-hit --prefix "${prefix}redis:"
+  urls[redis-hit]="http://$addr/api/item"
+  check redis-hit "${urls[redis-hit]}" cache-status '^parapet; fwd=uri-miss; fwd-status=200; ttl=[0-9]+; stored$'
+  key=$(redis-cli --scan --pattern "${prefix}redis:*" | head -1)
+  size=$(redis-cli strlen "$key")
+  label[redis-get]+=" of ${size} B"
+  start redis-get redis-get --prefix "${prefix}get:" --value-size "$size"
+  urls[redis-get]="http://$addr/api/item"
+  start thc thc-hit
+  urls[thc]="http://$addr/api/item"
 
   # nginx proxy_cache in front of the bare server (run as the current user, in a temp dir).
   local nport
@@ -183,11 +218,7 @@ NGINX
     cat "$work/nginx.log" "$work/nginx/logs/error.log" >&2
     exit 1
   fi
-  url="http://127.0.0.1:$nport/api/item"
-  check nginx "$url" cache-status '^nginx; (MISS|HIT)$'
-  check nginx "$url" cache-status '^nginx; HIT$'
-  bench nginx "nginx proxy_cache in front of bare axum" "$url"
-  stop_last
+  urls[nginx]="http://127.0.0.1:$nport/api/item"
 
   # Varnish in front of the bare server.
   local vport varnish_note=""
@@ -195,83 +226,61 @@ NGINX
   varnishd -F -a "127.0.0.1:$vport" -b "$origin" -s malloc,64m -n "$work/varnish" \
     > "$work/varnish.log" 2>&1 &
   pids+=($!)
+  order=(bare miss hit nginx)
   if wait_port "127.0.0.1:$vport"; then
-    url="http://127.0.0.1:$vport/api/item"
-    curl -s -o /dev/null "$url"
-    # A hit names two transactions: this request's and the one that fetched the object.
-    check varnish "$url" x-varnish '^[0-9]+ [0-9]+$'
-    bench varnish "Varnish in front of bare axum" "$url"
+    urls[varnish]="http://127.0.0.1:$vport/api/item"
+    order+=(varnish)
   else
     varnish_note="Varnish could not run here, so it has no row: $(tail -3 "$work/varnish.log" | tr '\n' ' ')"
   fi
-  stop_last
-  stop_last # the bare origin
+  order+=(redis-hit redis-get thc)
 
-  start redis-hit redis-hit --prefix "${prefix}redis:"
-  url="http://$addr/api/item"
-  check redis-hit "$url" cache-status '^parapet; fwd=uri-miss; fwd-status=200; ttl=[0-9]+; stored$'
-  check redis-hit "$url" cache-status '^parapet; hit; ttl=[0-9]+; detail=redis$'
-  local key size
-  key=$(redis-cli --scan --pattern "${prefix}redis:*" | head -1)
-  size=$(redis-cli strlen "$key")
-  bench redis-hit "full stack, Redis-tier hit" "$url"
-  check redis-hit "$url" cache-status '^parapet; hit; ttl=[0-9]+; detail=redis$'
-  stop_last
-
-  start redis-get redis-get --prefix "${prefix}get:" --value-size "$size"
-  url="http://$addr/api/item"
-  check redis-get "$url" cache-control '^public, max-age=60$'
-  bench redis-get "bare axum + one Redis \`GET\` of ${size} B" "$url"
-  stop_last
-
-  local thc_note=""
-  if "$bin" thc-available >/dev/null 2>&1; then
-    start thc thc-hit
-    url="http://$addr/api/item"
-    curl -s -o /dev/null -H "X-Tenant-Id: $tenant" "$url"
-    check thc "$url" x-cache '^HIT$'
-    bench thc "tower-http-cache 0.5, in-memory hit (no other layer)" "$url"
-    stop_last
-  else
-    thc_note=$("$bin" thc-unavailable-reason 2>/dev/null || true)
-  fi
-
-  start bare2 bare
-  url="http://$addr/api/item"
-  bench bare2 "bare axum again, last (drift over the run)" "$url"
-  stop_last
+  for round in $(seq 1 "$rounds"); do
+    for name in "${order[@]}"; do
+      verify "$name"
+      measure "$name"
+    done
+  done
+  # The servers print their counters when stopped.
+  for name in "${!pids[@]}"; do kill "${pids[$name]}" 2>/dev/null || true; done
+  for name in "${!pids[@]}"; do wait "${pids[$name]}" 2>/dev/null || true; done
+  pids=()
 
   # The table.
+  declare -gA rps=() p50=() p99=()
+  for name in "${order[@]}"; do
+    rps[$name]=$(median <<< "${rps_all[$name]}")
+    p50[$name]=$(median <<< "${p50_all[$name]}" | awk '{printf "%.2f ms", $1 / 1000}')
+    p99[$name]=$(median <<< "${p99_all[$name]}" | awk '{printf "%.2f ms", $1 / 1000}')
+  done
   local base=${rps[bare]}
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}'; }
   meets() { awk -v r="$1" -v t="$2" 'BEGIN{print (r >= t ? "yes" : "**no**")}'; }
-  echo "| variant | requests/s | p50 | p99 | errors | vs bare axum | target | met |"
-  echo "|---|---|---|---|---|---|---|---|"
-  local name r target met
+  echo "| variant | requests/s (median of $rounds) | rounds | p50 | p99 | errors | vs bare axum | target | met |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  local r target met rn rg
   for name in "${order[@]}"; do
     r=$(ratio "${rps[$name]}" "$base")
     target="" met=""
     case "$name" in
       miss) target="≥ 0.8x bare"; met=$(meets "$r" 0.8) ;;
       hit)
-        local rn
         rn=$(ratio "${rps[hit]}" "${rps[nginx]:-0}")
         target="≥ 0.95x bare; ≥ 1.6x nginx (${rn}x)"
         met="$(meets "$r" 0.95) / $(meets "$rn" 1.6)"
         ;;
       redis-hit)
-        local rg
         rg=$(ratio "${rps[redis-hit]}" "${rps[redis-get]:-0}")
         target="≥ 0.9x the Redis-GET handler (${rg}x)"
         met=$(meets "$rg" 0.9)
         ;;
     esac
-    echo "| ${label[$name]} | ${rps[$name]} | ${p50[$name]} | ${p99[$name]} | ${errs[$name]} | ${r}x | $target | $met |"
+    echo "| ${label[$name]} | ${rps[$name]} | $(echo "${rps_all[$name]}" | sed 's/ $//; s/ /, /g') | ${p50[$name]} | ${p99[$name]} | ${errs[$name]} | ${r}x | $target | $met |"
   done
   echo
   echo "How it was run:"
   echo
-  echo "- \`wrk -t$threads -c$conns -d${secs}s --timeout 2s --latency -H 'X-Tenant-Id: $tenant'\` per variant after a ${warm} s warm-up with the same settings, one variant at a time, \`GET /api/item\` on 127.0.0.1; wrk sends \`Host: 127.0.0.1:<port>\`. The same header goes to every variant (only the stack reads it). Errors are wrk's socket errors (connect, read, write, timeout) plus responses with a status ≥ 400 (wrk's count: it does not count 1xx/3xx, which this handler never sends)."
+  echo "- \`wrk -t$threads -c$conns -d${secs}s --timeout 2s --latency -H 'X-Tenant-Id: $tenant'\` per variant after a ${warm} s warm-up with the same settings, one variant at a time, \`GET /api/item\` on 127.0.0.1, in $rounds rounds over all the variants (every server stays up for the whole run); each row is the median round, the \`rounds\` column every round's requests/s, so the noise of the shared machine is in view; wrk sends \`Host: 127.0.0.1:<port>\`. The same header goes to every variant (only the stack reads it). Errors are wrk's socket errors (connect, read, write, timeout) plus responses with a status ≥ 400 (wrk's count: it does not count 1xx/3xx, which this handler never sends)."
   echo "- wrk and the servers share the machine's $(nproc) cores: wrk runs $threads threads; each axum server is its own process with a Tokio runtime of $workers worker threads (\`stack serve <variant> --workers $workers\`); nginx runs \`worker_processes auto\` ($(nproc) workers, the same count as Tokio's), Varnish its default thread pools (2 pools, at least 100 threads each, mostly idle); Redis (one thread) and the other work on this machine share them too."
   echo "- Every variant answers the same ${body_bytes}-byte JSON body. The stack is \`TelemetryLayer\` → \`TenantLayer\` (\`StaticDirectory\` with tenant \`acme\`, \`HeaderResolver\`: \`X-Tenant-Id\`) → \`CacheLayer\` → \`PoolLayer\` (\`TenantPools\` on \`postgres://postgres@127.0.0.1:5432/postgres\`; the handler takes no \`Db\`, so nothing is checked out and PostgreSQL is not measured)."
   echo "- Telemetry: the subscriber and providers \`parapet_telemetry::TelemetryBuilder\` builds (as \`init()\`), sampler always-on, a \`BatchSpanProcessor\` whose exporter counts and discards the spans (so recording, batching and the export thread all run; only the network is left out), a periodic metric reader with a discarding exporter, logs off (\`RUST_LOG=warn\`)."
@@ -279,16 +288,53 @@ NGINX
   echo "- Local-tier hit: \`CacheLayer::builder().local(64 MiB)\`; Redis-tier hit: \`CacheLayer::builder().redis(..)\` and no local tier, keys under a prefix unique to the run (\`${prefix}\`, deleted afterwards). The Redis-GET handler reads one value of the size of the entry the cache stored (\`STRLEN\` of its key: $size bytes) through a \`redis::aio::ConnectionManager\`, then answers like the bare handler."
   echo "- nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'): config generated into a temp dir, \`proxy_cache_path\` there, \`proxy_cache_valid 200 60s\`, keepalive to the origin, \`access_log off\`, run with \`nginx -p <tmp> -c <tmp>/nginx.conf\` (\`daemon off\`) and stopped afterwards. Varnish $(varnishd -V 2>&1 | grep -o 'varnish-[0-9.]*' | head -1 | sed 's/varnish-//'): \`varnishd -F -a 127.0.0.1:<port> -b <bare axum> -s malloc,64m -n <tmp>\` (built-in VCL; the origin's \`max-age=60\` sets the TTL), stopped afterwards."
   [ -n "$varnish_note" ] && echo "- $varnish_note"
-  [ -n "$thc_note" ] && echo "- $thc_note"
-  echo "- Before each measured run one request checked the variant (status 200 and):"
+  echo "- tower-http-cache 0.5 (\`default-features = false, features = [\"in-memory\"]\`: its moka backend), \`CacheLayer::builder(InMemoryBackend::new(10_000)).ttl(60 s)\`, defaults otherwise, directly around the handler with no other layer (it has no tenant scoping to configure). Adding it to the benchmark crate doubled no heavy dependency: \`cargo tree -d\` gains only \`hashbrown\` 0.14 (through \`dashmap\` 6) next to 0.17; axum, hyper, redis and moka stay single. It sets no header on a hit, so its origin numbers its calls in \`x-origin-call\` and the check expects the number of the call that filled the entry."
+  echo "- Before every measured run (each round) one request checked the variant and the scenario stops if it is wrong: status 200 and, on hits, after one request that refills an entry that may have expired since the last round (entries live 60 s), a hit. The answers before the first round:"
   echo
   cat "$work/checks"
   echo
-  echo "- Server-side counters at the end of each stack run (hits / misses must match the row):"
+  echo "- Server-side counters when the servers stopped, over all rounds and checks (a hit row has one miss per expiry of its 60 s entry, plus the requests in flight when it expired, which revalidate or wait for the refill; one exported span per request):"
   echo
-  for name in miss hit redis-hit; do
+  for name in miss hit redis-hit thc; do
     echo "  - $name: \`$(counters "$name")\`"
   done
+  cat <<'PROFILE'
+
+### Where the stack's time goes (callgrind, 2026-11-26)
+
+A profile of the server side, not re-measured by this script: `valgrind --tool=callgrind
+./target/release/stack serve <variant>` driven by `wrk -t1 -c8 -d15s` (release build,
+`debug = "line-tables-only"`). Instructions per request, server process only (start-up included,
+under 3 %): bare axum ~14,300; full stack local-tier hit ~76,300 (5.3x); full stack no-store miss
+~83,300 (5.8x). Shares of the hit profile's instructions (inclusive, so nested items overlap):
+
+- **Telemetry, ~40 %** of the hit's instructions (about half of what the stack adds):
+  `crates/parapet-telemetry/src/span.rs:46-111` `request_span` (15 %): a `format!` for the span
+  name, an `info_span!` with 19 fields, then up to six separate `span.record` calls, each one a trip
+  through the layered subscriber (`Span::record_all` 12 % of the total, in which
+  tracing-opentelemetry's `on_record` turns every value into an owned `KeyValue`); the metrics at
+  `layer.rs:255-256` and `layer.rs:347` (`http.server.active_requests` added at start and end and
+  the duration histogram, each hashing its attribute set: ~5 %); span close and `SpanData` drop
+  (~4 %); the batch exporter thread (~4 %).
+- **Tenant, ~12 %** own: a moka lookup of the tenant per request (`CachedDirectory`, 3 %) and
+  `Span::current().record("tenant.id")` (`crates/parapet-tenant/src/layer.rs:203`, 3 %).
+- **Cache, ~25 %** on a hit: `CacheStatus::append_to` (`crates/parapet-cache/src/status.rs:132`,
+  6 %: a `String` built with `write!` for the header, then recorded on the span again);
+  `decide` (`policy/serve.rs:77-78`, 6 %) re-parses the stored response's `Cache-Control` on every
+  hit (`ResponseDirectives::from_headers` 5 %); `lookup::serve` clones the stored `HeaderMap`
+  (`lookup.rs:125`); the tenant id copied into a `String` and the key built per request
+  (`service.rs:94`, `service.rs:118`, 2-3 %); boxed futures on every path (`service.rs:78`). The
+  moka lookup itself is 2.5 %. On a miss, `fetch` clones the request's `HeaderMap`
+  (`fill.rs:45`) and `policy_for` clones the `PolicyConfig` (`layer.rs:89-90`).
+- **Pool**: inserting the handle does not show (under 0.5 %).
+
+On the miss path, `service.rs:251` makes every concurrent miss of one key wait for a leader even
+when the response turns out to be `no-store`: nothing remembers that a URI is uncacheable
+(Varnish's hit-for-pass), so concurrent requests to a hot uncacheable URI queue behind one
+upstream call and then each make their own. With this trivial handler it costs wake-ups; with a
+slow one it would add a whole upstream latency to every waiter. The profile serialises threads,
+so that queueing is not in its numbers.
+PROFILE
   stack_cleanup
 }
 
