@@ -187,8 +187,20 @@ impl ParapetBuilder {
         self
     }
 
-    /// The stack.
+    /// The stack. With telemetry configured, the cache's counters and the pools' status are
+    /// exported as metrics too (`parapet.cache.*`, `db.client.connection.*`,
+    /// `parapet.pool.*`) through the global meter provider: call
+    /// [`telemetry::init`] before `build` so they reach the OTLP exporter.
     pub fn build(self) -> Parapet {
+        if self.inner.telemetry.is_some() {
+            let meter = opentelemetry::global::meter("parapet");
+            if let Some(cache) = &self.inner.cache {
+                telemetry::metrics::observe_cache(&meter, cache.handle());
+            }
+            if let Some(pools) = &self.inner.pools {
+                telemetry::metrics::observe_pool(&meter, pools.clone());
+            }
+        }
         self.inner
     }
 }
