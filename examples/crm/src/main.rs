@@ -30,6 +30,7 @@ async fn main() {
     let args = Args::parse();
     // OTEL_* from the environment; with no endpoint, spans reach the log only.
     let telemetry = match parapet::telemetry::TelemetryBuilder::from_env()
+        .service_name("parapet-crm")
         .default_log_filter("info,tokio_postgres=warn")
         .init()
     {
@@ -114,7 +115,7 @@ async fn run(args: Args) -> Result<(), Error> {
     println!();
     match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) => println!(
-            "Traces and metrics go to {endpoint}; with Jaeger, open http://localhost:16686 and pick the service."
+            "Traces and metrics go to {endpoint}; with Jaeger, open http://localhost:16686 and pick parapet-crm."
         ),
         Err(_) => println!(
             "Traces: start Jaeger (see the README, \"View traces in Jaeger\") and rerun with \
