@@ -82,10 +82,11 @@ fn json_problem(rejection: &JsonRejection) -> ApiError {
         ),
         _ => ("invalid-body", "Invalid JSON body"),
     };
-    let status = if status.is_client_error() {
-        status
-    } else {
-        StatusCode::BAD_REQUEST
+    // axum answers 422 for JSON of the wrong shape (an unknown field, a wrong type); the API
+    // documents 400 for every invalid body.
+    let status = match status {
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => status,
+        _ => StatusCode::BAD_REQUEST,
     };
     // serde's messages name the field and the expected type, never server internals.
     Problem::new(status, kind, title)

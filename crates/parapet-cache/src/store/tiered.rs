@@ -337,18 +337,34 @@ impl Store for TieredStore {
         .boxed()
     }
 
-    /// Indexes live in Redis only (the local tier's copies of the keys are reached through
-    /// the deletes that a purge publishes).
+    /// Indexes live in both tiers: Redis lists the keys of every instance (their local copies
+    /// are reached through the deletes that a purge publishes), and the local copy lists this
+    /// instance's keys even while Redis is down, so a purge still reaches the local tier then.
     fn index_add<'a>(
         &'a self,
         index: &'a [u8],
         member: &'a [u8],
         ttl: Duration,
     ) -> BoxFuture<'a, ()> {
-        self.redis.index_add(index, member, ttl)
+        async move {
+            self.local
+                .index_add(index, member, ttl.min(self.local_ttl_cap))
+                .await;
+            self.redis.index_add(index, member, ttl).await;
+        }
+        .boxed()
     }
 
     fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
-        self.redis.index_take(index)
+        async move {
+            let mut members = self.local.index_take(index).await;
+            for member in self.redis.index_take(index).await {
+                if !members.contains(&member) {
+                    members.push(member);
+                }
+            }
+            members
+        }
+        .boxed()
     }
 }
