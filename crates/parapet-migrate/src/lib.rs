@@ -72,6 +72,7 @@
 //! ```
 
 mod apply;
+mod database;
 mod error;
 mod index;
 mod migration;
@@ -79,6 +80,7 @@ mod report;
 mod runner;
 mod split;
 
+pub use database::create_database_if_missing;
 pub use error::MigrateError;
 pub use migration::{Migration, NO_TRANSACTION_MARKER};
 pub use report::{

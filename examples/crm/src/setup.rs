@@ -45,36 +45,20 @@ pub async fn prepare(database_url: &str, leads_per_tenant: u32) -> Result<String
     let config: Config = database_url
         .parse()
         .map_err(|e| format!("DATABASE_URL does not parse: {e}"))?;
-    create_database_if_missing(&config).await?;
+    if parapet_migrate::create_database_if_missing(&config)
+        .await
+        .map_err(|e| format!("cannot create the database: {e}; is PostgreSQL running?"))?
+    {
+        tracing::info!(
+            database = config.get_dbname().unwrap_or("?"),
+            "created database"
+        );
+    }
     let client = connect(&config).await?;
     let report = parapet_migrate::Migrator::crm().run(&client).await?;
     tracing::info!(%report, "migrations");
     seed(&client, leads_per_tenant).await?;
     app_url(&client, database_url).await
-}
-
-async fn create_database_if_missing(config: &Config) -> Result<(), Error> {
-    let name = config.get_dbname().unwrap_or("postgres").to_owned();
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let client = connect(&admin).await?;
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await?
-        .is_some();
-    if !exists {
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        match client
-            .batch_execute(&format!("CREATE DATABASE {quoted}"))
-            .await
-        {
-            Ok(()) => tracing::info!(database = %name, "created database"),
-            // Another instance created it at the same time.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 async fn app_url(client: &Client, database_url: &str) -> Result<String, Error> {
@@ -144,84 +128,64 @@ pub async fn seed(client: &Client, leads: u32) -> Result<(), Error> {
                 .await?;
         }
         // Each table is topped up to its target, so a re-run (or a larger --seed) is cheap.
-        let have: i64 = count(client, "SELECT count(*) FROM leads WHERE org_id = $1", id).await?;
-        if have < leads {
-            tracing::info!(tenant = id, rows = leads - have, "seeding leads");
-            client
-                .execute(
-                    "INSERT INTO leads (org_id, name, email, company, status, source, created_at)
-                     SELECT $1, 'Lead ' || i, 'lead' || i || '@' || $1 || '.example',
-                            'Company ' || (i % 997),
-                            (ARRAY['new','contacted','qualified','lost','converted'])[1 + i % 5],
-                            (ARRAY['web','referral','event','ads'])[1 + i % 4],
-                            now() - make_interval(secs => i * 37)
-                     FROM generate_series($2::bigint + 1, $3::bigint) AS i",
-                    &[&id, &have, &leads],
-                )
-                .await?;
-        }
-        let deals = leads / 4;
-        let have: i64 = count(client, "SELECT count(*) FROM deals WHERE org_id = $1", id).await?;
-        if have < deals {
-            client
-                .execute(
-                    "INSERT INTO deals (org_id, title, stage, amount, created_at)
-                     SELECT $1, 'Deal ' || i,
-                            (ARRAY['prospecting','qualification','proposal','negotiation','won','lost'])[1 + i % 6],
-                            (i * 7919) % 5000000, now() - make_interval(secs => i * 53)
-                     FROM generate_series($2::bigint + 1, $3::bigint) AS i",
-                    &[&id, &have, &deals],
-                )
-                .await?;
-        }
-        let activity = leads / 2;
-        let have: i64 = count(
-            client,
-            "SELECT count(*) FROM collab_activity WHERE tenant_id = $1",
-            id,
-        )
-        .await?;
-        if have < activity {
-            client
-                .execute(
-                    "INSERT INTO collab_activity (tenant_id, actor, action, subject_type, subject_id, created_at)
-                     SELECT $1, 'user' || (i % 25) || '@' || $1 || '.example',
-                            (ARRAY['created','updated','commented','assigned'])[1 + i % 4],
-                            (ARRAY['lead','deal'])[1 + i % 2], i, now() - make_interval(secs => i * 29)
-                     FROM generate_series($2::bigint + 1, $3::bigint) AS i",
-                    &[&id, &have, &activity],
-                )
-                .await?;
-        }
-        let events = leads / 10;
-        let have: i64 = count(
-            client,
-            "SELECT count(*) FROM billing_events b JOIN tenant_subscriptions s \
-             ON s.id = b.subscription_id WHERE s.tenant_id = $1",
-            id,
-        )
-        .await?;
-        if have < events {
-            client
-                .execute(
-                    "INSERT INTO billing_events (subscription_id, event_type, amount, payload, processed_at, created_at)
-                     SELECT (SELECT min(id) FROM tenant_subscriptions WHERE tenant_id = $1),
-                            (ARRAY['invoice.created','payment.succeeded','payment.failed','refund.created'])[1 + i % 4],
-                            (i * 131) % 100000, jsonb_build_object('n', i),
-                            CASE WHEN i % 3 = 0 THEN NULL ELSE now() - make_interval(secs => i * 61) END,
-                            now() - make_interval(secs => i * 61)
-                     FROM generate_series($2::bigint + 1, $3::bigint) AS i",
-                    &[&id, &have, &events],
-                )
-                .await?;
+        for (count_sql, insert_sql, target) in top_ups(leads) {
+            let have: i64 = client.query_one(count_sql, &[&id]).await?.get(0);
+            if have < target {
+                tracing::info!(tenant = id, rows = target - have, "seeding");
+                client.execute(insert_sql, &[&id, &have, &target]).await?;
+            }
         }
     }
     client.batch_execute("ANALYZE").await?;
     Ok(())
 }
 
-async fn count(client: &Client, sql: &str, tenant: &str) -> Result<i64, Error> {
-    Ok(client.query_one(sql, &[&tenant]).await?.get(0))
+/// Per table: how many rows a tenant has, how to add rows `$2 + 1 ..= $3` for tenant `$1`, and
+/// the target for `leads` leads.
+fn top_ups(leads: i64) -> [(&'static str, &'static str, i64); 4] {
+    [
+        (
+            "SELECT count(*) FROM leads WHERE org_id = $1",
+            "INSERT INTO leads (org_id, name, email, company, status, source, created_at)
+             SELECT $1, 'Lead ' || i, 'lead' || i || '@' || $1 || '.example',
+                    'Company ' || (i % 997),
+                    (ARRAY['new','contacted','qualified','lost','converted'])[1 + i % 5],
+                    (ARRAY['web','referral','event','ads'])[1 + i % 4],
+                    now() - make_interval(secs => i * 37)
+             FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+            leads,
+        ),
+        (
+            "SELECT count(*) FROM deals WHERE org_id = $1",
+            "INSERT INTO deals (org_id, title, stage, amount, created_at)
+             SELECT $1, 'Deal ' || i,
+                    (ARRAY['prospecting','qualification','proposal','negotiation','won','lost'])[1 + i % 6],
+                    (i * 7919) % 5000000, now() - make_interval(secs => i * 53)
+             FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+            leads / 4,
+        ),
+        (
+            "SELECT count(*) FROM collab_activity WHERE tenant_id = $1",
+            "INSERT INTO collab_activity (tenant_id, actor, action, subject_type, subject_id, created_at)
+             SELECT $1, 'user' || (i % 25) || '@' || $1 || '.example',
+                    (ARRAY['created','updated','commented','assigned'])[1 + i % 4],
+                    (ARRAY['lead','deal'])[1 + i % 2], i, now() - make_interval(secs => i * 29)
+             FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+            leads / 2,
+        ),
+        (
+            "SELECT count(*) FROM billing_events b JOIN tenant_subscriptions s \
+             ON s.id = b.subscription_id WHERE s.tenant_id = $1",
+            "INSERT INTO billing_events (subscription_id, event_type, amount, payload, processed_at, created_at)
+             SELECT (SELECT min(id) FROM tenant_subscriptions WHERE tenant_id = $1),
+                    (ARRAY['invoice.created','payment.succeeded','payment.failed','refund.created'])[1 + i % 4],
+                    (i * 131) % 100000, jsonb_build_object('n', i),
+                    CASE WHEN i % 3 = 0 THEN NULL ELSE now() - make_interval(secs => i * 61) END,
+                    now() - make_interval(secs => i * 61)
+             FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+            leads / 10,
+        ),
+    ]
 }
 
 #[cfg(test)]

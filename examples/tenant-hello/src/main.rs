@@ -43,7 +43,15 @@ async fn run() -> Result<(), Error> {
     let listen = std::env::var("PARAPET_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let config: tokio_postgres::Config = url.parse().map_err(|e| format!("DATABASE_URL: {e}"))?;
 
-    create_database_if_missing(&config).await?;
+    if parapet_migrate::create_database_if_missing(&config)
+        .await
+        .map_err(|e| format!("cannot create the database ({e}); is PostgreSQL running?"))?
+    {
+        tracing::info!(
+            database = config.get_dbname().unwrap_or("?"),
+            "created database"
+        );
+    }
     let (client, connection) = config
         .connect(NoTls)
         .await
@@ -100,29 +108,6 @@ async fn whoami(tenant: Tenant) -> Json<serde_json::Value> {
         "plan": tenant.plan(),
         "features": tenant.features(),
     }))
-}
-
-async fn create_database_if_missing(config: &tokio_postgres::Config) -> Result<(), Error> {
-    let name = config.get_dbname().unwrap_or("postgres").to_owned();
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, connection) = admin
-        .connect(NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to PostgreSQL ({e}); is it running?"))?;
-    tokio::spawn(connection);
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await?
-        .is_some();
-    if !exists {
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        client
-            .batch_execute(&format!("CREATE DATABASE {quoted}"))
-            .await?;
-        tracing::info!(database = %name, "created database");
-    }
-    Ok(())
 }
 
 async fn seed(client: &tokio_postgres::Client) -> Result<(), Error> {
