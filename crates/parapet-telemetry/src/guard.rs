@@ -14,6 +14,7 @@ pub struct TelemetryGuard {
     meter_provider: SdkMeterProvider,
     warnings: Vec<String>,
     runtime: Option<ExportRuntime>,
+    exports_metrics: bool,
     done: bool,
 }
 
@@ -38,8 +39,21 @@ impl TelemetryGuard {
             meter_provider,
             warnings,
             runtime,
+            exports_metrics: false,
             done: false,
         }
+    }
+
+    pub(crate) fn with_metrics_exported(mut self, exported: bool) -> Self {
+        self.exports_metrics = exported;
+        self
+    }
+
+    /// Whether metrics go anywhere (an OTLP metrics endpoint or a configured exporter). When
+    /// they do not, [`init`](crate::init) leaves the global meter provider a no-op, so
+    /// instruments cost nothing and observers are not registered on a reader-less provider.
+    pub fn exports_metrics(&self) -> bool {
+        self.exports_metrics
     }
 
     /// The tracer provider (also the global one after [`init`](crate::init)).

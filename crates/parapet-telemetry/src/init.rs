@@ -207,6 +207,7 @@ impl TelemetryBuilder {
         let mut runtime = None;
         let traces = env::signal_export(&self.env, Signal::Traces, &mut warnings)?;
         let metrics = env::signal_export(&self.env, Signal::Metrics, &mut warnings)?;
+        let exports_metrics = metrics.is_some() || !self.meter_steps.is_empty();
         if traces.is_some() || metrics.is_some() {
             let rt = ExportRuntime::new()?;
             let handle = rt
@@ -281,7 +282,8 @@ impl TelemetryBuilder {
             .with(SpanFieldsLayer::new())
             .with(otel_layer)
             .with(fmt_layer);
-        let guard = TelemetryGuard::new(tracer_provider, meter_provider, warnings, runtime);
+        let guard = TelemetryGuard::new(tracer_provider, meter_provider, warnings, runtime)
+            .with_metrics_exported(exports_metrics);
         Ok((Box::new(subscriber), guard))
     }
 
@@ -297,7 +299,9 @@ impl TelemetryBuilder {
             .map_err(|_| TelemetryError::SubscriberAlreadySet)?;
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         opentelemetry::global::set_tracer_provider(guard.tracer_provider().clone());
-        opentelemetry::global::set_meter_provider(guard.meter_provider().clone());
+        if guard.exports_metrics() {
+            opentelemetry::global::set_meter_provider(guard.meter_provider().clone());
+        }
         for warning in guard.warnings() {
             tracing::warn!(target: "parapet_telemetry", "{warning}");
         }

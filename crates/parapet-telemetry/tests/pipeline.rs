@@ -237,3 +237,28 @@ async fn a_dropped_request_leaves_the_active_count() {
     let values: Vec<i64> = active.data_points().map(|p| p.value()).collect();
     assert_eq!(values, vec![0]);
 }
+
+/// Without a metrics endpoint or exporter, `init()` leaves the global meter provider a no-op
+/// (an SDK provider with no reader logs an error for every observable instrument).
+#[test]
+fn metrics_are_exported_only_when_they_have_somewhere_to_go() {
+    let (_, guard) = parapet_telemetry::TelemetryBuilder::from_env_map([("RUST_LOG", "off")])
+        .log_output(false)
+        .build()
+        .unwrap();
+    assert!(!guard.exports_metrics());
+    guard.shutdown().unwrap();
+
+    let (_, guard) = parapet_telemetry::TelemetryBuilder::from_env_map([
+        ("RUST_LOG", "off"),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "http://127.0.0.1:9/v1/metrics",
+        ),
+    ])
+    .log_output(false)
+    .build()
+    .unwrap();
+    assert!(guard.exports_metrics());
+    drop(guard);
+}
