@@ -242,14 +242,14 @@ async fn a_dropped_request_leaves_the_active_count() {
 /// (an SDK provider with no reader logs an error for every observable instrument).
 #[test]
 fn metrics_are_exported_only_when_they_have_somewhere_to_go() {
-    let (_, guard) = parapet_telemetry::TelemetryBuilder::from_env_map([("RUST_LOG", "off")])
+    let (_, guard) = TelemetryBuilder::from_env_map([("RUST_LOG", "off")])
         .log_output(false)
         .build()
         .unwrap();
     assert!(!guard.exports_metrics());
     guard.shutdown().unwrap();
 
-    let (_, guard) = parapet_telemetry::TelemetryBuilder::from_env_map([
+    let (_, guard) = TelemetryBuilder::from_env_map([
         ("RUST_LOG", "off"),
         (
             "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
