@@ -9,30 +9,25 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    convert::Infallible,
     hint::black_box,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use axum::{
     Router,
     body::Body,
-    error_handling::HandleError,
-    http::{HeaderValue, Request, Response, StatusCode, header},
+    http::{Request, StatusCode, header},
     routing::get,
 };
 use criterion::{
     BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
-use http_body_util::Full;
 use parapet_cache::CacheLayer;
 use parapet_tenant::{HeaderResolver, StaticDirectory, TenantId, TenantLayer, TenantRecord};
 use tower::{Service, ServiceExt};
-use tower_layer::Layer as _;
 
 const BODY: &str =
     r#"{"id":42,"name":"Ada Lovelace","company":"Analytical Engines","status":"qualified"}"#;
@@ -169,39 +164,11 @@ fn cache(c: &mut Criterion) {
 
     // tower-http-cache 0.5, in-memory backend, 60 s TTL.
     let calls = Arc::new(AtomicU64::new(0));
-    let thc = tower_http_cache::CacheLayer::builder(
-        tower_http_cache::backend::memory::InMemoryBackend::new(10_000),
-    )
-    .ttl(Duration::from_secs(60))
-    .build();
-    let origin_calls = calls.clone();
-    let origin = tower::service_fn(move |_request: Request<Body>| {
-        origin_calls.fetch_add(1, Ordering::Relaxed);
-        async {
-            let mut response = Response::new(Full::from(BODY));
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            headers.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=60"),
-            );
-            Ok::<_, Infallible>(response)
-        }
-    });
-    let service = HandleError::new(
-        thc.layer(origin),
-        |error: tower_http_cache::layer::BoxError| async move {
-            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
-        },
-    );
     bench_one(
         &mut group,
         &rt,
         "tower_http_cache_hit",
-        Router::new().route_service("/api/item", service),
+        parapet_bench::tower_http_cache_app("/api/item", BODY, calls.clone()),
         &calls,
         false,
     );

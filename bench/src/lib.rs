@@ -55,3 +55,54 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+/// tower-http-cache 0.5, the cache users would pick instead of parapet's: its in-memory (moka)
+/// backend with a 60 s TTL, defaults otherwise, around an origin answering `body` as JSON with
+/// `Cache-Control: public, max-age=60` on `route`, and no other layer.
+///
+/// It sets no header on a hit, so the origin counts its calls in `calls` and numbers its
+/// responses in `x-origin-call`: a response replayed from the cache carries the number of the
+/// call that filled it.
+pub fn tower_http_cache_app(
+    route: &str,
+    body: &'static str,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> axum::Router {
+    use axum::{
+        body::Body,
+        error_handling::HandleError,
+        http::{HeaderValue, Request, Response, StatusCode, header},
+    };
+    use std::sync::atomic::Ordering;
+    use tower_layer::Layer as _;
+
+    let cache = tower_http_cache::CacheLayer::builder(
+        tower_http_cache::backend::memory::InMemoryBackend::new(10_000),
+    )
+    .ttl(Duration::from_secs(60))
+    .build();
+    let origin = tower::service_fn(move |_request: Request<Body>| {
+        let call = calls.fetch_add(1, Ordering::Relaxed) + 1;
+        async move {
+            let mut response = Response::new(http_body_util::Full::from(body));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=60"),
+            );
+            headers.insert("x-origin-call", HeaderValue::from(call));
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let service = HandleError::new(
+        cache.layer(origin),
+        |error: tower_http_cache::layer::BoxError| async move {
+            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+        },
+    );
+    axum::Router::new().route_service(route, service)
+}

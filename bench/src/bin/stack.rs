@@ -333,56 +333,16 @@ fn telemetry() -> Result<TelemetryGuard, BoxError> {
 }
 
 mod thc {
-    //! tower-http-cache 0.5, the crate users would pick instead: its in-memory (moka) backend
-    //! with a 60 s TTL, defaults otherwise, in front of the same handler and no other layer.
-    //!
-    //! It sets no header on a hit, so the origin numbers its calls in `x-origin-call`: a
-    //! response replayed from the cache carries the number of the call that filled it.
+    //! tower-http-cache 0.5 around the same handler ([`parapet_bench::tower_http_cache_app`]).
 
-    use std::{
-        convert::Infallible,
-        sync::atomic::{AtomicU64, Ordering},
-        time::Duration,
-    };
+    use std::sync::{Arc, LazyLock, atomic::AtomicU64};
 
-    use axum::{
-        Router,
-        body::Body,
-        error_handling::HandleError,
-        http::{HeaderValue, Request, Response, StatusCode, header},
-    };
-    use http_body_util::Full;
-    use tower_http_cache::{CacheLayer, backend::memory::InMemoryBackend};
-    use tower_layer::Layer as _;
+    use axum::Router;
 
     /// Calls that reached the handler.
-    pub(super) static ORIGIN_CALLS: AtomicU64 = AtomicU64::new(0);
+    pub(super) static ORIGIN_CALLS: LazyLock<Arc<AtomicU64>> = LazyLock::new(Arc::default);
 
     pub(super) fn app() -> Router {
-        let cache = CacheLayer::builder(InMemoryBackend::new(10_000))
-            .ttl(Duration::from_secs(60))
-            .build();
-        let origin = tower::service_fn(|_request: Request<Body>| async {
-            let call = ORIGIN_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut response = Response::new(Full::from(super::BODY));
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            headers.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=60"),
-            );
-            headers.insert("x-origin-call", HeaderValue::from(call));
-            Ok::<_, Infallible>(response)
-        });
-        let service = HandleError::new(
-            cache.layer(origin),
-            |error: tower_http_cache::layer::BoxError| async move {
-                (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
-            },
-        );
-        Router::new().route_service(super::ROUTE, service)
+        parapet_bench::tower_http_cache_app(super::ROUTE, super::BODY, ORIGIN_CALLS.clone())
     }
 }
