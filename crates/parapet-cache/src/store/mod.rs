@@ -13,10 +13,14 @@ use crate::entry::StoredValue;
 mod breaker;
 mod memory;
 mod redis;
+mod redis_config;
+mod sentinel;
+mod subscriber;
 mod tiered;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisConfig, RedisStore};
+pub use self::redis::RedisStore;
+pub use self::redis_config::RedisConfig;
 pub use self::tiered::TieredStore;
 
 /// Which tier answered a lookup.

@@ -1,7 +1,8 @@
-//! The shared tier: Redis through a `ConnectionManager`, or a Redis Cluster through a
-//! `ClusterConnection`, failing open.
+//! The shared tier: Redis through a `ConnectionManager`, a Redis Cluster through a
+//! `ClusterConnection`, or the primary that Sentinel names; failing open.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -10,113 +11,24 @@ use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::{ErrorKind, IntoConnectionInfo, RedisError, RedisResult, TlsCertificates};
 use tokio::sync::OnceCell;
 
 use super::breaker::Breaker;
+use super::redis_config::{RedisConfig, Topology, install_crypto_provider, is_tls, redact};
+use super::sentinel::{self, SentinelPrimary};
+use super::subscriber::Subscription;
 use super::{Found, Store, Tier};
-use crate::encoding::{DEFAULT_COMPRESS_THRESHOLD, decode, encode};
+use crate::encoding::{decode, encode};
 use crate::entry::StoredValue;
 use crate::key::generation_key;
 use crate::stats::{Counters, bump};
 
-/// Settings of the Redis tier.
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct RedisConfig {
-    /// One URL for a single server; the seed nodes of a cluster.
-    pub(crate) urls: Vec<String>,
-    pub(crate) cluster: bool,
-    pub(crate) timeout: Duration,
-    pub(crate) breaker_threshold: u32,
-    pub(crate) breaker_cool_down: Duration,
-    pub(crate) compress_threshold: usize,
-    pub(crate) generation_ttl: Duration,
-}
-
-impl RedisConfig {
-    /// Settings for the Redis at `url` (`redis://host:port/db`), with a 50 ms budget per
-    /// operation, a breaker that opens after 5 consecutive failures for 5 s, and lz4 for bodies
-    /// of 1 KiB or more.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            urls: vec![url.into()],
-            cluster: false,
-            timeout: Duration::from_millis(50),
-            breaker_threshold: 5,
-            breaker_cool_down: Duration::from_secs(5),
-            compress_threshold: DEFAULT_COMPRESS_THRESHOLD,
-            generation_ttl: Duration::from_secs(1),
-        }
-    }
-
-    /// Settings for a Redis Cluster reached through `nodes` (seed URLs such as
-    /// `redis://127.0.0.1:7000`; the rest of the cluster is discovered from them), with the
-    /// same defaults as [`new`](Self::new).
-    ///
-    /// Every command the cache sends names a single key, so none fails with `CROSSSLOT`.
-    /// Invalidations are published with `PUBLISH`, which a cluster broadcasts to every node;
-    /// each instance listens on one node's plain connection, moving to the next seed node when
-    /// that one fails.
-    ///
-    /// ```
-    /// use parapet_cache::{CacheLayer, RedisConfig};
-    ///
-    /// let cache = CacheLayer::builder()
-    ///     .local(64 * 1024 * 1024)
-    ///     .redis(RedisConfig::cluster([
-    ///         "redis://10.0.0.1:6379",
-    ///         "redis://10.0.0.2:6379",
-    ///         "redis://10.0.0.3:6379",
-    ///     ]))
-    ///     .build()?; // no connection is made before the first request
-    /// # Ok::<(), parapet_cache::BuildError>(())
-    /// ```
-    pub fn cluster<I>(nodes: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<String>,
-    {
-        let mut config = Self::new(String::new());
-        config.urls = nodes.into_iter().map(Into::into).collect();
-        config.cluster = true;
-        config
-    }
-
-    /// The time budget of each Redis operation (connecting included); past it, the operation
-    /// counts as failed and the request goes on as a miss.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Consecutive failures that open the breaker, and how long it stays open before a probe.
-    pub fn breaker(mut self, threshold: u32, cool_down: Duration) -> Self {
-        self.breaker_threshold = threshold;
-        self.breaker_cool_down = cool_down;
-        self
-    }
-
-    /// Bodies at least this long are stored lz4-compressed.
-    pub fn compress_threshold(mut self, bytes: usize) -> Self {
-        self.compress_threshold = bytes;
-        self
-    }
-
-    /// How long an instance reuses a tenant's generation read from Redis (default 1 s).
-    ///
-    /// With a local tier in front, a tenant purge on another instance is also announced over
-    /// pub/sub and takes effect at once; this bounds how long a purge can go unseen by an
-    /// instance without a local tier, or one that missed the announcement.
-    pub fn generation_ttl(mut self, ttl: Duration) -> Self {
-        self.generation_ttl = ttl;
-        self
-    }
-}
-
 /// Where commands go.
 enum Target {
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     Cluster(Box<ClusterClient>),
+    Sentinel(Arc<SentinelPrimary>),
 }
 
 /// A connection made lazily, then shared (both kinds are cheap clones of a multiplexed
@@ -133,20 +45,27 @@ pub(crate) type Generations = moka::future::Cache<Bytes, (u64, Instant)>;
 
 /// The Redis tier: every value under its own key with a TTL (`SET … PX`), encoded compactly
 /// (see the `encoding` module docs), single-key commands only, so it works the same on a
-/// single server and on a Redis Cluster ([`RedisConfig::cluster`]).
+/// single server, on a Redis Cluster ([`RedisConfig::cluster`]) and on the primary that
+/// Sentinel names ([`RedisConfig::sentinel`]), over TLS or not.
 ///
 /// Fails open: each operation runs under the configured time budget and behind a breaker;
 /// an error, a timeout, an open breaker or a value that does not decode is a miss. The
-/// connection is made lazily on first use and re-made by the connection itself.
+/// connection is made lazily on first use and re-made by the connection itself (through the
+/// sentinels again after a failover).
 pub struct RedisStore {
     target: Target,
-    /// Plain connections for pub/sub: the server, or each seed node of a cluster.
-    pubsub: Vec<redis::Client>,
+    /// Where the invalidation subscriber listens.
+    subscription: Subscription,
     connection: OnceCell<Connection>,
     config: RedisConfig,
+    /// The servers, for logs (`host:port`, no credentials).
+    hosts: String,
     breaker: Breaker,
     counters: Arc<Counters>,
     generations: Generations,
+    /// When a failure was last logged as a warning (ms since `started`).
+    warned_at: AtomicU64,
+    started: Instant,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -163,38 +82,21 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// When a URL is not a valid Redis URL, or a cluster has no seed node.
-    pub fn new(config: RedisConfig) -> Result<Self, redis::RedisError> {
+    /// When a URL is not a valid Redis URL, a cluster or Sentinel has no node, or the TLS
+    /// settings are unusable: a CA or client certificate that cannot be read or holds no
+    /// certificate, a key that does not match its certificate, or certificates given for a
+    /// URL that is not `rediss://`. The error names the servers and the reason. (A CA that
+    /// parses but did not sign the server's certificate is found at the first connection:
+    /// the cache fails open, and the reason is logged as a warning.)
+    pub fn new(config: RedisConfig) -> Result<Self, RedisError> {
         Self::with_counters(config, Arc::default())
     }
 
     pub(crate) fn with_counters(
         config: RedisConfig,
         counters: Arc<Counters>,
-    ) -> Result<Self, redis::RedisError> {
-        let pubsub = config
-            .urls
-            .iter()
-            .map(|url| redis::Client::open(url.as_str()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let target = if config.cluster {
-            let client = ClusterClient::builder(config.urls.iter().map(String::as_str))
-                .connection_timeout(config.timeout)
-                .response_timeout(config.timeout)
-                .retries(1)
-                .build()?;
-            Target::Cluster(Box::new(client))
-        } else {
-            match pubsub.first() {
-                Some(client) => Target::Single(client.clone()),
-                None => {
-                    return Err(redis::RedisError::from((
-                        redis::ErrorKind::InvalidClientConfig,
-                        "no redis url",
-                    )));
-                }
-            }
-        };
+    ) -> Result<Self, RedisError> {
+        let (target, subscription, hosts) = plan(&config)?;
         let breaker = Breaker::new(
             config.breaker_threshold,
             config.breaker_cool_down,
@@ -202,18 +104,21 @@ impl RedisStore {
         );
         Ok(Self {
             target,
-            pubsub,
+            subscription,
             connection: OnceCell::new(),
             breaker,
             counters,
             generations: moka::future::Cache::builder().max_capacity(100_000).build(),
             config,
+            hosts,
+            warned_at: AtomicU64::new(0),
+            started: Instant::now(),
         })
     }
 
     /// The shared connection, made on first use (in the background for a cluster, whose
     /// commands fail until its nodes are reached).
-    async fn connection(&self) -> redis::RedisResult<Connection> {
+    async fn connection(&self) -> RedisResult<Connection> {
         let budget = self.config.timeout;
         let connection = self
             .connection
@@ -225,7 +130,7 @@ impl RedisStore {
                             .set_response_timeout(Some(budget))
                             .set_number_of_retries(1)
                             .set_max_delay(Duration::from_millis(100));
-                        ConnectionManager::new_lazy_with_config(client.clone(), config)
+                        ConnectionManager::new_lazy_with_config((**client).clone(), config)
                             .map(Connection::Single)
                     }
                     Target::Cluster(client) => {
@@ -236,6 +141,10 @@ impl RedisStore {
                             client.get_pending_async_connection_with_config(config),
                         ))
                     }
+                    Target::Sentinel(_) => Err(RedisError::from((
+                        ErrorKind::Client,
+                        "a sentinel primary has no shared connection",
+                    ))),
                 }
             })
             .await?;
@@ -246,7 +155,14 @@ impl RedisStore {
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Option<T> {
         let permit = self.breaker.permit()?;
         let budget = self.config.timeout;
+        // The Sentinel connection used, dropped when the command fails (a failover).
+        let used = AtomicU64::new(0);
         let result = tokio::time::timeout(budget, async {
+            if let Target::Sentinel(primary) = &self.target {
+                let mut primary = primary.connection().await?;
+                used.store(primary.id, Ordering::Relaxed);
+                return cmd.query_async::<T>(&mut primary.connection).await;
+            }
             match self.connection().await? {
                 Connection::Single(mut connection) => cmd.query_async::<T>(&mut connection).await,
                 Connection::Cluster(mut connection) => cmd.query_async::<T>(&mut connection).await,
@@ -256,18 +172,32 @@ impl RedisStore {
         match result {
             Ok(Ok(value)) => {
                 self.breaker.record(permit, true);
-                Some(value)
+                return Some(value);
             }
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "redis cache operation failed");
-                self.breaker.record(permit, false);
-                None
-            }
-            Err(_) => {
-                tracing::debug!(?budget, "redis cache operation timed out");
-                self.breaker.record(permit, false);
-                None
-            }
+            Ok(Err(error)) => self.warn_throttled(&error),
+            Err(_) => tracing::debug!(?budget, "redis cache operation timed out"),
+        }
+        if let Target::Sentinel(primary) = &self.target {
+            primary.failed(used.load(Ordering::Relaxed));
+        }
+        self.breaker.record(permit, false);
+        None
+    }
+
+    /// Logs a failed operation: a warning at most every 10 s (naming the servers and the
+    /// reason, e.g. a certificate the CA did not sign), the rest at debug level.
+    fn warn_throttled(&self, error: &RedisError) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.warned_at.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 10_000)
+            && self
+                .warned_at
+                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(redis = %self.hosts, %error, "redis cache operation failed; serving without it");
+        } else {
+            tracing::debug!(redis = %self.hosts, %error, "redis cache operation failed");
         }
     }
 
@@ -422,15 +352,24 @@ impl RedisStore {
         members.into_iter().map(Bytes::from).collect()
     }
 
-    /// Publishes `payload` on `channel` (fails open like every operation; on a cluster,
-    /// `PUBLISH` reaches the subscribers of every node).
+    /// Publishes `payload` on `channel` (fails open like every operation): `SPUBLISH` on a
+    /// cluster, which reaches only the shard that owns the channel's slot, where the other
+    /// instances listen; `PUBLISH` otherwise.
     pub(crate) async fn publish(&self, channel: &str, payload: &[u8]) {
-        let _: Option<i64> = self.run(redis::Cmd::publish(channel, payload)).await;
+        let cmd = match self.target {
+            Target::Cluster(_) => {
+                let mut cmd = redis::cmd("SPUBLISH");
+                cmd.arg(channel).arg(payload);
+                cmd
+            }
+            Target::Single(_) | Target::Sentinel(_) => redis::Cmd::publish(channel, payload),
+        };
+        let _: Option<i64> = self.run(cmd).await;
     }
 
-    /// Clients for a dedicated pub/sub connection: the server, or each cluster seed node.
-    pub(crate) fn pubsub_clients(&self) -> &[redis::Client] {
-        &self.pubsub
+    /// Where the invalidation subscriber listens.
+    pub(crate) fn subscription(&self) -> &Subscription {
+        &self.subscription
     }
 
     /// The generations read so far (the subscriber drops one when a purge is announced).
@@ -443,4 +382,136 @@ impl RedisStore {
 fn epoch_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The target of commands, the subscription, and the servers' names, from the settings.
+fn plan(config: &RedisConfig) -> RedisResult<(Target, Subscription, String)> {
+    match &config.topology {
+        Topology::Url(url) if url.contains("+sentinel://") => {
+            let (sentinels, service, auth) = sentinel::parse_url(url).map_err(|reason| {
+                invalid(
+                    "invalid redis sentinel URL",
+                    format!("{}: {reason}", redact(url)),
+                )
+            })?;
+            plan_sentinel(config, &service, &sentinels, &auth)
+        }
+        Topology::Url(url) => {
+            let hosts = hosts_of(std::slice::from_ref(url));
+            let certs = config.tls.certificates(&hosts)?;
+            let client = open(url, certs.as_ref(), &hosts)?;
+            Ok((
+                Target::Single(Box::new(client.clone())),
+                Subscription::Plain(Box::new(client)),
+                hosts,
+            ))
+        }
+        Topology::Cluster(urls) => {
+            if urls.is_empty() {
+                return Err(invalid(
+                    "invalid redis configuration",
+                    "a cluster without seed nodes".to_owned(),
+                ));
+            }
+            let hosts = hosts_of(urls);
+            let certs = config.tls.certificates(&hosts)?;
+            let seeds = urls
+                .iter()
+                .map(|url| open(url, certs.as_ref(), &hosts))
+                .collect::<RedisResult<Vec<_>>>()?;
+            let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
+                .connection_timeout(config.timeout)
+                .response_timeout(config.timeout)
+                .retries(1);
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
+            }
+            let client = builder.build()?;
+            Ok((
+                Target::Cluster(Box::new(client)),
+                Subscription::Sharded(seeds),
+                hosts,
+            ))
+        }
+        Topology::Sentinel {
+            service,
+            sentinels,
+            primary,
+        } => plan_sentinel(config, service, sentinels, primary),
+    }
+}
+
+fn plan_sentinel(
+    config: &RedisConfig,
+    service: &str,
+    sentinels: &[String],
+    auth: &super::redis_config::PrimaryAuth,
+) -> RedisResult<(Target, Subscription, String)> {
+    if sentinels.is_empty() {
+        return Err(invalid(
+            "invalid redis configuration",
+            format!("sentinel service {service}: no sentinel"),
+        ));
+    }
+    let hosts = format!("sentinel {service} via {}", hosts_of(sentinels));
+    let certs = config.tls.certificates(&hosts)?;
+    let tls = sentinels.iter().any(|url| is_tls(url));
+    if tls {
+        install_crypto_provider();
+    } else if certs.is_some() {
+        return Err(not_tls(&hosts));
+    }
+    let primary =
+        SentinelPrimary::new(service, sentinels, auth, certs, config.timeout).map_err(|error| {
+            invalid(
+                "invalid redis sentinel settings",
+                format!("{hosts}: {error}"),
+            )
+        })?;
+    let primary = Arc::new(primary);
+    Ok((
+        Target::Sentinel(Arc::clone(&primary)),
+        Subscription::Sentinel(primary),
+        hosts,
+    ))
+}
+
+/// A client for `url`, with the TLS certificates when given (which needs a `rediss://` URL).
+fn open(url: &str, certs: Option<&TlsCertificates>, hosts: &str) -> RedisResult<redis::Client> {
+    if is_tls(url) {
+        install_crypto_provider();
+    }
+    let client = match certs {
+        Some(_) if !is_tls(url) => return Err(not_tls(hosts)),
+        Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+        None => redis::Client::open(url),
+    };
+    client.map_err(|error| {
+        invalid(
+            "invalid redis configuration",
+            format!("{}: {error}", redact(url)),
+        )
+    })
+}
+
+/// `host:port` of each URL (the redacted URL when it does not parse).
+fn hosts_of(urls: &[String]) -> String {
+    urls.iter()
+        .map(|url| match url.as_str().into_connection_info() {
+            Ok(info) => info.addr().to_string(),
+            Err(_) => redact(url),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn not_tls(hosts: &str) -> RedisError {
+    invalid(
+        "invalid redis TLS settings",
+        format!("redis {hosts}: a CA or client certificate is set but the URL is not rediss://"),
+    )
+}
+
+fn invalid(what: &'static str, detail: String) -> RedisError {
+    RedisError::from((ErrorKind::InvalidClientConfig, what, detail))
 }

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use super::redis::Generations;
+use super::subscriber::{Handler, listen};
 use super::{Found, MemoryStore, RedisStore, Store};
 use crate::entry::StoredValue;
 
@@ -116,13 +117,16 @@ impl TieredStore {
             return;
         }
         let listener = Listener {
-            clients: self.redis.pubsub_clients().to_vec(),
-            channel: self.channel.clone(),
             local: self.local.clone(),
             generations: self.redis.generations().clone(),
             repair: self.repair(),
         };
-        tokio::spawn(listener.run(self.alive.subscribe()));
+        tokio::spawn(listen(
+            self.redis.subscription().clone(),
+            self.channel.clone(),
+            self.alive.subscribe(),
+            listener,
+        ));
     }
 
     /// Whether a delete of `key` could not reach Redis and has not been retried successfully.
@@ -188,81 +192,40 @@ impl Repair {
     }
 }
 
-/// The subscriber of one instance: applies other instances' invalidations to its local tier.
+/// Applies other instances' invalidations to this instance's local tier.
 struct Listener {
-    /// Where to subscribe: the server, or each seed node of a cluster (a cluster broadcasts
-    /// `PUBLISH` to every node, so any one of them hears every invalidation).
-    clients: Vec<redis::Client>,
-    channel: String,
     local: MemoryStore,
     generations: Generations,
     repair: Repair,
 }
 
-impl Listener {
-    /// Listens until the store is dropped, re-subscribing after errors (on the next node).
-    async fn run(self, mut alive: watch::Receiver<()>) {
-        let mut first = true;
-        let mut node = 0;
-        loop {
-            let Some(client) = self.clients.get(node % self.clients.len().max(1)) else {
-                return;
-            };
-            let connected = async {
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(&self.channel).await?;
-                Ok::<_, redis::RedisError>(pubsub)
-            };
-            let pubsub = tokio::select! {
-                result = connected => result,
-                _ = alive.changed() => return,
-            };
-            match pubsub {
-                Ok(pubsub) => {
-                    if !first {
-                        // Invalidations may have been missed while unsubscribed.
-                        self.local.clear();
-                        self.generations.invalidate_all();
-                    }
-                    first = false;
-                    let mut messages = pubsub.into_on_message();
-                    loop {
-                        let message = tokio::select! {
-                            message = messages.next() => message,
-                            _ = alive.changed() => return,
-                        };
-                        let Some(message) = message else { break };
-                        self.apply(message.get_payload_bytes()).await;
-                    }
-                    tracing::debug!("cache invalidation subscription lost; re-subscribing");
-                }
-                Err(error) => tracing::debug!(%error, "cache invalidation subscription failed"),
-            }
-            node = node.wrapping_add(1);
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = alive.changed() => return,
-            }
-        }
+impl Handler for Listener {
+    /// Invalidations may have been missed while unsubscribed: forget everything local.
+    fn gap(&self) {
+        self.local.clear();
+        self.generations.invalidate_all();
     }
 
-    async fn apply(&self, payload: &[u8]) {
-        match payload {
-            [b'k', key @ ..] => {
-                self.local.delete(key).await;
+    fn message<'a>(&'a self, payload: &'a [u8]) -> BoxFuture<'a, ()> {
+        async move {
+            match payload {
+                [b'k', key @ ..] => {
+                    self.local.delete(key).await;
+                }
+                [b't', key @ ..] => {
+                    // The sender could not delete it from Redis: skip the Redis copy here too.
+                    self.local.delete(key).await;
+                    self.repair.tombstone(key).await;
+                }
+                [b'p', prefix @ ..] => {
+                    // Read the bumped generation on the next request, and free the old entries.
+                    self.generations.invalidate(prefix).await;
+                    self.local.purge_prefix(prefix);
+                }
+                _ => {}
             }
-            [b't', key @ ..] => {
-                // The sender could not delete it from Redis: skip the Redis copy here too.
-                self.local.delete(key).await;
-                self.repair.tombstone(key).await;
-            }
-            [b'p', prefix @ ..] => {
-                // Read the bumped generation on the next request, and free the old entries.
-                self.generations.invalidate(prefix).await;
-                self.local.purge_prefix(prefix);
-            }
-            _ => {}
         }
+        .boxed()
     }
 }
 

@@ -399,3 +399,123 @@ impl Drop for RedisCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A test PKI made with the `openssl` CLI in a temporary directory (removed on drop): a CA,
+/// a server certificate for `localhost` / `127.0.0.1` and a client certificate it signed, and
+/// another CA that signed nothing here.
+pub struct TestPki {
+    dir: PathBuf,
+}
+
+impl TestPki {
+    /// Generates the keys and certificates (P-256, valid one day).
+    pub fn generate() -> Self {
+        let dir = std::env::temp_dir().join(unique_prefix("pki").replace(':', "-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = Self { dir };
+        for ca in ["ca", "other-ca"] {
+            pki.openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                &format!("/CN=parapet test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ]);
+        }
+        pki.sign(
+            "server",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        );
+        pki.sign("client", "extendedKeyUsage=clientAuth\n");
+        pki
+    }
+
+    fn sign(&self, name: &str, extensions: &str) {
+        std::fs::write(self.dir.join(format!("{name}.ext")), extensions).unwrap();
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("the openssl CLI must be installed (Debian package openssl) for this test");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A file of the PKI (`ca.pem`, `server.key`, `client.pem`, `other-ca.pem`, …).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// `redis-server` arguments serving TLS only, on `port`, with this PKI's server
+    /// certificate; clients must present a certificate when `require_client_cert`.
+    pub fn server_args(&self, port: u16, require_client_cert: bool) -> Vec<String> {
+        let path = |name: &str| self.path(name).to_str().unwrap().to_owned();
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path("server.pem"),
+            "--tls-key-file".into(),
+            path("server.key"),
+            "--tls-ca-cert-file".into(),
+            path("ca.pem"),
+            "--tls-auth-clients".into(),
+            if require_client_cert { "yes" } else { "no" }.into(),
+        ]
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
