@@ -3,6 +3,10 @@
 //! and an unsafe method's invalidation, work on the cluster and reach the other instance's
 //! local tier. No command may fail (a cross-slot command would, with `CROSSSLOT`). A cluster
 //! that is down when the layer starts is a miss, and is used once it is up.
+//!
+//! Invalidations travel over sharded pub/sub: each instance's subscriber is counted by
+//! `PUBSUB SHARDNUMSUB` on the node owning the channel's slot and by no plain `PUBSUB NUMSUB`,
+//! and it follows the slot to another node.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -101,8 +105,23 @@ async fn purges_and_invalidation_on_a_cluster_reach_every_instance() {
         })
         .count();
     assert!(with_keys >= 2, "keys on {with_keys} of 3 nodes");
-    // Let B's subscriber start (with its first store operation).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both subscribers listen with SSUBSCRIBE on the node owning the channel's slot, and
+    // none with a plain SUBSCRIBE anywhere.
+    let channel = format!("{prefix}invalidate");
+    let owner = owner_of(&cluster, &channel);
+    wait_for_shard_subscribers(&cluster, owner, &channel, 2).await;
+    for node in &cluster.nodes {
+        let plain = cluster.cli(node.port, &["pubsub", "numsub", &channel]);
+        assert!(
+            plain.trim().ends_with('0'),
+            "NUMSUB on {}: {plain}",
+            node.port
+        );
+        if node.port != owner {
+            let sharded = shard_subscribers(&cluster, node.port, &channel);
+            assert_eq!(sharded, 0, "SHARDNUMSUB on non-owner {}", node.port);
+        }
+    }
 
     // Purge by key on A: gone from B's local tier and from the cluster.
     let acme = TenantId::parse("acme").unwrap();
@@ -164,6 +183,86 @@ async fn purges_and_invalidation_on_a_cluster_reach_every_instance() {
         );
         assert!(!stats.breaker_open, "{name}: {stats:?}");
     }
+
+    // The channel's slot moves to another node: the server drops the shard subscriptions,
+    // the subscribers follow the slot, and invalidations reach B again.
+    let slot = cluster.cli(owner, &["cluster", "keyslot", &channel]);
+    let slot = slot.trim();
+    let target = cluster
+        .nodes
+        .iter()
+        .map(|n| n.port)
+        .find(|p| *p != owner)
+        .unwrap();
+    let target_id = cluster.cli(target, &["cluster", "myid"]);
+    for node in &cluster.nodes {
+        let set = cluster.cli(
+            node.port,
+            &["cluster", "setslot", slot, "node", target_id.trim()],
+        );
+        assert!(set.contains("OK"), "SETSLOT on {}: {set}", node.port);
+    }
+    wait_for_shard_subscribers(&cluster, target, &channel, 2).await;
+    assert_eq!(shard_subscribers(&cluster, owner, &channel), 0);
+    // B re-read what it had (its local tier was cleared after the gap), then A purges.
+    let umbrella = TenantId::parse("umbrella").unwrap();
+    assert!(
+        status_of(&b, "umbrella", "/b")
+            .await
+            .ends_with("detail=redis")
+    );
+    assert!(
+        status_of(&b, "umbrella", "/b")
+            .await
+            .ends_with("detail=local")
+    );
+    a.handle().purge(Some(&umbrella), "/b").await;
+    let took = gone(&b, "umbrella", "/b").await;
+    eprintln!("after the slot moved, purge by key reached the other instance in {took:?}");
+}
+
+/// The port of the master owning `channel`'s slot (from `CLUSTER NODES`).
+fn owner_of(cluster: &RedisCluster, channel: &str) -> u16 {
+    let port = cluster.nodes[0].port;
+    let slot: u16 = cluster
+        .cli(port, &["cluster", "keyslot", channel])
+        .trim()
+        .parse()
+        .unwrap();
+    let nodes = cluster.cli(port, &["cluster", "nodes"]);
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let owns = fields.iter().skip(8).any(|range| {
+            let (start, end) = range.split_once('-').unwrap_or((range, range));
+            match (start.parse::<u16>(), end.parse::<u16>()) {
+                (Ok(start), Ok(end)) => (start..=end).contains(&slot),
+                _ => false,
+            }
+        });
+        if owns {
+            let address = fields[1].split('@').next().unwrap();
+            return address.rsplit_once(':').unwrap().1.parse().unwrap();
+        }
+    }
+    panic!("no node owns slot {slot}: {nodes}");
+}
+
+/// `PUBSUB SHARDNUMSUB channel` on the node at `port`.
+fn shard_subscribers(cluster: &RedisCluster, port: u16, channel: &str) -> u64 {
+    let out = cluster.cli(port, &["pubsub", "shardnumsub", channel]);
+    out.lines()
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_for_shard_subscribers(cluster: &RedisCluster, port: u16, channel: &str, n: u64) {
+    eventually(
+        &format!("{n} shard subscribers on {port}"),
+        Duration::from_secs(5),
+        || async { shard_subscribers(cluster, port, channel) == n },
+    )
+    .await;
 }
 
 /// A cluster that is not there yet is a miss (fail open), and is used once it comes up.
