@@ -1,6 +1,6 @@
 //! [`EnvConfig`]: the stack configured from environment variables.
 
-use std::{collections::HashMap, str::FromStr, time::Duration};
+use std::{collections::HashMap, path::PathBuf, str::FromStr, time::Duration};
 
 use http::HeaderName;
 use parapet_cache::{CacheLayer, RedisConfig};
@@ -44,7 +44,9 @@ pub enum ConfigError {
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `DATABASE_URL` | required | the shared PostgreSQL database: the `tenants` directory and the pools |
-/// | `REDIS_URL` | unset: local tier only | Redis behind the local cache tier |
+/// | `REDIS_URL` | unset: local tier only | Redis behind the local cache tier: `redis://`, `rediss://` (TLS), `redis+sentinel://host:26379,…/service` |
+/// | `PARAPET_REDIS_CA_CERT` | unset: public roots | PEM file of the CA that signed the Redis server's certificate (`rediss://`) |
+/// | `PARAPET_REDIS_CLIENT_CERT`, `PARAPET_REDIS_CLIENT_KEY` | unset | PEM files of a client certificate and its key (mutual TLS); both or neither |
 /// | `PARAPET_TENANT_HEADER` | `x-tenant-id` | header naming the tenant; empty to disable |
 /// | `PARAPET_TENANT_HOST` | unset | base domain: `{tenant}.<base>` names the tenant |
 /// | `PARAPET_TENANT_APEX_HOSTS` | `127.0.0.1,[::1]` | hosts that name no tenant (with `PARAPET_TENANT_HOST`): requests to them use the other resolvers |
@@ -74,6 +76,10 @@ pub struct EnvConfig {
     pub database_url: String,
     /// `REDIS_URL`.
     pub redis_url: Option<String>,
+    /// `PARAPET_REDIS_CA_CERT`.
+    pub redis_ca_cert: Option<PathBuf>,
+    /// `PARAPET_REDIS_CLIENT_CERT` and `PARAPET_REDIS_CLIENT_KEY`.
+    pub redis_client_cert: Option<(PathBuf, PathBuf)>,
     /// `PARAPET_TENANT_HEADER` (`None` when disabled).
     pub tenant_header: Option<HeaderName>,
     /// `PARAPET_TENANT_HOST`.
@@ -168,9 +174,32 @@ impl EnvConfig {
                 });
             }
         };
+        let redis_client_cert = match (
+            get("PARAPET_REDIS_CLIENT_CERT"),
+            get("PARAPET_REDIS_CLIENT_KEY"),
+        ) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err(ConfigError::Invalid {
+                    name: "PARAPET_REDIS_CLIENT_CERT",
+                    value: cert,
+                    reason: "PARAPET_REDIS_CLIENT_KEY must be set too".to_owned(),
+                });
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::Invalid {
+                    name: "PARAPET_REDIS_CLIENT_KEY",
+                    value: key,
+                    reason: "PARAPET_REDIS_CLIENT_CERT must be set too".to_owned(),
+                });
+            }
+        };
         Ok(Self {
             database_url,
             redis_url: get("REDIS_URL"),
+            redis_ca_cert: get("PARAPET_REDIS_CA_CERT").map(PathBuf::from),
+            redis_client_cert,
             tenant_header,
             tenant_host: get("PARAPET_TENANT_HOST"),
             tenant_apex_hosts: list(&get, "PARAPET_TENANT_APEX_HOSTS", "127.0.0.1,[::1]"),
@@ -224,7 +253,14 @@ impl EnvConfig {
                 cache = cache.local(self.cache_local_bytes);
             }
             if let Some(url) = &self.redis_url {
-                cache = cache.redis(RedisConfig::new(url.clone()));
+                let mut redis = RedisConfig::new(url.clone());
+                if let Some(ca) = &self.redis_ca_cert {
+                    redis = redis.ca_cert_file(ca.clone());
+                }
+                if let Some((cert, key)) = &self.redis_client_cert {
+                    redis = redis.client_cert_files(cert.clone(), key.clone());
+                }
+                cache = cache.redis(redis);
             }
             if let Some(prefix) = &self.cache_prefix {
                 cache = cache.prefix(prefix.clone());
@@ -410,6 +446,7 @@ mod tests {
         assert_eq!(c.slow_request, Duration::from_secs(1));
         assert_eq!(c.telemetry_exclude, ["/healthz", "/readyz"]);
         assert_eq!(c.redis_url, None);
+        assert_eq!((c.redis_ca_cert, c.redis_client_cert), (None, None));
         assert_eq!(c.tenant_apex_hosts, ["127.0.0.1", "[::1]"]);
     }
 
@@ -418,6 +455,9 @@ mod tests {
         let c = EnvConfig::from_map([
             URL,
             ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("PARAPET_REDIS_CA_CERT", "/etc/redis/ca.pem"),
+            ("PARAPET_REDIS_CLIENT_CERT", "/etc/redis/client.pem"),
+            ("PARAPET_REDIS_CLIENT_KEY", "/etc/redis/client.key"),
             ("PARAPET_TENANT_HEADER", "X-Org"),
             ("PARAPET_TENANT_HOST", "example.com"),
             ("PARAPET_TENANT_PATH_PREFIX", "/t"),
@@ -440,6 +480,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(c.redis_ca_cert, Some(PathBuf::from("/etc/redis/ca.pem")));
+        assert_eq!(
+            c.redis_client_cert,
+            Some((
+                PathBuf::from("/etc/redis/client.pem"),
+                PathBuf::from("/etc/redis/client.key")
+            ))
+        );
         assert_eq!(c.tenant_header, Some(HeaderName::from_static("x-org")));
         assert_eq!(c.tenant_host.as_deref(), Some("example.com"));
         assert_eq!(c.tenant_path_prefix.as_deref(), Some("/t"));
@@ -501,6 +549,16 @@ mod tests {
                 "/api/",
                 "PARAPET_CACHE_DEFAULT_TTL=\"/api/\"",
             ),
+            (
+                "PARAPET_REDIS_CLIENT_CERT",
+                "/c.pem",
+                "PARAPET_REDIS_CLIENT_CERT=\"/c.pem\": PARAPET_REDIS_CLIENT_KEY must be set too",
+            ),
+            (
+                "PARAPET_REDIS_CLIENT_KEY",
+                "/c.key",
+                "PARAPET_REDIS_CLIENT_KEY=\"/c.key\": PARAPET_REDIS_CLIENT_CERT must be set too",
+            ),
         ];
         for (name, value, expected) in cases {
             let err = EnvConfig::from_map([URL, (name, value)]).unwrap_err();
@@ -508,6 +566,23 @@ mod tests {
         }
         let err = EnvConfig::from_map([("REDIS_URL", "redis://x")]).unwrap_err();
         assert_eq!(err.to_string(), "DATABASE_URL is not set");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_redis_ca_is_an_error_at_build() {
+        let c = EnvConfig::from_map([
+            URL,
+            ("REDIS_URL", "rediss://:pw@127.0.0.1:6380"),
+            ("PARAPET_REDIS_CA_CERT", "/nonexistent/redis-ca.pem"),
+            ("PARAPET_TELEMETRY", "off"),
+        ])
+        .unwrap();
+        let text = c.build().await.unwrap_err().to_string();
+        assert!(text.contains("/nonexistent/redis-ca.pem"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:6380") && !text.contains("pw"),
+            "{text}"
+        );
     }
 
     #[test]
