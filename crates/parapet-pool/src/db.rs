@@ -1,26 +1,62 @@
 //! [`Db`]: a connection checked out for one tenant, timed and reset when it goes back.
 
-use std::{
-    fmt,
-    future::Future,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{fmt, time::Duration};
 
-use deadpool::managed::Object as DpObject;
 use parapet_tenant::TenantId;
 use tokio_postgres::{Row, types::ToSql};
-use tracing::Instrument;
 
-use crate::{DbError, Isolation, PoolError, manager::Object};
+use crate::{
+    DbError, Isolation, PoolError,
+    manager::Object,
+    query::{QueryContext, Statements, timed},
+    session,
+};
 
-/// What every query of a checkout is reported with.
-#[derive(Debug, Clone)]
-pub(crate) struct QueryContext {
-    pub(crate) tenant: TenantId,
-    pub(crate) route: Option<Arc<str>>,
-    pub(crate) namespace: Arc<str>,
-    pub(crate) slow_query: Duration,
+/// The query methods `Db` and `DbTransaction` share; each hands its statement to the one
+/// [`Statements`] runner.
+macro_rules! query_methods {
+    () => {
+        /// Runs a query and returns its rows.
+        pub async fn query(
+            &self,
+            sql: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Vec<Row>, DbError> {
+            self.statements().query(sql, params).await
+        }
+
+        /// Runs a query that returns exactly one row.
+        pub async fn query_one(
+            &self,
+            sql: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Row, DbError> {
+            self.statements().query_one(sql, params).await
+        }
+
+        /// Runs a query that returns at most one row.
+        pub async fn query_opt(
+            &self,
+            sql: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Option<Row>, DbError> {
+            self.statements().query_opt(sql, params).await
+        }
+
+        /// Runs a statement and returns the number of rows it changed.
+        pub async fn execute(
+            &self,
+            sql: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<u64, DbError> {
+            self.statements().execute(sql, params).await
+        }
+
+        /// Runs statements without parameters (the simple query protocol).
+        pub async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
+            self.statements().batch_execute(sql).await
+        }
+    };
 }
 
 /// A PostgreSQL connection checked out for the request's tenant.
@@ -43,28 +79,14 @@ pub struct Db {
 }
 
 impl Db {
-    /// Applies the tenant's isolation; a connection that cannot be set up is closed, not reused.
+    /// Enters the tenant's session on `obj`; a connection that cannot be set up is closed.
     pub(crate) async fn checked_out(
         obj: Object,
         isolation: &Isolation,
         ctx: QueryContext,
         timeout: Duration,
     ) -> Result<Self, PoolError> {
-        if let Some((name, value)) = isolation.setting_for(&ctx.tenant) {
-            let params: [&(dyn ToSql + Sync); 2] = [&name, &value];
-            let set = obj.query_one("SELECT set_config($1, $2, false)", &params);
-            match tokio::time::timeout(timeout, set).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    let _ = DpObject::take(obj);
-                    return Err(PoolError::from_connect(e));
-                }
-                Err(_) => {
-                    let _ = DpObject::take(obj);
-                    return Err(PoolError::Unavailable(None));
-                }
-            }
-        }
+        let obj = session::enter(obj, isolation, &ctx.tenant, timeout).await?;
         Ok(Self {
             obj: Some(obj),
             ctx,
@@ -79,64 +101,21 @@ impl Db {
             .unwrap_or_else(|| unreachable!("Db used after drop"))
     }
 
+    fn statements(&self) -> Statements<'_> {
+        let obj = self.obj();
+        Statements {
+            client: obj,
+            cache: &obj.statement_cache,
+            ctx: &self.ctx,
+        }
+    }
+
     /// The tenant this connection is checked out for.
     pub fn tenant(&self) -> &TenantId {
         &self.ctx.tenant
     }
 
-    /// Runs a query and returns its rows.
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, DbError> {
-        let client: &tokio_postgres::Client = self.obj();
-        timed(&self.ctx, sql, async {
-            let stmt = self.obj().prepare_cached(sql).await?;
-            client.query(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs a query that returns exactly one row.
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.obj().prepare_cached(sql).await?;
-            self.obj().query_one(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs a query that returns at most one row.
-    pub async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.obj().prepare_cached(sql).await?;
-            self.obj().query_opt(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs a statement and returns the number of rows it changed.
-    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.obj().prepare_cached(sql).await?;
-            self.obj().execute(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs statements without parameters (the simple query protocol).
-    pub async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
-        timed(&self.ctx, sql, self.obj().batch_execute(sql)).await
-    }
+    query_methods!();
 
     /// Starts a transaction; it rolls back when dropped without [`DbTransaction::commit`].
     pub async fn transaction(&mut self) -> Result<DbTransaction<'_>, DbError> {
@@ -158,25 +137,9 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        let Some(obj) = self.obj.take() else { return };
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            // No runtime to reset on: close the connection rather than return it dirty.
-            let _ = DpObject::take(obj);
-            return;
-        };
-        let timeout = self.reset_timeout;
-        handle.spawn(async move {
-            // ROLLBACK ends whatever transaction the handler left open (a warning otherwise);
-            // RESET ALL clears the tenant setting, search_path and any SET it ran.
-            let reset = obj.batch_execute("ROLLBACK; RESET ALL");
-            match tokio::time::timeout(timeout, reset).await {
-                Ok(Ok(())) => drop(obj),
-                _ => {
-                    tracing::warn!("could not reset a connection; closing it");
-                    let _ = DpObject::take(obj);
-                }
-            }
-        });
+        if let Some(obj) = self.obj.take() {
+            session::leave(obj, self.reset_timeout);
+        }
     }
 }
 
@@ -196,45 +159,15 @@ pub struct DbTransaction<'a> {
 }
 
 impl DbTransaction<'_> {
-    /// Runs a query and returns its rows.
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.tx.prepare_cached(sql).await?;
-            self.tx.query(&stmt, params).await
-        })
-        .await
+    fn statements(&self) -> Statements<'_> {
+        Statements {
+            client: self.tx.client(),
+            cache: &self.tx.statement_cache,
+            ctx: &self.ctx,
+        }
     }
 
-    /// Runs a query that returns exactly one row.
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.tx.prepare_cached(sql).await?;
-            self.tx.query_one(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs a statement and returns the number of rows it changed.
-    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.tx.prepare_cached(sql).await?;
-            self.tx.execute(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs statements without parameters.
-    pub async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
-        timed(&self.ctx, sql, self.tx.batch_execute(sql)).await
-    }
+    query_methods!();
 
     /// Commits.
     pub async fn commit(self) -> Result<(), DbError> {
@@ -254,84 +187,5 @@ impl fmt::Debug for DbTransaction<'_> {
         f.debug_struct("DbTransaction")
             .field("tenant", &self.ctx.tenant)
             .finish_non_exhaustive()
-    }
-}
-
-/// The first keyword of a statement, upper-cased (`SELECT`, `INSERT`, ...).
-pub(crate) fn operation_name(sql: &str) -> String {
-    let mut rest = sql.trim_start();
-    // Skip leading comments.
-    loop {
-        if let Some(after) = rest.strip_prefix("--") {
-            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
-        } else if let Some(after) = rest.strip_prefix("/*") {
-            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
-        } else {
-            break;
-        }
-    }
-    rest.split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or_default()
-        .to_ascii_uppercase()
-}
-
-/// The statement text for logs and spans: at most 2,000 bytes.
-fn statement_text(sql: &str) -> &str {
-    if sql.len() <= 2000 {
-        return sql;
-    }
-    let mut end = 2000;
-    while !sql.is_char_boundary(end) {
-        end -= 1;
-    }
-    &sql[..end]
-}
-
-async fn timed<T>(
-    ctx: &QueryContext,
-    sql: &str,
-    fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<T, DbError> {
-    let operation = operation_name(sql);
-    let text = statement_text(sql);
-    let span = tracing::info_span!(
-        "db.query",
-        otel.name = %operation,
-        otel.kind = "client",
-        db.system.name = "postgresql",
-        db.operation.name = %operation,
-        db.namespace = %ctx.namespace,
-        db.query.text = %text,
-        tenant.id = %ctx.tenant,
-    );
-    let started = Instant::now();
-    let result = fut.instrument(span.clone()).await;
-    let elapsed = started.elapsed();
-    if elapsed >= ctx.slow_query {
-        tracing::warn!(
-            parent: &span,
-            tenant.id = %ctx.tenant,
-            http.route = ctx.route.as_deref().unwrap_or(""),
-            duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            db.query.text = %text,
-            "slow query"
-        );
-    }
-    result.map_err(DbError::new)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn operation_names() {
-        assert_eq!(operation_name("select 1"), "SELECT");
-        assert_eq!(operation_name("  INSERT INTO x"), "INSERT");
-        assert_eq!(operation_name("-- hi\n/* x */ update t set"), "UPDATE");
-        assert_eq!(operation_name("WITH x AS (select 1) select"), "WITH");
-        assert_eq!(operation_name(""), "");
-        assert_eq!(statement_text(&"é".repeat(1500)).len(), 2000);
     }
 }

@@ -24,6 +24,8 @@ mod isolation;
 mod layer;
 mod manager;
 mod pools;
+mod query;
+mod session;
 
 pub use builder::TenantPoolsBuilder;
 pub use db::{Db, DbTransaction};

@@ -17,8 +17,8 @@ use tokio::sync::Semaphore;
 use crate::{
     Db, Isolation, PoolError,
     builder::Settings,
-    db::QueryContext,
     manager::{BudgetManager, ConnectError, Object, Pool},
+    query::QueryContext,
 };
 
 /// PostgreSQL pools for many tenants, keyed by database target: tenants that share a database
