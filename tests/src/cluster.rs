@@ -32,7 +32,8 @@ fn bin_dir() -> PathBuf {
         .unwrap_or_else(|| panic!("no initdb under {root:?}; install postgresql"))
 }
 
-fn is_root() -> bool {
+/// Whether the tests run as root (servers then run as the `postgres` user).
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -51,7 +52,8 @@ fn pg_command(bin: &std::path::Path, tool: &str) -> Command {
     }
 }
 
-fn free_port() -> u16 {
+/// A TCP port on 127.0.0.1 that nothing listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -104,6 +106,16 @@ impl TempCluster {
     /// The connection URL of its `postgres` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What the server logged so far (its stderr: warnings and errors included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
     /// Starts the server (again) and waits until it accepts connections.

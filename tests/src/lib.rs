@@ -205,6 +205,7 @@ pub fn with_database(url: &str, name: &str) -> String {
 }
 
 pub mod cluster;
+pub mod pgbouncer;
 
 /// The README's Rust examples, run as doc-tests so they cannot rot.
 #[cfg(doctest)]

@@ -3,13 +3,16 @@
 use std::{fmt, time::Duration};
 
 use parapet_tenant::TenantId;
-use tokio_postgres::{Row, types::ToSql};
+use tokio_postgres::{
+    Row,
+    types::{ToSql, Type},
+};
 
 use crate::{
-    DbError, Isolation, PoolError,
+    DbError, Isolation, IsolationScope, PoolError,
     manager::Object,
-    query::{QueryContext, Statements, timed},
-    session,
+    query::{QueryContext, Run, Statements, timed},
+    session::{self, Marks},
 };
 
 /// The query methods `Db` and `DbTransaction` share; each hands its statement to the one
@@ -63,18 +66,31 @@ macro_rules! query_methods {
 ///
 /// Take it as an extractor (`db: Db`) in a handler on a route behind `PoolLayer`: the connection
 /// is checked out when the handler asks, with the tenant's [`Isolation`] applied, and goes back
-/// when the `Db` is dropped, after `ROLLBACK; RESET ALL` so that nothing (an open transaction, the
-/// tenant setting, a `SET` the handler ran) reaches the next checkout. If that reset fails the
-/// connection is closed instead.
+/// when the `Db` is dropped.
+///
+/// What a statement runs in depends on the [`IsolationScope`]:
+///
+/// - **Session** (default): the tenant is set for the session at checkout; each method is one
+///   statement (autocommit, unless inside [`transaction`](Self::transaction)); statements are
+///   prepared once per connection and cached. When the `Db` is dropped the connection is reset
+///   in the background before it goes back: an open transaction is rolled back, and settings
+///   (the tenant's included), `SET ROLE`, temporary tables, advisory locks, `LISTEN`, `WITH
+///   HOLD` cursors and SQL `PREPARE`d statements are discarded (what `DISCARD ALL` does, but the
+///   statement cache is kept); a connection that cannot be reset is closed.
+/// - **Transaction**: each method is a transaction of its own that sets the tenant first and
+///   commits before the method returns (the same autocommit effects, one more round trip);
+///   [`transaction`](Self::transaction) opens one transaction whose first statement sets the
+///   tenant. No session state is used and nothing is reset. See [`IsolationScope`] for when to
+///   use which, and the limits.
 ///
 /// Every query is a `db.query` tracing span (`db.system.name = postgresql`,
 /// `db.operation.name`, `db.namespace`, `db.query.text`), and a query slower than the
 /// configured threshold emits a WARN event with the tenant, the route, the duration and the
-/// statement (its text only: parameters are never logged). Statements are prepared once per
-/// connection and cached.
+/// statement (its text only: parameters are never logged).
 pub struct Db {
     obj: Option<Object>,
     ctx: QueryContext,
+    marks: Marks,
     reset_timeout: Duration,
 }
 
@@ -86,10 +102,11 @@ impl Db {
         ctx: QueryContext,
         timeout: Duration,
     ) -> Result<Self, PoolError> {
-        let obj = session::enter(obj, isolation, &ctx.tenant, timeout).await?;
+        let obj = session::enter(obj, isolation, ctx.scope, &ctx.tenant, timeout).await?;
         Ok(Self {
             obj: Some(obj),
             ctx,
+            marks: Marks::default(),
             reset_timeout: timeout,
         })
     }
@@ -107,6 +124,11 @@ impl Db {
             client: obj,
             cache: &obj.statement_cache,
             ctx: &self.ctx,
+            marks: &self.marks,
+            run: match self.ctx.scope {
+                IsolationScope::Session => Run::Cached,
+                IsolationScope::Transaction => Run::Autocommit,
+            },
         }
     }
 
@@ -118,19 +140,40 @@ impl Db {
     query_methods!();
 
     /// Starts a transaction; it rolls back when dropped without [`DbTransaction::commit`].
+    ///
+    /// In transaction scope its first statement sets the tenant (`set_config(.., true)`).
     pub async fn transaction(&mut self) -> Result<DbTransaction<'_>, DbError> {
-        let ctx = self.ctx.clone();
-        let obj = self
-            .obj
+        let Self {
+            obj, ctx, marks, ..
+        } = self;
+        let (ctx, marks): (&QueryContext, &Marks) = (ctx, marks);
+        let obj = obj
             .as_mut()
             .unwrap_or_else(|| unreachable!("Db used after drop"));
-        let tx = timed(&ctx, "BEGIN", obj.transaction()).await?;
-        Ok(DbTransaction { tx, ctx })
+        // Until the DbTransaction exists (it always ends its transaction), a BEGIN whose answer
+        // was not awaited could leave one open.
+        marks.maybe_in_transaction();
+        let tx = timed(ctx, "BEGIN", obj.transaction()).await?;
+        let tx = DbTransaction {
+            tx,
+            ctx: ctx.clone(),
+            marks,
+        };
+        if let (IsolationScope::Transaction, Some((name, value))) = (ctx.scope, &ctx.setting) {
+            let sql = "SELECT set_config($1, $2, true)";
+            let params: [(&(dyn ToSql + Sync), Type); 2] =
+                [(name, Type::TEXT), (value, Type::TEXT)];
+            timed(ctx, sql, tx.tx.client().query_typed(sql, &params)).await?;
+        }
+        marks.settled();
+        Ok(tx)
     }
 
     /// The underlying client, for what the methods above do not cover. Queries run through it
-    /// are not timed nor traced.
+    /// are not timed nor traced; in transaction scope they run outside any transaction, without
+    /// the tenant's setting.
     pub fn client(&self) -> &tokio_postgres::Client {
+        self.marks.maybe_in_transaction();
         self.obj()
     }
 }
@@ -138,7 +181,7 @@ impl Db {
 impl Drop for Db {
     fn drop(&mut self) {
         if let Some(obj) = self.obj.take() {
-            session::leave(obj, self.reset_timeout);
+            session::leave(obj, self.ctx.scope, &self.marks, self.reset_timeout);
         }
     }
 }
@@ -156,6 +199,7 @@ impl fmt::Debug for Db {
 pub struct DbTransaction<'a> {
     tx: deadpool_postgres::Transaction<'a>,
     ctx: QueryContext,
+    marks: &'a Marks,
 }
 
 impl DbTransaction<'_> {
@@ -164,6 +208,11 @@ impl DbTransaction<'_> {
             client: self.tx.client(),
             cache: &self.tx.statement_cache,
             ctx: &self.ctx,
+            marks: self.marks,
+            run: match self.ctx.scope {
+                IsolationScope::Session => Run::Cached,
+                IsolationScope::Transaction => Run::Uncached,
+            },
         }
     }
 

@@ -17,6 +17,7 @@
 //! PostgreSQL's default `max_connections = 100`, and deadpool has no limit across pools, no idle
 //! timeout and no wait timeout by default.
 
+mod budget;
 mod builder;
 mod db;
 mod error;
@@ -30,6 +31,6 @@ mod session;
 pub use builder::TenantPoolsBuilder;
 pub use db::{Db, DbTransaction};
 pub use error::{DbError, DbRejection, PoolError};
-pub use isolation::Isolation;
+pub use isolation::{Isolation, IsolationScope};
 pub use layer::{PoolHandle, PoolLayer, PoolService};
-pub use pools::{PoolsStatus, TargetStatus, TenantPools};
+pub use pools::{PoolsStatus, ServerStatus, TargetStatus, TenantPools};

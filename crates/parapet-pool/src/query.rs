@@ -9,18 +9,38 @@ use std::{
 
 use deadpool_postgres::StatementCache;
 use parapet_tenant::TenantId;
-use tokio_postgres::{Client, Row, types::ToSql};
+use tokio_postgres::{
+    Client, Row, Statement,
+    error::SqlState,
+    types::{ToSql, Type},
+};
 use tracing::Instrument;
 
-use crate::DbError;
+use crate::{DbError, IsolationScope, session::Marks};
 
-/// What every query of a checkout is reported with.
+/// What every query of a checkout is reported with, and how it sets its tenant.
 #[derive(Debug, Clone)]
 pub(crate) struct QueryContext {
     pub(crate) tenant: TenantId,
     pub(crate) route: Option<Arc<str>>,
     pub(crate) namespace: Arc<str>,
     pub(crate) slow_query: Duration,
+    pub(crate) scope: IsolationScope,
+    /// The `(setting, value)` of the tenant's isolation, if it has one.
+    pub(crate) setting: Option<(String, String)>,
+}
+
+/// How a statement is prepared and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Run {
+    /// Session scope: prepared once per connection (deadpool's statement cache), then executed.
+    Cached,
+    /// Transaction scope, inside the checkout's explicit transaction: prepared to learn its
+    /// parameter types, closed at once, run as an unnamed statement.
+    Uncached,
+    /// Transaction scope, outside an explicit transaction: like `Uncached`, inside a transaction
+    /// of its own that first sets the tenant and commits before the method returns.
+    Autocommit,
 }
 
 /// Runs statements on one connection: `Db` and `DbTransaction` both go through it.
@@ -31,6 +51,8 @@ pub(crate) struct Statements<'a> {
     pub(crate) client: &'a Client,
     pub(crate) cache: &'a StatementCache,
     pub(crate) ctx: &'a QueryContext,
+    pub(crate) marks: &'a Marks,
+    pub(crate) run: Run,
 }
 
 impl Statements<'_> {
@@ -39,11 +61,7 @@ impl Statements<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, DbError> {
-        timed(self.ctx, sql, async {
-            let stmt = self.cache.prepare(self.client, sql).await?;
-            self.client.query(&stmt, params).await
-        })
-        .await
+        self.run::<Rows>(sql, params).await
     }
 
     pub(crate) async fn query_one(
@@ -51,11 +69,7 @@ impl Statements<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, DbError> {
-        timed(self.ctx, sql, async {
-            let stmt = self.cache.prepare(self.client, sql).await?;
-            self.client.query_one(&stmt, params).await
-        })
-        .await
+        self.run::<One>(sql, params).await
     }
 
     pub(crate) async fn query_opt(
@@ -63,11 +77,7 @@ impl Statements<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, DbError> {
-        timed(self.ctx, sql, async {
-            let stmt = self.cache.prepare(self.client, sql).await?;
-            self.client.query_opt(&stmt, params).await
-        })
-        .await
+        self.run::<Opt>(sql, params).await
     }
 
     pub(crate) async fn execute(
@@ -75,17 +85,229 @@ impl Statements<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, DbError> {
-        timed(self.ctx, sql, async {
-            let stmt = self.cache.prepare(self.client, sql).await?;
-            self.client.execute(&stmt, params).await
-        })
-        .await
+        self.run::<Count>(sql, params).await
     }
 
+    /// Runs statements without parameters (the simple query protocol, no prepared statement).
+    /// Raw SQL may open a transaction, so the checkout is marked for the reset to look.
     pub(crate) async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
-        timed(self.ctx, sql, self.client.batch_execute(sql)).await
+        let client = self.client;
+        let result = match self.run {
+            Run::Cached | Run::Uncached => {
+                self.marks.maybe_in_transaction();
+                timed(self.ctx, sql, client.batch_execute(sql)).await
+            }
+            Run::Autocommit => {
+                timed(self.ctx, sql, async {
+                    self.marks.maybe_in_transaction();
+                    let (begin, set, batch, commit) = tokio::join!(
+                        biased;
+                        client.batch_execute("BEGIN"),
+                        self.set_tenant(),
+                        client.batch_execute(sql),
+                        client.batch_execute("COMMIT"),
+                    );
+                    begin?;
+                    set?;
+                    batch?;
+                    commit?;
+                    self.marks.settled();
+                    Ok(())
+                })
+                .await
+            }
+        };
+        self.checked(result)
+    }
+
+    async fn run<F: Fetch>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<F::Output, DbError> {
+        if matches!(operation_name(sql).as_str(), "BEGIN" | "START") {
+            self.marks.maybe_in_transaction();
+        }
+        let client = self.client;
+        let result = timed(self.ctx, sql, async {
+            match self.run {
+                Run::Cached => {
+                    let stmt = self.cache.prepare(client, sql).await?;
+                    F::prepared(client, &stmt, params).await
+                }
+                Run::Uncached => {
+                    let typed = typed_params(client.prepare(sql).await?, params);
+                    F::typed(client, sql, &typed).await
+                }
+                Run::Autocommit => self.autocommit::<F>(sql, params).await,
+            }
+        })
+        .await;
+        self.checked(result)
+    }
+
+    /// `BEGIN`, the tenant's setting and the prepare in one round trip; the statement (unnamed),
+    /// the close of the prepared one and `COMMIT` in a second. After an error the transaction is
+    /// aborted, and `COMMIT` (or the `ROLLBACK` sent instead) ends it.
+    async fn autocommit<F: Fetch>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<F::Output, tokio_postgres::Error> {
+        let client = self.client;
+        // If this future is dropped half way, the transaction may stay open: the reset looks.
+        self.marks.maybe_in_transaction();
+        let (begin, set, prepared) = tokio::join!(
+            biased;
+            client.batch_execute("BEGIN"),
+            self.set_tenant(),
+            client.prepare(sql),
+        );
+        begin?;
+        let prepared = match (set, prepared) {
+            (Ok(()), Ok(stmt)) => Ok(stmt),
+            (Err(e), prepared) => {
+                // Closed inside the transaction, before the ROLLBACK.
+                drop(prepared);
+                Err(e)
+            }
+            (Ok(()), Err(e)) => Err(e),
+        };
+        let prepared = match prepared {
+            Ok(stmt) => stmt,
+            Err(e) => {
+                if client.batch_execute("ROLLBACK").await.is_ok() {
+                    self.marks.settled();
+                }
+                return Err(e);
+            }
+        };
+        // Dropping the statement sends its close, ahead of the statement and COMMIT.
+        let typed = typed_params(prepared, params);
+        let (output, commit) = tokio::join!(
+            biased;
+            F::typed(client, sql, &typed),
+            client.batch_execute("COMMIT"),
+        );
+        self.marks.settled();
+        let output = output?;
+        commit?;
+        Ok(output)
+    }
+
+    /// `set_config(<setting>, <id>, true)` as an unnamed statement, when the isolation has one.
+    async fn set_tenant(&self) -> Result<(), tokio_postgres::Error> {
+        let Some((name, value)) = &self.ctx.setting else {
+            return Ok(());
+        };
+        self.client
+            .query_typed(
+                "SELECT set_config($1, $2, true)",
+                &[(name, Type::TEXT), (value, Type::TEXT)],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Marks a connection whose statement names went astray as broken, and explains errors that
+    /// a transaction-mode pooler causes in session scope.
+    fn checked<T>(&self, result: Result<T, DbError>) -> Result<T, DbError> {
+        result.map_err(|e| {
+            let Some(code) = e.code() else { return e };
+            let astray = *code == SqlState::INVALID_SQL_STATEMENT_NAME
+                || *code == SqlState::DUPLICATE_PSTATEMENT;
+            if astray {
+                self.marks.broken();
+            }
+            let setting_missing = *code == SqlState::UNDEFINED_OBJECT
+                && self
+                    .ctx
+                    .setting
+                    .as_ref()
+                    .is_some_and(|(name, _)| e.to_string().contains(&format!("\"{name}\"")));
+            if self.ctx.scope == IsolationScope::Session && (astray || setting_missing) {
+                e.with_hint(POOLER_HINT)
+            } else {
+                e
+            }
+        })
     }
 }
+
+/// Said with errors that show a transaction-mode pooler moving statements between server
+/// connections in session scope.
+const POOLER_HINT: &str = "the session's prepared statements or tenant setting are missing: \
+    behind a transaction-mode pooler (PgBouncer, pgcat, Supavisor) use IsolationScope::Transaction \
+    (PARAPET_ISOLATION_SCOPE=transaction)";
+
+/// Pairs each parameter with the type the server inferred for it, and drops the prepared
+/// statement, which sends its close.
+fn typed_params<'p>(
+    stmt: Statement,
+    params: &[&'p (dyn ToSql + Sync)],
+) -> Vec<(&'p (dyn ToSql + Sync), Type)> {
+    // A count that does not match is refused by the server, as with a prepared statement.
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (*p, stmt.params().get(i).cloned().unwrap_or(Type::UNKNOWN)))
+        .collect()
+}
+
+/// What a query method returns, fetched through a prepared statement or an unnamed one.
+trait Fetch {
+    type Output: Send;
+
+    fn prepared(
+        client: &Client,
+        stmt: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Self::Output, tokio_postgres::Error>> + Send;
+
+    fn typed(
+        client: &Client,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> impl Future<Output = Result<Self::Output, tokio_postgres::Error>> + Send;
+}
+
+/// Every row.
+struct Rows;
+/// Exactly one row.
+struct One;
+/// At most one row.
+struct Opt;
+/// The number of rows changed.
+struct Count;
+
+macro_rules! fetch {
+    ($ty:ty, $out:ty, $prepared:ident, $typed:ident) => {
+        impl Fetch for $ty {
+            type Output = $out;
+
+            fn prepared(
+                client: &Client,
+                stmt: &Statement,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> impl Future<Output = Result<$out, tokio_postgres::Error>> + Send {
+                client.$prepared(stmt, params)
+            }
+
+            fn typed(
+                client: &Client,
+                sql: &str,
+                params: &[(&(dyn ToSql + Sync), Type)],
+            ) -> impl Future<Output = Result<$out, tokio_postgres::Error>> + Send {
+                client.$typed(sql, params)
+            }
+        }
+    };
+}
+
+fetch!(Rows, Vec<Row>, query, query_typed);
+fetch!(One, Row, query_one, query_typed_one);
+fetch!(Opt, Option<Row>, query_opt, query_typed_opt);
+fetch!(Count, u64, execute, execute_typed);
 
 /// The first keyword of a statement, upper-cased (`SELECT`, `INSERT`, ...).
 pub(crate) fn operation_name(sql: &str) -> String {

@@ -4,7 +4,7 @@ use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use http::HeaderName;
 use parapet_cache::{CacheLayer, RedisConfig};
-use parapet_pool::{Isolation, TenantPools};
+use parapet_pool::{Isolation, IsolationScope, TenantPools};
 use parapet_telemetry::TelemetryLayer;
 use parapet_tenant::{
     CachedDirectory, HeaderResolver, HostResolver, JwtResolver, PathResolver, PgDirectory,
@@ -56,7 +56,9 @@ pub enum ConfigError {
 /// | `PARAPET_CACHE_DEFAULT_TTL` | unset | `prefix=seconds,…`: responses under a path prefix that carry no freshness of their own are cached that long (`/api/=10`) |
 /// | `PARAPET_CACHE_MAX_BODY_BYTES` | the cache's default | larger responses stream through uncached |
 /// | `PARAPET_ISOLATION` | `rls` | `rls`, `schema` or `database` (see [`Isolation`]) |
-/// | `PARAPET_POOL_BUDGET` | read from the server | connections all pools together may hold |
+/// | `PARAPET_ISOLATION_SCOPE` | `session` | `transaction` behind a transaction-mode pooler: PgBouncer, pgcat, Supavisor (see [`IsolationScope`]) |
+/// | `PARAPET_POOL_BUDGET` | read from each server | connections all pools together may hold to one database server |
+/// | `PARAPET_POOL_REPLICAS` | `1` | processes sharing each server: the budget read from it is divided by this |
 /// | `PARAPET_POOL_MAX_PER_POOL` | `20` | connections one pool may hold |
 /// | `PARAPET_POOL_WAIT_TIMEOUT_MS` | `2000` | how long a checkout waits before a 503 |
 /// | `PARAPET_SLOW_QUERY_MS` | `500` | queries slower than this are a WARN |
@@ -96,8 +98,12 @@ pub struct EnvConfig {
     pub cache_max_body_bytes: Option<usize>,
     /// `PARAPET_ISOLATION`.
     pub isolation: Isolation,
+    /// `PARAPET_ISOLATION_SCOPE`.
+    pub isolation_scope: IsolationScope,
     /// `PARAPET_POOL_BUDGET`.
     pub pool_budget: Option<usize>,
+    /// `PARAPET_POOL_REPLICAS`.
+    pub pool_replicas: usize,
     /// `PARAPET_POOL_MAX_PER_POOL`.
     pub pool_max_per_pool: usize,
     /// `PARAPET_POOL_WAIT_TIMEOUT_MS`.
@@ -168,6 +174,28 @@ impl EnvConfig {
                 });
             }
         };
+        let isolation_scope = match get("PARAPET_ISOLATION_SCOPE").as_deref() {
+            None | Some("session") => IsolationScope::Session,
+            Some("transaction") => IsolationScope::Transaction,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "PARAPET_ISOLATION_SCOPE",
+                    value: other.to_owned(),
+                    reason: "expected session or transaction".to_owned(),
+                });
+            }
+        };
+        let pool_replicas = match number::<usize>(&get, "PARAPET_POOL_REPLICAS")? {
+            None => 1,
+            Some(0) => {
+                return Err(ConfigError::Invalid {
+                    name: "PARAPET_POOL_REPLICAS",
+                    value: "0".to_owned(),
+                    reason: "expected at least 1".to_owned(),
+                });
+            }
+            Some(n) => n,
+        };
         Ok(Self {
             database_url,
             redis_url: get("REDIS_URL"),
@@ -185,7 +213,9 @@ impl EnvConfig {
                 .collect::<Result<_, _>>()?,
             cache_max_body_bytes: number(&get, "PARAPET_CACHE_MAX_BODY_BYTES")?,
             isolation,
+            isolation_scope,
             pool_budget: number(&get, "PARAPET_POOL_BUDGET")?,
+            pool_replicas,
             pool_max_per_pool: number(&get, "PARAPET_POOL_MAX_PER_POOL")?.unwrap_or(20),
             pool_wait_timeout: millis(&get, "PARAPET_POOL_WAIT_TIMEOUT_MS")?
                 .unwrap_or(Duration::from_secs(2)),
@@ -239,6 +269,8 @@ impl EnvConfig {
         }
         let mut pools = TenantPools::builder(self.database_url.clone())
             .isolation(self.isolation.clone())
+            .scope(self.isolation_scope)
+            .replicas(self.pool_replicas)
             .max_per_pool(self.pool_max_per_pool)
             .wait_timeout(self.pool_wait_timeout)
             .slow_query(self.slow_query);
@@ -404,7 +436,9 @@ mod tests {
         assert!(c.cache && c.telemetry && !c.traceparent_response);
         assert_eq!(c.cache_local_bytes, 64 << 20);
         assert_eq!(c.isolation, Isolation::row_level_security());
+        assert_eq!(c.isolation_scope, IsolationScope::Session);
         assert_eq!(c.pool_budget, None);
+        assert_eq!(c.pool_replicas, 1);
         assert_eq!(c.pool_max_per_pool, 20);
         assert_eq!(c.slow_query, Duration::from_millis(500));
         assert_eq!(c.slow_request, Duration::from_secs(1));
@@ -429,7 +463,9 @@ mod tests {
             ("PARAPET_CACHE_MAX_BODY_BYTES", "4096"),
             ("PARAPET_CACHE_DEFAULT_TTL", "/api/=10, /static/=3600"),
             ("PARAPET_ISOLATION", "schema"),
+            ("PARAPET_ISOLATION_SCOPE", "transaction"),
             ("PARAPET_POOL_BUDGET", "30"),
+            ("PARAPET_POOL_REPLICAS", "3"),
             ("PARAPET_POOL_MAX_PER_POOL", "5"),
             ("PARAPET_POOL_WAIT_TIMEOUT_MS", "250"),
             ("PARAPET_SLOW_QUERY_MS", "100"),
@@ -457,7 +493,9 @@ mod tests {
             ]
         );
         assert_eq!(c.isolation, Isolation::schema_per_tenant());
+        assert_eq!(c.isolation_scope, IsolationScope::Transaction);
         assert_eq!(c.pool_budget, Some(30));
+        assert_eq!(c.pool_replicas, 3);
         assert_eq!(c.pool_max_per_pool, 5);
         assert_eq!(c.pool_wait_timeout, Duration::from_millis(250));
         assert_eq!(c.slow_query, Duration::from_millis(100));
@@ -480,6 +518,17 @@ mod tests {
                 "PARAPET_ISOLATION=\"tenantless\"",
             ),
             ("PARAPET_POOL_BUDGET", "-3", "PARAPET_POOL_BUDGET=\"-3\""),
+            (
+                "PARAPET_ISOLATION_SCOPE",
+                "statement",
+                "PARAPET_ISOLATION_SCOPE=\"statement\"",
+            ),
+            ("PARAPET_POOL_REPLICAS", "0", "PARAPET_POOL_REPLICAS=\"0\""),
+            (
+                "PARAPET_POOL_REPLICAS",
+                "two",
+                "PARAPET_POOL_REPLICAS=\"two\"",
+            ),
             ("PARAPET_CACHE", "maybe", "PARAPET_CACHE=\"maybe\""),
             (
                 "PARAPET_TENANT_HEADER",
