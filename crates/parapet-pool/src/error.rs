@@ -11,8 +11,9 @@ pub enum PoolError {
     /// No connection became free within the wait timeout (the pool is at its maximum and busy).
     #[error("no connection became available within the wait timeout")]
     Timeout,
-    /// The global connection budget is used up and no idle connection could be closed in time.
-    #[error("the global connection budget is exhausted")]
+    /// The database server's connection budget is used up and no idle connection could be
+    /// closed in time.
+    #[error("the database server's connection budget is exhausted")]
     BudgetExhausted,
     /// The database did not accept a connection (down, restarting, unreachable, too slow).
     #[error("the database is unavailable")]
