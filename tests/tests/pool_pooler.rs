@@ -249,3 +249,78 @@ async fn a_statement_moved_by_the_pooler_says_to_use_transaction_scope() {
     );
     other.batch_execute("COMMIT").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_per_tenant_in_transaction_scope_behind_pgbouncer() {
+    let db = TestDb::create("pool_txschema").await;
+    let direct = db.app_role_url().await;
+    let role = direct
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "CREATE SCHEMA tenant_a; CREATE SCHEMA \"tenant_b-2\";
+             CREATE TABLE tenant_a.items (v text); CREATE TABLE \"tenant_b-2\".items (v text);
+             INSERT INTO tenant_a.items VALUES ('a1'), ('a2');
+             INSERT INTO \"tenant_b-2\".items VALUES ('b1');
+             GRANT USAGE ON SCHEMA tenant_a, \"tenant_b-2\" TO {role};
+             GRANT SELECT ON ALL TABLES IN SCHEMA tenant_a, \"tenant_b-2\" TO {role};"
+        ))
+        .await
+        .unwrap();
+    let upstream: tokio_postgres::Config = parapet_tests::admin_url().parse().unwrap();
+    let port = upstream.get_ports().first().copied().unwrap_or(5432);
+    let bouncer = PgBouncer::start(db.name(), port, "transaction", 2, &[&role]);
+    let pools = TenantPools::builder(bouncer.url(&role, db.name()))
+        .isolation(Isolation::schema_per_tenant())
+        .scope(IsolationScope::Transaction)
+        .max_per_pool(4)
+        .budget(4)
+        .wait_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    let shared = |id: &str| {
+        Tenant::new(
+            Arc::new(
+                TenantRecord::new(TenantId::parse(id).unwrap()).database(DatabaseTarget::Shared),
+            ),
+            Arc::new(Features::new()),
+        )
+    };
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let pools = pools.clone();
+            let (a, b) = (shared("a"), shared("b-2"));
+            tokio::spawn(async move {
+                for i in 0..250 {
+                    let (t, want) = if (i + w) % 2 == 0 {
+                        (&a, "tenant_a:a1,a2")
+                    } else {
+                        (&b, "tenant_b-2:b1")
+                    };
+                    let db = pools.checkout(t).await.unwrap();
+                    let seen: String = db
+                        .query_one(
+                            "SELECT current_schema() || ':' || string_agg(v, ',' ORDER BY v) \
+                             FROM items WHERE length(v) > $1",
+                            &[&0i32],
+                        )
+                        .await
+                        .unwrap()
+                        .get(0);
+                    assert_eq!(seen, want, "checkout {i} of worker {w} for {}", t.id());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+}

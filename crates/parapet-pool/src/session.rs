@@ -41,7 +41,11 @@ use std::{
 
 use deadpool::managed::Object as DpObject;
 use parapet_tenant::TenantId;
-use tokio_postgres::{SimpleQueryMessage, error::SqlState, types::ToSql};
+use tokio_postgres::{
+    SimpleQueryMessage,
+    error::SqlState,
+    types::{ToSql, Type},
+};
 
 use crate::{Isolation, IsolationScope, PoolError, isolation::quote_ident, manager::Object};
 
@@ -96,8 +100,9 @@ pub(crate) async fn enter(
     let Some((name, value)) = isolation.setting_for(tenant) else {
         return Ok(obj);
     };
-    let params: [&(dyn ToSql + Sync); 2] = [&name, &value];
-    let set = obj.query_one("SELECT set_config($1, $2, false)", &params);
+    // Typed, so an unnamed statement: one round trip, nothing prepared.
+    let params: [(&(dyn ToSql + Sync), Type); 2] = [(&name, Type::TEXT), (&value, Type::TEXT)];
+    let set = obj.query_typed("SELECT set_config($1, $2, false)", &params);
     match tokio::time::timeout(timeout, set).await {
         Ok(Ok(_)) => Ok(obj),
         Ok(Err(e)) => {
