@@ -71,6 +71,7 @@ mod encoding;
 mod entry;
 mod exchange;
 mod fill;
+mod forward;
 mod handle;
 mod key;
 mod layer;
