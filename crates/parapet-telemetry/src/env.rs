@@ -6,7 +6,7 @@ use opentelemetry::KeyValue;
 use opentelemetry_otlp::Compression;
 use opentelemetry_sdk::trace::Sampler;
 
-use crate::TelemetryError;
+use crate::error::TelemetryError;
 
 /// The variables the builder reads (`OTEL_*` and `RUST_LOG`, nothing else of the environment);
 /// empty values count as unset (as the specification says).

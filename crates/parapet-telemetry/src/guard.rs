@@ -4,7 +4,7 @@ use std::fmt;
 
 use opentelemetry_sdk::{metrics::SdkMeterProvider, trace::SdkTracerProvider};
 
-use crate::{TelemetryError, export::ExportRuntime};
+use crate::{error::TelemetryError, export::ExportRuntime};
 
 /// Keeps telemetry running; [`shutdown`](Self::shutdown) (or dropping it) flushes and stops the
 /// span and metric pipelines, so the last spans are delivered before the process exits.

@@ -4,7 +4,6 @@
 use std::{fmt, time::Duration};
 
 use opentelemetry::{KeyValue, trace::TracerProvider as _};
-use opentelemetry_otlp::ExporterBuildError;
 use opentelemetry_sdk::{
     Resource,
     metrics::{
@@ -19,38 +18,14 @@ use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt};
 use crate::{
     SpanFieldsLayer, TelemetryGuard,
     env::{self, Env, Signal},
+    error::TelemetryError,
     export::{self, ExportRuntime, OnRuntime},
+    span,
 };
-
-/// Why telemetry could not start or stop.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TelemetryError {
-    /// A variable holds a value that cannot be honoured.
-    #[error("invalid {name}: {reason}")]
-    InvalidEnv {
-        /// The variable.
-        name: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The OTLP exporter could not be built (a malformed endpoint, for example).
-    #[error("cannot build the OTLP exporter: {0}")]
-    Exporter(#[from] ExporterBuildError),
-    /// The exporters' runtime thread could not start.
-    #[error("cannot start the export runtime: {0}")]
-    Runtime(#[from] std::io::Error),
-    /// [`TelemetryBuilder::init`] found a global `tracing` subscriber already set.
-    #[error("a global tracing subscriber is already set")]
-    SubscriberAlreadySet,
-    /// Flushing or shutting a provider down failed (the collector is unreachable, for example).
-    #[error("telemetry shutdown: {0}")]
-    Shutdown(String),
-}
 
 /// The targets whose `info` spans always reach OpenTelemetry: the request span and the pool's
 /// query spans.
-const OTEL_TARGETS: [&str; 2] = ["parapet_telemetry", "parapet_pool"];
+const OTEL_TARGETS: [&str; 2] = [span::TARGET, "parapet_pool"];
 
 type TracerStep = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder + Send>;
 type MeterStep = Box<dyn FnOnce(MeterProviderBuilder) -> MeterProviderBuilder + Send>;
