@@ -9,7 +9,6 @@ use opentelemetry_sdk::{
     metrics::{
         MeterProviderBuilder, PeriodicReader, SdkMeterProvider, exporter::PushMetricExporter,
     },
-    propagation::TraceContextPropagator,
     trace::{SdkTracerProvider, SpanProcessor, TracerProviderBuilder},
 };
 use tracing::Subscriber;
@@ -17,9 +16,10 @@ use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt};
 
 use crate::{
     SpanFieldsLayer, TelemetryGuard,
-    env::{self, Env, Signal},
+    env::{self, Env},
     error::TelemetryError,
-    export::{self, ExportRuntime, OnRuntime},
+    export::{ExportRuntime, OnRuntime},
+    otlp::{self, Signal},
     span,
 };
 
@@ -47,6 +47,7 @@ pub type BoxSubscriber = Box<dyn Subscriber + Send + Sync>;
 /// | `OTEL_EXPORTER_OTLP_TIMEOUT` (and per signal) | milliseconds per export (10 s by default) |
 /// | `OTEL_EXPORTER_OTLP_COMPRESSION` (and per signal) | `gzip` or `none` |
 /// | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (`parentbased_always_on` by default) |
+/// | `OTEL_PROPAGATORS` | the global propagator [`init`] installs: `tracecontext`, `baggage` (comma-separated) or `none`; `tracecontext,baggage` by default |
 /// | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds between metric exports (60 s by default) |
 /// | `RUST_LOG` | the log filter (default `info`); OpenTelemetry also gets parapet's request and query spans at `info` |
 ///
@@ -165,6 +166,7 @@ impl TelemetryBuilder {
         let mut warnings = Vec::new();
         let resource = self.resource();
         let sampler = env::sampler(&self.env, &mut warnings);
+        let propagators = env::propagators(&self.env, &mut warnings);
         let interval =
             match self.env.get("OTEL_METRIC_EXPORT_INTERVAL") {
                 None => Duration::from_secs(60),
@@ -180,8 +182,8 @@ impl TelemetryBuilder {
             .with_resource(resource.clone());
         let mut meter = SdkMeterProvider::builder().with_resource(resource);
         let mut runtime = None;
-        let traces = env::signal_export(&self.env, Signal::Traces, &mut warnings)?;
-        let metrics = env::signal_export(&self.env, Signal::Metrics, &mut warnings)?;
+        let traces = otlp::signal_export(&self.env, Signal::Traces, &mut warnings)?;
+        let metrics = otlp::signal_export(&self.env, Signal::Metrics, &mut warnings)?;
         let exports_metrics = metrics.is_some() || !self.meter_steps.is_empty();
         if traces.is_some() || metrics.is_some() {
             let rt = ExportRuntime::new()?;
@@ -191,11 +193,11 @@ impl TelemetryBuilder {
             // tonic's channel must be created inside a runtime.
             let entered = handle.enter();
             if let Some(config) = traces {
-                let exporter = export::span_exporter(&config)?;
+                let exporter = otlp::span_exporter(&config)?;
                 tracer = tracer.with_batch_exporter(OnRuntime::new(exporter, handle.clone()));
             }
             if let Some(config) = metrics {
-                let exporter = export::metric_exporter(&config)?;
+                let exporter = otlp::metric_exporter(&config)?;
                 let reader = PeriodicReader::builder(OnRuntime::new(exporter, handle.clone()))
                     .with_interval(interval)
                     .build();
@@ -258,13 +260,14 @@ impl TelemetryBuilder {
             .with(otel_layer)
             .with(fmt_layer);
         let guard = TelemetryGuard::new(tracer_provider, meter_provider, warnings, runtime)
-            .with_metrics_exported(exports_metrics);
+            .with_metrics_exported(exports_metrics)
+            .with_propagators(propagators);
         Ok((Box::new(subscriber), guard))
     }
 
     /// Builds everything and installs it globally: the `tracing` subscriber, the tracer and meter
-    /// providers and the W3C Trace Context propagator. Keep the guard alive until the end of
-    /// `main` and call [`TelemetryGuard::shutdown`] there.
+    /// providers and the propagator of `OTEL_PROPAGATORS` ([`TelemetryGuard::propagator`]). Keep
+    /// the guard alive until the end of `main` and call [`TelemetryGuard::shutdown`] there.
     ///
     /// # Errors
     /// Those of [`build`](Self::build), and [`TelemetryError::SubscriberAlreadySet`].
@@ -272,7 +275,7 @@ impl TelemetryBuilder {
         let (subscriber, guard) = self.build()?;
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| TelemetryError::SubscriberAlreadySet)?;
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        opentelemetry::global::set_text_map_propagator(guard.propagator());
         opentelemetry::global::set_tracer_provider(guard.tracer_provider().clone());
         if guard.exports_metrics() {
             opentelemetry::global::set_meter_provider(guard.meter_provider().clone());

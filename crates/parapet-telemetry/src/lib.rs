@@ -98,6 +98,7 @@ mod init;
 mod layer;
 mod memory;
 pub mod metrics;
+mod otlp;
 mod propagation;
 mod span;
 
