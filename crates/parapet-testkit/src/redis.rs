@@ -36,9 +36,9 @@ pub async fn require_redis() {
             "this test needs Redis at {url} (REDIS_URL) but PING answered {:?}. {START_REDIS}",
             String::from_utf8_lossy(&reply)
         ),
-        Ok(Err(e)) => panic!(
-            "this test needs Redis at {url} (REDIS_URL) but it failed: {e}. {START_REDIS}"
-        ),
+        Ok(Err(e)) => {
+            panic!("this test needs Redis at {url} (REDIS_URL) but it failed: {e}. {START_REDIS}")
+        }
         Err(_) => panic!(
             "this test needs Redis at {url} (REDIS_URL) but it did not answer within 3 s. \
              {START_REDIS}"

@@ -42,17 +42,21 @@ pub fn grpc_receiver() -> (SocketAddr, Received) {
 fn serve(grpc: bool, answer: fn() -> http::Response<Body>) -> (SocketAddr, Received) {
     let received = Received::default();
     let app = Router::new()
-        .fallback(move |State(r): State<Received>, req: Request<Body>| async move {
-            let (parts, body) = req.into_parts();
-            let body = axum::body::to_bytes(body, 1 << 26).await.unwrap_or_default();
-            r.push(Export {
-                path: parts.uri.path().to_owned(),
-                headers: parts.headers,
-                body,
-                grpc,
-            });
-            answer()
-        })
+        .fallback(
+            move |State(r): State<Received>, req: Request<Body>| async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 26)
+                    .await
+                    .unwrap_or_default();
+                r.push(Export {
+                    path: parts.uri.path().to_owned(),
+                    headers: parts.headers,
+                    body,
+                    grpc,
+                });
+                answer()
+            },
+        )
         .with_state(received.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
