@@ -20,7 +20,7 @@ pub enum TelemetryError {
     /// The exporters' runtime thread could not start.
     #[error("cannot start the export runtime: {0}")]
     Runtime(#[from] std::io::Error),
-    /// [`TelemetryBuilder::init`] found a global `tracing` subscriber already set.
+    /// [`TelemetryBuilder::init`](crate::TelemetryBuilder::init) found a global `tracing` subscriber already set.
     #[error("a global tracing subscriber is already set")]
     SubscriberAlreadySet,
     /// Flushing or shutting a provider down failed (the collector is unreachable, for example).
