@@ -204,6 +204,7 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+pub mod certs;
 pub mod cluster;
 
 /// The README's Rust examples, run as doc-tests so they cannot rot.

@@ -62,7 +62,7 @@ fn unique_prefix(label: &str) -> String {
 /// variables, then the router.
 async fn start(label: &str, options: Options) -> TestApp {
     let db = TestDb::create(label).await;
-    let app_url = setup::prepare(db.url(), options.leads)
+    let app_url = setup::prepare(db.url(), None, options.leads)
         .await
         .unwrap_or_else(|e| panic!("prepare failed: {e}"));
     assert!(
@@ -1118,7 +1118,7 @@ async fn counts(db: &TestDb) -> HashMap<(&'static str, &'static str), i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeding_is_idempotent_and_tops_up() {
     let db = TestDb::create("crm_seed").await;
-    let first_url = setup::prepare(db.url(), 200).await.unwrap();
+    let first_url = setup::prepare(db.url(), None, 200).await.unwrap();
     let first = counts(&db).await;
     for tenant in ["acme", "globex"] {
         assert_eq!(first[&(tenant, "leads")], 200, "{tenant}");
@@ -1130,14 +1130,14 @@ async fn seeding_is_idempotent_and_tops_up() {
     assert_eq!(first[&("acme", "tenant_subscriptions")], 3);
     assert_eq!(first[&("globex", "tenant_subscriptions")], 1);
 
-    let second_url = setup::prepare(db.url(), 200).await.unwrap();
+    let second_url = setup::prepare(db.url(), None, 200).await.unwrap();
     assert_eq!(first_url, second_url);
     assert_eq!(counts(&db).await, first, "a second run adds nothing");
     // A smaller target removes nothing.
-    setup::prepare(db.url(), 100).await.unwrap();
+    setup::prepare(db.url(), None, 100).await.unwrap();
     assert_eq!(counts(&db).await, first, "a smaller run removes nothing");
 
-    setup::prepare(db.url(), 300).await.unwrap();
+    setup::prepare(db.url(), None, 300).await.unwrap();
     let topped = counts(&db).await;
     for tenant in ["acme", "globex"] {
         assert_eq!(topped[&(tenant, "leads")], 300, "{tenant}");
@@ -1161,11 +1161,11 @@ async fn seeding_is_idempotent_and_tops_up() {
         .unwrap()
         .get(0);
     assert_eq!(dupes, 0);
-    setup::prepare(db.url(), 300).await.unwrap();
+    setup::prepare(db.url(), None, 300).await.unwrap();
     assert_eq!(counts(&db).await, topped);
 
     // The app role sees only a tenant's rows once the tenant is set, and none without.
-    let app = setup::connect(&first_url.parse::<tokio_postgres::Config>().unwrap())
+    let app = setup::connect(&first_url.parse::<parapet_postgres::PgConfig>().unwrap())
         .await
         .unwrap();
     let none: i64 = app

@@ -34,6 +34,10 @@ impl PgDirectory {
     /// A directory on the database at `database_url`, with a small pool of its own (4
     /// connections, every wait bounded at 2 s). Nothing connects until the first lookup.
     ///
+    /// The URL takes libpq's TLS parameters (`sslmode=verify-full`, `sslrootcert=<file>`, ...:
+    /// see [`parapet_postgres::PgConfig`]); a TLS failure at lookup time is a
+    /// [`DirectoryError::Unavailable`] (503).
+    ///
     /// Hand it to [`TenantLayer::builder`](crate::TenantLayer::builder), which puts a
     /// [`CachedDirectory`](super::CachedDirectory) in front of it, or to
     /// [`CachedDirectory::builder`](super::CachedDirectory::builder) for other cache TTLs.
@@ -43,10 +47,8 @@ impl PgDirectory {
     /// [`PgDirectoryError`] when `database_url` does not parse; the message never contains the
     /// URL (nor its password).
     pub fn connect(database_url: &str) -> Result<Self, PgDirectoryError> {
-        let config: tokio_postgres::Config = database_url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| PgDirectoryError::InvalidUrl(e.to_string()))?;
-        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+        let config = parapet_postgres::PgConfig::parse(database_url)?;
+        let manager = deadpool_postgres::Manager::new(config.pg().clone(), config.tls());
         let bound = Some(Duration::from_secs(2));
         let pool = Pool::builder(manager)
             .max_size(4)
@@ -66,9 +68,10 @@ impl PgDirectory {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PgDirectoryError {
-    /// The database URL does not parse (the reason, without the URL).
+    /// The database URL does not parse, or names a certificate file that cannot be read (the
+    /// reason, without the URL).
     #[error("invalid database URL: {0}")]
-    InvalidUrl(String),
+    InvalidUrl(#[from] parapet_postgres::ConfigError),
     /// The directory's pool could not be built.
     #[error("cannot build the directory's pool: {0}")]
     Pool(String),
