@@ -42,7 +42,7 @@ pub enum ConfigError {
 ///
 /// | variable | default | meaning |
 /// |---|---|---|
-/// | `DATABASE_URL` | required | the shared PostgreSQL database: the `tenants` directory and the pools |
+/// | `DATABASE_URL` | required | the shared PostgreSQL database: the `tenants` directory and the pools; libpq's `sslmode` / `sslrootcert` / `sslcert` / `sslkey` apply (see [`PgConfig`](crate::postgres::PgConfig)) |
 /// | `REDIS_URL` | unset: local tier only | Redis behind the local cache tier |
 /// | `PARAPET_TENANT_HEADER` | `x-tenant-id` | header naming the tenant; empty to disable |
 /// | `PARAPET_TENANT_HOST` | unset | base domain: `{tenant}.<base>` names the tenant |

@@ -67,6 +67,8 @@ pub use stack::{Maybe, MaybeFuture, Parapet, ParapetBuilder, ParapetService};
 pub use parapet_cache as cache;
 /// Per-tenant PostgreSQL pools (re-export of `parapet-pool`).
 pub use parapet_pool as pool;
+/// PostgreSQL connection strings with libpq's TLS parameters (re-export of `parapet-postgres`).
+pub use parapet_postgres as postgres;
 /// The telemetry layer and its setup (re-export of `parapet-telemetry`).
 pub use parapet_telemetry as telemetry;
 /// Tenant resolution and the tenant directory (re-export of `parapet-tenant`).

@@ -1184,3 +1184,35 @@ async fn seeding_is_idempotent_and_tops_up() {
         .get(0);
     assert_eq!(globex, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_and_seeding_use_the_direct_url_when_given() {
+    let db = TestDb::create("crm_direct").await;
+    // The pooled URL names a port nothing listens on: only the direct URL may be used to
+    // prepare, and the API's URL is still derived from the pooled one.
+    let pooled = format!(
+        "postgres://postgres@127.0.0.1:1/{}?connect_timeout=2",
+        db.name()
+    );
+    assert!(
+        setup::prepare(&pooled, None, 10).await.is_err(),
+        "without a direct URL the pooled one is used"
+    );
+    let app_url = setup::prepare(&pooled, Some(db.url()), 10).await.unwrap();
+    assert_eq!(
+        app_url,
+        format!(
+            "postgres://{}@127.0.0.1:1/{}?connect_timeout=2",
+            setup::APP_ROLE,
+            db.name()
+        )
+    );
+    let leads: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM leads WHERE org_id = 'acme'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leads, 10);
+}
