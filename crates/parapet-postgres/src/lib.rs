@@ -30,7 +30,7 @@
 //!     "postgres://app@db.example.com/crm?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem",
 //! )?;
 //! let client = config.client().await.map_err(|e| parapet_postgres::describe(&e))?;
-//! let row = client.query_one("SELECT 1", &[]).await?;
+//! client.query_one("SELECT 1", &[]).await?;
 //! # Ok(()) }
 //! ```
 

@@ -19,6 +19,8 @@ use crate::{
 /// | `require` | yes | only when `sslrootcert` is given (then as `verify-ca`, like libpq) | no |
 /// | `verify-ca` | yes | against `sslrootcert`, else the system's roots | no |
 /// | `verify-full` | yes | against `sslrootcert`, else the system's roots | yes |
+///
+/// libpq's `allow` (plain text first, TLS if the server insists) is read as `prefer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SslMode {

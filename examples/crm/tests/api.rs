@@ -1216,3 +1216,35 @@ async fn migrations_and_seeding_use_the_direct_url_when_given() {
         .get(0);
     assert_eq!(leads, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_host_stops_the_start_with_host_and_reason() {
+    use parapet_tests::{certs::TestCa, cluster::TempCluster};
+    let ca = TestCa::new("crm");
+    let (crt, key) = ca.issue_server("server", &["DNS:localhost"]);
+    let cluster = TempCluster::start_tls(&crt, &key);
+    let url = |host: &str| {
+        format!(
+            "postgres://postgres@{host}:{}/crm?hostaddr=127.0.0.1&connect_timeout=5\
+             &sslmode=verify-full&sslrootcert={}",
+            cluster.port(),
+            ca.cert().display()
+        )
+    };
+    let started = std::time::Instant::now();
+    let err = setup::prepare(&url("127.0.0.1"), None, 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TLS with 127.0.0.1 failed") && err.contains("not valid for this host name"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "no hang"
+    );
+    // The same server, named as its certificate says, over verify-full.
+    let app_url = setup::prepare(&url("localhost"), None, 10).await.unwrap();
+    assert!(app_url.contains("sslmode=verify-full"), "{app_url}");
+}
