@@ -70,6 +70,7 @@ pub fn pool_for(url: &str, max_size: usize) -> deadpool_postgres::Pool {
         .expect("pool config is valid")
 }
 
+pub mod certs;
 pub mod cluster;
 
 /// The README's Rust examples, run as doc-tests so they cannot rot.

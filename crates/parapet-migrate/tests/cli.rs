@@ -13,6 +13,7 @@ fn cli(args: &[&str]) -> Command {
     command
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_DIRECT_URL")
         .env_remove("RUST_LOG");
     command
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
 use tokio::sync::Semaphore;
-use tokio_postgres::NoTls;
 
 /// Why a connection could not be created.
 #[derive(Debug)]
@@ -19,7 +18,7 @@ pub(crate) enum ConnectError {
 /// Creates connections to one target; each open connection holds one budget permit, released
 /// when the connection's task ends (the client was dropped, or the server went away).
 pub(crate) struct BudgetManager {
-    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) pg: parapet_postgres::PgConfig,
     pub(crate) budget: Arc<Semaphore>,
 }
 
@@ -41,7 +40,7 @@ impl managed::Manager for BudgetManager {
             .clone()
             .try_acquire_owned()
             .map_err(|_| ConnectError::Budget)?;
-        let (client, connection) = self.pg.connect(NoTls).await.map_err(ConnectError::Pg)?;
+        let (client, connection) = self.pg.connect().await.map_err(ConnectError::Pg)?;
         let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
