@@ -56,7 +56,7 @@ impl ServerBudget {
     /// (through `pg`, one short connection) the first time, once however many ask at once.
     pub(crate) async fn permit(
         &self,
-        pg: &tokio_postgres::Config,
+        pg: &parapet_postgres::PgConfig,
         rule: BudgetRule,
     ) -> Result<OwnedSemaphorePermit, PermitError> {
         let limit = self
@@ -181,7 +181,7 @@ mod tests {
     #[tokio::test]
     async fn a_fixed_budget_hands_out_its_permits_and_no_more() {
         let budgets = Budgets::default();
-        let pg: tokio_postgres::Config = "postgres://u@db1/a".parse().unwrap();
+        let pg = parapet_postgres::PgConfig::parse("postgres://u@db1/a").unwrap();
         let server = budgets.for_server(&pg, None);
         assert_eq!(server.usage(), None, "unknown until the first connection");
         let first = server.permit(&pg, BudgetRule::Fixed(2)).await.unwrap();

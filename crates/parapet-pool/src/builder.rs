@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
-
 use crate::{Isolation, IsolationScope, PoolError, TenantPools, budget::BudgetRule};
 
 /// Builds [`TenantPools`]. Every wait is bounded by default; deadpool's own defaults wait forever.
@@ -52,7 +50,7 @@ struct SettingsDraft {
 /// The validated settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) shared: tokio_postgres::Config,
+    pub(crate) shared: parapet_postgres::PgConfig,
     pub(crate) isolation: Isolation,
     pub(crate) scope: IsolationScope,
     pub(crate) budget_rule: BudgetRule,
@@ -81,7 +79,8 @@ impl Settings {
 
 impl TenantPools {
     /// Starts building pools whose shared database is `shared_url` (tenants whose record has no
-    /// database of their own use it).
+    /// database of their own use it). This URL and the tenants' own take libpq's TLS parameters
+    /// (`sslmode=verify-full`, `sslrootcert=<file>`, ...: see [`parapet_postgres::PgConfig`]).
     pub fn builder(shared_url: impl Into<String>) -> TenantPoolsBuilder {
         TenantPoolsBuilder {
             shared_url: shared_url.into(),
@@ -199,13 +198,14 @@ impl TenantPoolsBuilder {
     /// budget (`max_connections` and the reserved connections). When the server cannot be
     /// reached then, a warning says so and the budget is read at its first connection, so that
     /// an application can start while its database is down.
+    /// A TLS failure is not an outage: a certificate that is not trusted or not valid for the
+    /// host, or a server without TLS under `sslmode=require`, is a [`PoolError::Config`] naming
+    /// the host and the reason.
     pub async fn build(self) -> Result<TenantPools, PoolError> {
         let d = self.settings;
         d.isolation.validate().map_err(PoolError::Config)?;
-        let mut shared: tokio_postgres::Config = self
-            .shared_url
-            .parse()
-            .map_err(|_| PoolError::Config("the shared database URL is invalid".to_owned()))?;
+        let mut shared = parapet_postgres::PgConfig::parse(&self.shared_url)
+            .map_err(|e| PoolError::Config(format!("the shared database URL is invalid: {e}")))?;
         let settings = Settings {
             shared: shared.clone(),
             isolation: d.isolation,
@@ -235,6 +235,10 @@ impl TenantPoolsBuilder {
             BudgetRule::FromServer { reserve, replicas } => {
                 match server_budget(&shared, reserve, replicas).await {
                     Ok(budget) => Some(budget),
+                    // A certificate or host name that does not match will not fix itself.
+                    Err(e) if parapet_postgres::is_tls_failure(&e) => {
+                        return Err(PoolError::Config(parapet_postgres::describe(&e)));
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "could not read max_connections; the connection budget is read at the first connection");
                         None
@@ -252,11 +256,11 @@ impl TenantPoolsBuilder {
 /// `(max_connections − superuser_reserved_connections − reserved_connections − reserve) /
 /// replicas`, at least 1.
 pub(crate) async fn server_budget(
-    pg: &tokio_postgres::Config,
+    pg: &parapet_postgres::PgConfig,
     reserve: usize,
     replicas: usize,
 ) -> Result<usize, tokio_postgres::Error> {
-    let (client, connection) = pg.connect(NoTls).await?;
+    let (client, connection) = pg.connect().await?;
     let task = tokio::spawn(connection);
     let row = client
         .query_one(

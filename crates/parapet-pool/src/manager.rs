@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
-use tokio_postgres::NoTls;
 
 use crate::budget::{BudgetRule, PermitError, ServerBudget};
 
@@ -21,7 +20,7 @@ pub(crate) enum ConnectError {
 /// budget, released when the connection's task ends (the client was dropped, or the server went
 /// away).
 pub(crate) struct BudgetManager {
-    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) pg: parapet_postgres::PgConfig,
     pub(crate) server: Arc<ServerBudget>,
     pub(crate) rule: BudgetRule,
 }
@@ -44,7 +43,7 @@ impl managed::Manager for BudgetManager {
             Err(PermitError::Exhausted) => return Err(ConnectError::Budget),
             Err(PermitError::Unknown(e)) => return Err(ConnectError::Pg(e)),
         };
-        let (client, connection) = self.pg.connect(NoTls).await.map_err(ConnectError::Pg)?;
+        let (client, connection) = self.pg.connect().await.map_err(ConnectError::Pg)?;
         let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "PostgreSQL connection ended with an error");

@@ -188,7 +188,7 @@ impl TenantPools {
         let pg = match url {
             None => s.shared.clone(),
             Some(url) => {
-                let mut pg: tokio_postgres::Config = url.parse().map_err(|_| {
+                let mut pg: parapet_postgres::PgConfig = url.parse().map_err(|_| {
                     PoolError::Config(format!(
                         "tenant {} has an invalid database URL",
                         tenant.id()

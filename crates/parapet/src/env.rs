@@ -7,8 +7,7 @@ use parapet_cache::{CacheLayer, RedisConfig};
 use parapet_pool::{Isolation, IsolationScope, TenantPools};
 use parapet_telemetry::TelemetryLayer;
 use parapet_tenant::{
-    CachedDirectory, HeaderResolver, HostResolver, JwtResolver, PathResolver, PgDirectory,
-    TenantLayer,
+    HeaderResolver, HostResolver, JwtResolver, PathResolver, PgDirectory, TenantLayer,
 };
 
 use crate::Parapet;
@@ -43,7 +42,7 @@ pub enum ConfigError {
 ///
 /// | variable | default | meaning |
 /// |---|---|---|
-/// | `DATABASE_URL` | required | the shared PostgreSQL database: the `tenants` directory and the pools |
+/// | `DATABASE_URL` | required | the shared PostgreSQL database: the `tenants` directory and the pools; libpq's `sslmode` / `sslrootcert` / `sslcert` / `sslkey` apply (see [`PgConfig`](crate::postgres::PgConfig)) |
 /// | `REDIS_URL` | unset: local tier only | Redis behind the local cache tier |
 /// | `PARAPET_TENANT_HEADER` | `x-tenant-id` | header naming the tenant; empty to disable |
 /// | `PARAPET_TENANT_HOST` | unset | base domain: `{tenant}.<base>` names the tenant |
@@ -281,7 +280,13 @@ impl EnvConfig {
     }
 
     fn tenant_layer(&self) -> Result<TenantLayer, ConfigError> {
-        let directory = pg_directory(&self.database_url)?;
+        // The `tenants` table, behind the layer's cached lookup.
+        let directory =
+            PgDirectory::connect(&self.database_url).map_err(|e| ConfigError::Invalid {
+                name: "DATABASE_URL",
+                value: redact(&self.database_url),
+                reason: e.to_string(),
+            })?;
         let mut layer = TenantLayer::builder(directory);
         if let Some(header) = &self.tenant_header {
             layer = layer.resolver(HeaderResolver::new().header(header.clone()));
@@ -298,37 +303,6 @@ impl EnvConfig {
         }
         Ok(layer.build())
     }
-}
-
-/// The PostgreSQL tenant directory on `database_url` (its `tenants` and `tenant_subscriptions`
-/// tables), behind the cached lookup: a small pool of its own (4 connections, every wait bounded
-/// at 2 s).
-///
-/// # Errors
-///
-/// [`ConfigError::Invalid`] when `database_url` does not parse.
-pub fn pg_directory(database_url: &str) -> Result<CachedDirectory, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        name: "DATABASE_URL",
-        value: redact(database_url),
-        reason,
-    };
-    let config: tokio_postgres::Config = database_url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| invalid(e.to_string()))?;
-    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
-    let bound = Some(Duration::from_secs(2));
-    let pool = deadpool_postgres::Pool::builder(manager)
-        .max_size(4)
-        .timeouts(deadpool_postgres::Timeouts {
-            wait: bound,
-            create: bound,
-            recycle: bound,
-        })
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|e| invalid(e.to_string()))?;
-    Ok(CachedDirectory::new(PgDirectory::new(pool)))
 }
 
 /// A URL with its password replaced, for error messages.
@@ -561,7 +535,12 @@ mod tests {
 
     #[test]
     fn a_bad_database_url_is_reported_without_its_password() {
-        let err = pg_directory("postgres://app:hunter2@127.0.0.1:notaport/crm").unwrap_err();
+        let config = EnvConfig::from_map([(
+            "DATABASE_URL",
+            "postgres://app:hunter2@127.0.0.1:notaport/crm",
+        )])
+        .unwrap();
+        let err = config.tenant_layer().unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("DATABASE_URL="), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
