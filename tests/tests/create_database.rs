@@ -7,7 +7,7 @@ use parapet_tests::{admin_url, connect, with_database};
 async fn creates_once_then_finds_it_even_when_racing() {
     let name = format!("parapet_t_create_{}", std::process::id());
     let url = with_database(&admin_url(), &name);
-    let config: tokio_postgres::Config = url.parse().unwrap();
+    let config: parapet_postgres::PgConfig = url.parse().unwrap();
     let admin = connect(&admin_url()).await;
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))

@@ -1,4 +1,4 @@
-//! The global connection budget holds across hundreds of pools, and idle pools are dropped with
+//! A server's connection budget holds across hundreds of pools, and idle pools are dropped with
 //! their connections closed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -3,8 +3,6 @@
 //! process-wide).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod otlp;
-
 use std::time::Duration;
 
 use axum::{Router, body::Body, routing::get};
@@ -15,12 +13,12 @@ use parapet_tenant::{StaticDirectory, TenantId, TenantLayer, TenantRecord};
 use parapet_tests::TestDb;
 use tower::ServiceExt;
 
-use otlp::{attr, hex};
+use parapet_testkit::otlp::{self, attr, hex};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_spans_and_the_slow_query_event_join_the_request_trace() {
     let db = TestDb::create("telemetry_spans").await;
-    let (addr, received) = otlp::receiver();
+    let (addr, received) = otlp::http_receiver();
     let (subscriber, guard) = TelemetryBuilder::from_env_map([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
         ("OTEL_SERVICE_NAME", "crm-api".to_owned()),

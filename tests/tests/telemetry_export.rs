@@ -2,8 +2,6 @@
 //! Redis and PostgreSQL) arrive at an OTLP/HTTP receiver with the values the layers counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod otlp;
-
 use std::{sync::Arc, time::Duration};
 
 use axum::{Router, body::Body, extract::State, routing::get};
@@ -14,48 +12,13 @@ use parapet_pool::{Db, DbError, PoolLayer, TenantPools};
 use parapet_telemetry::{TelemetryBuilder, TelemetryLayer, metrics};
 use parapet_tenant::{StaticDirectory, TenantId, TenantLayer, TenantRecord};
 use parapet_tests::TestDb;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    sync::Notify,
-};
+use tokio::sync::Notify;
 use tower::ServiceExt;
 
-use otlp::{attrs, find, int_points};
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// Fails (never skips) when Redis does not answer a PING.
-async fn require_redis() {
-    let url = redis_url();
-    let addr = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let ping = async {
-        let mut stream = tokio::net::TcpStream::connect(&addr).await?;
-        stream.write_all(b"PING\r\n").await?;
-        let mut buf = [0_u8; 7];
-        stream.read_exact(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
-    };
-    match tokio::time::timeout(Duration::from_secs(3), ping).await {
-        Ok(Ok(reply)) if &reply == b"+PONG\r\n" => {}
-        outcome => panic!(
-            "this test needs Redis at {url} (REDIS_URL) but PING gave {outcome:?}. Start one with: \
-             redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no"
-        ),
-    }
-}
-
-fn unique_prefix(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("parapet-test:{test}:{}:{nanos}:", std::process::id())
-}
+use parapet_testkit::{
+    otlp::{self, attrs, find, int_points},
+    redis_url, require_redis, unique_prefix,
+};
 
 /// Lets the test hold a request inside its handler, with its connection checked out.
 #[derive(Clone, Default)]
@@ -68,7 +31,7 @@ struct Gate {
 async fn cache_and_pool_metrics_arrive_over_otlp() {
     require_redis().await;
     let db = TestDb::create("telemetry_metrics").await;
-    let (addr, received) = otlp::receiver();
+    let (addr, received) = otlp::http_receiver();
     let (_subscriber, guard) = TelemetryBuilder::from_env_map([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
         ("OTEL_SERVICE_NAME", "crm-api".to_owned()),

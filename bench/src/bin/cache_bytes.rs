@@ -1,11 +1,11 @@
-//! The local tier's byte bound (issue 3): 1,000,000 distinct small entries through
+//! The local tier's byte bound: 1,000,000 distinct small entries through
 //! parapet-cache's `MemoryStore` (moka with a weigher counting key, body, headers and a fixed
 //! overhead) must keep the weighted size within the configured capacity, and the process's
 //! resident memory must grow by at most 1.1x that capacity plus a fixed overhead.
 //!
 //! RSS is noisy (allocator caching, the runtime, page granularity), so this is a benchmark that
 //! reports, not a test that asserts; `cargo test -p parapet-cache` keeps the weighted-size
-//! invariant as a normal test. Prints markdown; `bench/run.sh cache-bytes` puts it into
+//! invariant as a normal test. Prints markdown; `bash bench/run.sh cache-bytes` puts it into
 //! BENCHMARKS.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -201,10 +201,6 @@ async fn main() {
         "Target: weighted size ≤ capacity at every sample, and RSS growth ≤ {TARGET_RATIO}x the \
          capacity plus a fixed overhead (the runtime and moka's own tables, which do not grow \
          with the capacity). Each capacity runs in a process of its own; RSS is the peak the \
-         allocator kept, from a baseline taken after the empty store was built. The weigher \
-         counts each entry's struct, body, header slots and bytes, and a 512-byte slot overhead \
-         (moka's entry and nodes, the key), calibrated with this benchmark: before it counted \
-         about 520 bytes for an entry that cost about 1,800, and 1,000,000 entries in a 64 MiB \
-         tier grew RSS by 3.6x the capacity."
+         allocator kept, from a baseline taken after the empty store was built."
     );
 }

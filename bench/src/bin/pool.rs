@@ -1,4 +1,4 @@
-//! Pool benchmarks (issue 4), on a PostgreSQL cluster of their own (`initdb`, free port,
+//! Pool benchmarks, on a PostgreSQL cluster of their own (`initdb`, free port,
 //! `max_connections = 100`, the server default), so that nothing here can exhaust a shared server:
 //!
 //! 1. a pooled checkout vs a new connection per request, same indexed query;
@@ -7,7 +7,7 @@
 //! 3. 1,000 tenants that each send a request: one pool of 20 per tenant (the original plan) vs
 //!    parapet's pools keyed by database target under one budget.
 //!
-//! Prints markdown; `bench/run.sh` puts it into BENCHMARKS.md.
+//! Prints markdown; `bash bench/run.sh pool` puts it into BENCHMARKS.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{

@@ -1,5 +1,6 @@
-//! Stack cost (issue 6, scenario 2): one variant of the benchmark per process, listening on a
-//! free port of 127.0.0.1, for `bench/run.sh stack` to drive with wrk.
+//! Stack cost: one variant of the benchmark per process, listening on a free port of
+//! 127.0.0.1, for `bench/scenarios/stack.sh` to drive with wrk (and `free-port` for the
+//! scenarios that start servers of their own).
 //!
 //! ```text
 //! stack serve <variant> [--database URL] [--redis URL] [--prefix P] [--value-size N]

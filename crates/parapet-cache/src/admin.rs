@@ -44,6 +44,15 @@ impl fmt::Debug for PurgeService {
     }
 }
 
+impl CacheHandle {
+    /// An admin service purging through this handle, behind `Authorization: Bearer <token>`
+    /// (see [`PurgeService`]).
+    #[must_use]
+    pub fn purge_service(&self, token: impl Into<Arc<str>>) -> PurgeService {
+        PurgeService::new(self.clone(), token)
+    }
+}
+
 impl PurgeService {
     /// A purge service for `handle` accepting `token`.
     #[must_use]

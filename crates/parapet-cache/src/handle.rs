@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parapet_tenant::TenantId;
 
 use crate::key::{PrimaryKey, tag_index, tenant_prefix};
-use crate::layer::Shared;
+use crate::shared::Shared;
 use crate::stats::{CacheStats, bump};
 
 /// Purges entries of the [`CacheLayer`](crate::CacheLayer) it came from (cheap to clone).
@@ -74,14 +74,9 @@ impl CacheHandle {
     /// The primary key a URI has for a tenant now (as stored in Redis; it carries the
     /// tenant's current generation).
     pub async fn key_for(&self, tenant: Option<&TenantId>, path_and_query: &str) -> PrimaryKey {
-        key_for(&self.shared, tenant.map(TenantId::as_str), path_and_query).await
-    }
-
-    /// An admin service purging through this handle, behind `Authorization: Bearer <token>`
-    /// (see [`PurgeService`](crate::PurgeService)).
-    #[must_use]
-    pub fn purge_service(&self, token: impl Into<Arc<str>>) -> crate::PurgeService {
-        crate::PurgeService::new(self.clone(), token)
+        self.shared
+            .key_for(tenant.map(TenantId::as_str), path_and_query)
+            .await
     }
 
     /// The counters so far.
@@ -89,15 +84,4 @@ impl CacheHandle {
     pub fn stats(&self) -> CacheStats {
         self.shared.counters.snapshot()
     }
-}
-
-/// The primary key of a path for a tenant, with the tenant's current generation.
-pub(crate) async fn key_for(
-    shared: &Shared,
-    tenant: Option<&str>,
-    path_and_query: &str,
-) -> PrimaryKey {
-    let prefix = tenant_prefix(&shared.prefix, tenant);
-    let generation = shared.store.generation(&prefix).await;
-    PrimaryKey::new(&shared.prefix, tenant, generation, path_and_query)
 }

@@ -79,8 +79,7 @@ impl PrimaryKey {
     /// the tenant scopes the key instead).
     #[must_use]
     pub fn for_uri(prefix: &str, tenant: Option<&str>, generation: u64, uri: &Uri) -> Self {
-        let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        Self::new(prefix, tenant, generation, path_and_query)
+        Self::new(prefix, tenant, generation, uri_path_and_query(uri))
     }
 
     /// The prefix-and-tenant part of the key (see [`tenant_prefix`]).
@@ -119,6 +118,11 @@ impl std::fmt::Debug for PrimaryKey {
             .field(&String::from_utf8_lossy(&self.bytes))
             .finish()
     }
+}
+
+/// The part of a request URI a key is made of: its path and query (`/` when it has none).
+pub(crate) fn uri_path_and_query(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |pq| pq.as_str())
 }
 
 /// Writes `<tag><len>:<bytes>|`.

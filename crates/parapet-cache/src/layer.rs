@@ -4,93 +4,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
 use http::request::Parts;
-use http::{HeaderMap, HeaderName};
 use tower_layer::Layer;
 
-use crate::coalesce::Flights;
 use crate::handle::CacheHandle;
 use crate::policy::{ConfigError, PolicyConfig};
 use crate::service::CacheService;
+use crate::shared::{Shared, TtlFn};
 use crate::stats::{CacheStats, Counters};
 use crate::store::{MemoryStore, RedisConfig, RedisStore, Store, TieredStore};
-
-/// A per-request default TTL, for responses that carry no freshness information.
-type TtlFn = dyn Fn(&Parts) -> Option<Duration> + Send + Sync;
-
-/// Everything the services of one layer share.
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) policy: PolicyConfig,
-    pub(crate) route_ttls: Vec<(String, Duration)>,
-    pub(crate) ttl_fn: Option<Arc<TtlFn>>,
-    pub(crate) prefix: String,
-    pub(crate) max_body_size: usize,
-    pub(crate) single_tenant: bool,
-    pub(crate) coalesce_wait: Duration,
-    pub(crate) revalidation_grace: Duration,
-    pub(crate) tag_headers: Vec<HeaderName>,
-    pub(crate) expose_tags: bool,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) flights: Arc<Flights>,
-    pub(crate) refreshes: Arc<Flights>,
-}
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheConfig")
-            .field("store", &self.store)
-            .field("policy", &self.policy)
-            .field("route_ttls", &self.route_ttls)
-            .field("ttl_fn", &self.ttl_fn.as_ref().map(|_| "Fn(&Parts)"))
-            .field("prefix", &self.prefix)
-            .field("max_body_size", &self.max_body_size)
-            .field("single_tenant", &self.single_tenant)
-            .field("coalesce_wait", &self.coalesce_wait)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// Reads the tags of a response, removing the tag headers unless they are exposed.
-    pub(crate) fn take_tags(&self, headers: &mut HeaderMap) -> Vec<String> {
-        let mut tags = Vec::new();
-        for name in &self.tag_headers {
-            for value in headers.get_all(name) {
-                let Ok(value) = value.to_str() else { continue };
-                tags.extend(
-                    value
-                        .split([',', ' ', '\t'])
-                        .filter(|t| !t.is_empty())
-                        .map(str::to_owned),
-                );
-            }
-            if !self.expose_tags {
-                headers.remove(name);
-            }
-        }
-        tags.sort();
-        tags.dedup();
-        tags
-    }
-
-    /// The policy for a request: the configured one, with the route's default TTL if any
-    /// (the closure first, then the longest matching path prefix).
-    pub(crate) fn policy_for(&self, parts: &Parts) -> PolicyConfig {
-        let from_fn = self.ttl_fn.as_ref().and_then(|f| f(parts));
-        let path = parts.uri.path();
-        let from_prefix = self
-            .route_ttls
-            .iter()
-            .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, ttl)| *ttl);
-        match from_fn.or(from_prefix) {
-            Some(ttl) => self.policy.clone().default_ttl(ttl),
-            None => self.policy.clone(),
-        }
-    }
-}
 
 /// A Tower layer that caches responses as an RFC 9111 shared cache, with keys scoped by
 /// tenant. See the [crate docs](crate) for an example.

@@ -64,18 +64,23 @@
 //! ```
 
 mod admin;
+mod admit;
 mod body;
 mod coalesce;
 mod encoding;
 mod entry;
+mod exchange;
 mod fill;
+mod forward;
 mod handle;
 mod key;
 mod layer;
 mod lookup;
 pub mod policy;
+mod respond;
 mod revalidate;
 mod service;
+mod shared;
 mod stats;
 mod status;
 pub mod store;

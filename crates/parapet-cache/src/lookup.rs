@@ -1,35 +1,33 @@
-//! Finding a stored response for a request, and answering from it.
+//! Finding the stored response for a request: the primary key, then the request's `Vary`
+//! variant.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum_core::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Response, StatusCode, header};
+use http::HeaderMap;
 
 use crate::entry::{Entry, StoredValue, VaryMarker};
 use crate::key::PrimaryKey;
-use crate::layer::Shared;
-use crate::policy::{
-    VaryFields, age_header, evaluate_conditional, headers_for_304, secondary_key,
-    secondary_key_matches,
-};
-use crate::revalidate::Stale;
-use crate::status::{CacheStatus, Fwd};
+use crate::policy::{VaryFields, secondary_key, secondary_key_matches};
+use crate::shared::Shared;
+use crate::status::Fwd;
 use crate::store::Tier;
+
+/// A stored response found for a request (fresh or not), and where it lives.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub(crate) entry: Arc<Entry>,
+    /// The key it is stored under (the primary key or a variant key).
+    pub(crate) store_key: Bytes,
+    /// The URI's `Vary` marker, when the entry is a variant.
+    pub(crate) marker: Option<VaryMarker>,
+}
 
 /// The outcome of a lookup.
 #[derive(Debug)]
 pub(crate) enum Lookup {
     /// A stored response for this request.
-    Hit {
-        entry: Arc<Entry>,
-        /// The key it is stored under (the primary key or a variant key).
-        store_key: Bytes,
-        tier: Tier,
-        /// The URI's `Vary` marker, when the entry is a variant.
-        marker: Option<VaryMarker>,
-    },
+    Hit { found: Found, tier: Tier },
     /// Nothing usable.
     Miss {
         fwd: Fwd,
@@ -40,21 +38,9 @@ pub(crate) enum Lookup {
 
 impl Lookup {
     /// The stored entry and its tier, or why nothing usable was found.
-    pub(crate) fn into_hit(self) -> Result<(Stale, Tier), (Fwd, Option<VaryMarker>)> {
+    pub(crate) fn into_hit(self) -> Result<(Found, Tier), (Fwd, Option<VaryMarker>)> {
         match self {
-            Self::Hit {
-                entry,
-                store_key,
-                tier,
-                marker,
-            } => Ok((
-                Stale {
-                    entry,
-                    store_key,
-                    marker,
-                },
-                tier,
-            )),
+            Self::Hit { found, tier } => Ok((found, tier)),
             Self::Miss { fwd, marker } => Err((fwd, marker)),
         }
     }
@@ -70,10 +56,12 @@ pub(crate) async fn lookup(shared: &Shared, key: &PrimaryKey, headers: &HeaderMa
     };
     match found.value {
         StoredValue::Response(entry) if entry.vary.is_empty() => Lookup::Hit {
-            entry,
-            store_key: key.as_bytes().clone(),
+            found: Found {
+                entry,
+                store_key: key.as_bytes().clone(),
+                marker: None,
+            },
             tier: found.tier,
-            marker: None,
         },
         // A response with Vary is only ever stored under a variant key.
         StoredValue::Response(_) => Lookup::Miss {
@@ -101,10 +89,12 @@ pub(crate) async fn lookup(shared: &Shared, key: &PrimaryKey, headers: &HeaderMa
                         ) =>
                     {
                         Lookup::Hit {
-                            entry,
-                            store_key: variant_key,
+                            found: Found {
+                                entry,
+                                store_key: variant_key,
+                                marker: Some(marker),
+                            },
                             tier: found.tier,
-                            marker: Some(marker),
                         }
                     }
                     _ => Lookup::Miss {
@@ -119,36 +109,4 @@ pub(crate) async fn lookup(shared: &Shared, key: &PrimaryKey, headers: &HeaderMa
             }
         }
     }
-}
-
-/// Answers a request from a stored entry of current age `age`: a 304 when the request's
-/// conditional headers match it, the stored response otherwise (without a body for `HEAD`).
-pub(crate) fn serve(
-    entry: &Entry,
-    method: &Method,
-    request_headers: &HeaderMap,
-    age: Duration,
-    status: &CacheStatus,
-) -> Response<Body> {
-    let mut response = if evaluate_conditional(request_headers, entry.status, &entry.headers)
-        == Some(StatusCode::NOT_MODIFIED)
-    {
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        *response.headers_mut() = headers_for_304(&entry.headers);
-        response
-    } else {
-        let body = if method == Method::HEAD {
-            Body::empty()
-        } else {
-            Body::from(entry.body.clone())
-        };
-        let mut response = Response::new(body);
-        *response.status_mut() = entry.status;
-        *response.headers_mut() = entry.headers.clone();
-        response
-    };
-    response.headers_mut().insert(header::AGE, age_header(age));
-    status.append_to(response.headers_mut());
-    response
 }

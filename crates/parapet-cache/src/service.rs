@@ -13,19 +13,24 @@ use http::{Method, Request, Response, StatusCode};
 use parapet_tenant::Tenant;
 use parapet_tenant::problem::Problem;
 use tokio::sync::watch;
+use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::coalesce::{FlightGuard, Join, wait};
-use crate::fill::{Ctx, fetch};
-use crate::handle::key_for;
-use crate::key::{PrimaryKey, tenant_prefix};
-use crate::layer::Shared;
-use crate::lookup::{Lookup, lookup, serve};
-use crate::policy::{Decision, RequestDirectives, StaleReason, decide, invalidation_targets};
-use crate::revalidate::{Stale, revalidate, spawn_refresh};
+use crate::entry::VaryMarker;
+use crate::exchange::Ctx;
+use crate::fill::fetch;
+use crate::forward::{forward_other, pass, passed_through};
+use crate::key::uri_path_and_query;
+use crate::lookup::{Found, Lookup, lookup};
+use crate::policy::{Decision, RequestDirectives, StaleReason, decide};
+use crate::respond::serve;
+use crate::revalidate::{revalidate, spawn_refresh};
+use crate::shared::Shared;
 use crate::stats::bump;
 use crate::status::{CacheStatus, Fwd};
-use crate::upstream::Upstream;
+use crate::store::Tier;
+use crate::upstream::{Inner, Upstream};
 
 /// The service made by [`CacheLayer`](crate::CacheLayer): answers `GET` and `HEAD` from the
 /// cache when it can, stores what it may, and invalidates after unsafe methods.
@@ -74,21 +79,24 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        // `poll_ready` readied `self.inner`: that instance serves this request (see `Upstream`),
+        // and a clone waits for the next `poll_ready`.
         let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let upstream = Upstream::new(inner);
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let into_body: fn(Response<ResBody>) -> Response<Body> = |r| r.map(Body::new);
+        let upstream = Upstream::ready(ready.map_response(into_body));
         handle(Arc::clone(&self.shared), upstream, request).boxed()
     }
 }
 
-async fn handle<B, E>(
+async fn handle<S, B>(
     shared: Arc<Shared>,
-    upstream: Upstream<B, E>,
+    upstream: Upstream<S>,
     request: Request<B>,
-) -> Result<Response<Body>, E>
+) -> Result<Response<Body>, S::Error>
 where
+    S: Inner<B>,
     B: Default + Send + 'static,
-    E: Send + 'static,
 {
     let tenant = request
         .extensions()
@@ -96,59 +104,46 @@ where
         .map(|t| t.id().as_str().to_owned());
     let cacheable_method = matches!(*request.method(), Method::GET | Method::HEAD);
     if tenant.is_none() && !shared.single_tenant {
-        bump(&shared.counters.bypass);
-        let mut response = upstream.call(request).await?;
-        shared.take_tags(response.headers_mut());
-        CacheStatus::fwd(Fwd::Bypass)
-            .detail("no-tenant")
-            .append_to(response.headers_mut());
-        return Ok(response);
+        let status = CacheStatus::fwd(Fwd::Bypass).detail("no-tenant");
+        return pass(&shared, upstream, request, status).await;
     }
     if !cacheable_method {
-        return forward_other(&shared, &upstream, tenant.as_deref(), request).await;
+        return forward_other(&shared, upstream, tenant.as_deref(), request).await;
     }
     if let Some(detail) = passed_through(request.headers()) {
         // Preconditions the policy does not evaluate, and ranges, are the origin's to answer.
-        bump(&shared.counters.bypass);
-        let mut response = upstream.call(request).await?;
-        shared.take_tags(response.headers_mut());
-        CacheStatus::fwd(Fwd::Request)
-            .detail(detail)
-            .append_to(response.headers_mut());
-        return Ok(response);
+        let status = CacheStatus::fwd(Fwd::Request).detail(detail);
+        return pass(&shared, upstream, request, status).await;
     }
-    let generation = shared
-        .store
-        .generation(&tenant_prefix(&shared.prefix, tenant.as_deref()))
-        .await;
-    let key = PrimaryKey::for_uri(&shared.prefix, tenant.as_deref(), generation, request.uri());
+    let (parts, body) = request.into_parts();
+    let path_and_query = uri_path_and_query(&parts.uri);
+    let key = shared.key_for(tenant.as_deref(), path_and_query).await;
     let ctx = Ctx {
         shared,
         upstream,
         key,
     };
-    let (parts, body) = request.into_parts();
     match lookup(&ctx.shared, &ctx.key, &parts.headers)
         .await
         .into_hit()
     {
-        Ok((found, tier)) => answer_from_entry(&ctx, parts, body, found, tier, true).await,
-        Err((fwd, marker)) => miss(&ctx, parts, body, fwd, marker).await,
+        Ok((found, tier)) => answer_from_entry(ctx, parts, body, found, tier, true).await,
+        Err((fwd, marker)) => miss(ctx, parts, body, fwd, marker).await,
     }
 }
 
 /// A stored entry was found: serve it, revalidate it, or refuse (`only-if-cached`).
-async fn answer_from_entry<B, E>(
-    ctx: &Ctx<B, E>,
+async fn answer_from_entry<S, B>(
+    ctx: Ctx<S>,
     parts: Parts,
     body: B,
-    found: Stale,
-    tier: crate::store::Tier,
+    found: Found,
+    tier: Tier,
     coalesce: bool,
-) -> Result<Response<Body>, E>
+) -> Result<Response<Body>, S::Error>
 where
+    S: Inner<B>,
     B: Default + Send + 'static,
-    E: Send + 'static,
 {
     let now = SystemTime::now();
     let entry = &found.entry;
@@ -167,7 +162,7 @@ where
             let status = CacheStatus::hit(entry.lifetime, age).detail(detail);
             let response = serve(entry, &parts.method, &parts.headers, age, &status);
             if reason == StaleReason::WhileRevalidate {
-                spawn_refresh(ctx, &parts, found);
+                spawn_refresh(&ctx, &parts, found);
             }
             Ok(response)
         }
@@ -181,11 +176,7 @@ where
             // Concurrent requests on an expired entry revalidate it once.
             match ctx.shared.flights.join(ctx.key.as_bytes()) {
                 Join::Leader(guard) => {
-                    let ctx = ctx.clone();
-                    detached(guard, async move {
-                        revalidate(&ctx, parts, body, found, Fwd::Stale).await
-                    })
-                    .await
+                    detached(guard, revalidate(ctx, parts, body, found, Fwd::Stale)).await
                 }
                 Join::Waiter(rx) => after_wait(ctx, parts, body, rx).await,
             }
@@ -199,16 +190,16 @@ where
 }
 
 /// Nothing usable was stored: one request per key goes upstream, the others wait for it.
-async fn miss<B, E>(
-    ctx: &Ctx<B, E>,
+async fn miss<S, B>(
+    ctx: Ctx<S>,
     parts: Parts,
     body: B,
     fwd: Fwd,
-    marker: Option<crate::entry::VaryMarker>,
-) -> Result<Response<Body>, E>
+    marker: Option<VaryMarker>,
+) -> Result<Response<Body>, S::Error>
 where
+    S: Inner<B>,
     B: Default + Send + 'static,
-    E: Send + 'static,
 {
     let request = RequestDirectives::from_headers(&parts.headers);
     if request.only_if_cached {
@@ -219,8 +210,7 @@ where
         // HEAD responses are not stored; only a GET fills the entry.
         return fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await;
     }
-    let flight_key = ctx.key.as_bytes().clone();
-    match ctx.shared.flights.join(&flight_key) {
+    match ctx.shared.flights.join(ctx.key.as_bytes()) {
         Join::Leader(guard) => {
             // The previous leader may have stored it between our lookup and now.
             if let Ok((found, tier)) = lookup(&ctx.shared, &ctx.key, &parts.headers)
@@ -232,10 +222,10 @@ where
                 return answer_from_entry(ctx, parts, body, found, tier, false).await;
             }
             bump(&ctx.shared.counters.misses);
-            let ctx = ctx.clone();
-            detached(guard, async move {
-                fetch(&ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
-            })
+            detached(
+                guard,
+                fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)),
+            )
             .await
         }
         Join::Waiter(rx) => after_wait(ctx, parts, body, rx).await,
@@ -274,20 +264,19 @@ where
 
 /// A waiter of a coalesced request, once the leader is done (or the wait is over): the entry
 /// the leader stored when it is fresh; otherwise its own revalidation or fetch.
-async fn after_wait<B, E>(
-    ctx: &Ctx<B, E>,
+async fn after_wait<S, B>(
+    ctx: Ctx<S>,
     parts: Parts,
     body: B,
     rx: watch::Receiver<()>,
-) -> Result<Response<Body>, E>
+) -> Result<Response<Body>, S::Error>
 where
-    B: Default + Send + 'static,
-    E: Send + 'static,
+    S: Inner<B>,
 {
     bump(&ctx.shared.counters.coalesced);
     wait(rx, ctx.shared.coalesce_wait).await;
     let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
-    if let Some(response) = serve_if_fresh(ctx, &parts, &found) {
+    if let Some(response) = serve_if_fresh(&ctx.shared, &parts, &found) {
         return Ok(response);
     }
     match found.into_hit() {
@@ -300,69 +289,18 @@ where
 }
 
 /// After waiting for another request: the entry it stored, if fresh.
-fn serve_if_fresh<B, E>(ctx: &Ctx<B, E>, parts: &Parts, found: &Lookup) -> Option<Response<Body>> {
-    let Lookup::Hit { entry, .. } = found else {
+fn serve_if_fresh(shared: &Shared, parts: &Parts, found: &Lookup) -> Option<Response<Body>> {
+    let Lookup::Hit { found, .. } = found else {
         return None;
     };
+    let entry = &found.entry;
     let now = SystemTime::now();
     let Decision::Fresh { age } = decide(&parts.method, &parts.headers, &entry.meta(), now) else {
         return None;
     };
-    bump(&ctx.shared.counters.hits);
+    bump(&shared.counters.hits);
     let status = CacheStatus::hit(entry.lifetime, age).collapsed();
     Some(serve(entry, &parts.method, &parts.headers, age, &status))
-}
-
-/// Methods the cache does not answer: forwarded; a successful unsafe one invalidates its
-/// targets for the tenant (RFC 9111 §4.4).
-async fn forward_other<B, E>(
-    shared: &Shared,
-    upstream: &Upstream<B, E>,
-    tenant: Option<&str>,
-    request: Request<B>,
-) -> Result<Response<Body>, E> {
-    bump(&shared.counters.bypass);
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let headers = request.headers().clone();
-    let mut response = upstream.call(request).await?;
-    shared.take_tags(response.headers_mut());
-    let targets = invalidation_targets(
-        &method,
-        response.status(),
-        &uri,
-        &headers,
-        response.headers(),
-    );
-    for target in &targets {
-        let key = key_for(shared, tenant, target).await;
-        shared.store.delete(key.as_bytes()).await;
-        bump(&shared.counters.invalidations);
-    }
-    let status = CacheStatus::fwd(Fwd::Method);
-    let status = if targets.is_empty() {
-        status
-    } else {
-        status.detail("invalidated")
-    };
-    status.append_to(response.headers_mut());
-    Ok(response)
-}
-
-/// Why a `GET` or `HEAD` must go to the origin untouched, if it must.
-fn passed_through(headers: &http::HeaderMap) -> Option<&'static str> {
-    if headers.contains_key(http::header::RANGE) {
-        return Some("range");
-    }
-    let preconditions = [
-        http::header::IF_MATCH,
-        http::header::IF_UNMODIFIED_SINCE,
-        http::header::IF_RANGE,
-    ];
-    preconditions
-        .iter()
-        .any(|name| headers.contains_key(name))
-        .then_some("precondition")
 }
 
 /// `504` for `only-if-cached` requests the cache cannot answer (RFC 9111 §5.2.1.7).

@@ -290,6 +290,56 @@ async fn if_none_match_is_answered_from_cache() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+/// The cache answers a client's conditionals itself: a `GET` miss goes upstream without them
+/// (so the full response can be stored), a `HEAD`, which is not stored, with them.
+#[tokio::test]
+async fn client_conditionals_stay_with_the_cache_on_a_get_miss() {
+    let cache = layer("inm-upstream").await;
+    // An origin that honours If-None-Match, as a real one does.
+    let (service, calls) = origin(|_, request| {
+        let status = if request.headers().contains_key("if-none-match") {
+            304
+        } else {
+            200
+        };
+        let headers = vec![h("cache-control", "max-age=60"), h("etag", "\"v1\"")];
+        (status, headers, "payload".into())
+    });
+    let conditional = [("if-none-match", "\"v1\"")];
+    let cold = send(
+        &cache,
+        service.clone(),
+        request("GET", Some("acme"), "/inm-miss", &conditional),
+    )
+    .await;
+    assert_eq!(cold.status(), StatusCode::NOT_MODIFIED);
+    assert!(
+        cache_status(&cold).contains("stored"),
+        "{}",
+        cache_status(&cold)
+    );
+    let warm = send(&cache, service.clone(), get("acme", "/inm-miss")).await;
+    assert!(
+        cache_status(&warm).contains("hit"),
+        "{}",
+        cache_status(&warm)
+    );
+    assert_eq!(text(warm).await, "payload");
+    let head = send(
+        &cache,
+        service,
+        request("HEAD", Some("acme"), "/inm-head", &conditional),
+    )
+    .await;
+    assert_eq!(head.status(), StatusCode::NOT_MODIFIED);
+    assert!(
+        cache_status(&head).contains("fwd-status=304"),
+        "{}",
+        cache_status(&head)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn stale_entries_are_revalidated_and_304_updates_headers() {
     let cache = layer("revalidate").await;

@@ -34,7 +34,13 @@
 //!   starting together) safe: each migration is applied once.
 //!
 //! The `parapet-migrate` binary (feature `cli`, on by default) wraps this as
-//! `parapet-migrate up` and `parapet-migrate status`.
+//! `parapet-migrate up` and `parapet-migrate status`. It connects to
+//! `DATABASE_DIRECT_URL` when that is set, else to `DATABASE_URL` (or
+//! `--database-url`): session advisory locks and `CREATE INDEX CONCURRENTLY`
+//! need a direct connection, not a transaction-mode pooler (PgBouncer,
+//! Supavisor, ...). Connection strings take libpq's TLS parameters
+//! (`sslmode=verify-full`, `sslrootcert=<file>`, ...: see
+//! [`parapet_postgres::PgConfig`]).
 //!
 //! # Example
 //!
@@ -62,9 +68,8 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let (client, connection) =
-//!     tokio_postgres::connect("postgres://postgres@127.0.0.1/app", tokio_postgres::NoTls).await?;
-//! tokio::spawn(connection);
+//! let config = parapet_postgres::PgConfig::parse("postgres://postgres@127.0.0.1/app?sslmode=prefer")?;
+//! let client = config.client().await?;
 //! let report = parapet_migrate::embedded().run(&client).await?;
 //! println!("{report}");
 //! # Ok(())

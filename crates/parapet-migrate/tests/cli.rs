@@ -13,6 +13,7 @@ fn cli(args: &[&str]) -> Command {
     command
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_DIRECT_URL")
         .env_remove("RUST_LOG");
     command
 }
@@ -38,7 +39,7 @@ fn one_line_failure(command: &mut Command) -> String {
 
 #[tokio::test]
 async fn up_then_status_against_a_fresh_database() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("migrate").await;
     let url = db.conn_string();
 
     let (output, stdout, stderr) = run(&mut cli(&["status", "--database-url", &url]));
@@ -57,7 +58,7 @@ async fn up_then_status_against_a_fresh_database() {
         "{stdout}"
     );
     assert!(stdout.contains("done: 3 migrations applied"), "{stdout}");
-    let client = db.connect().await;
+    let client = db.client().await;
     assert_eq!(history_versions(&client).await, [1, 2, 3]);
 
     // DATABASE_URL works too, and a second `up` has nothing to do.
@@ -118,7 +119,7 @@ async fn bad_input_gives_a_one_line_error() {
     let missing = one_line_failure(&mut cli(&["up"]));
     assert!(missing.contains("DATABASE_URL"), "{missing}");
 
-    let db = TestDb::create().await;
+    let db = TestDb::create("migrate").await;
     let no_dir = one_line_failure(&mut cli(&[
         "up",
         "--dir",
@@ -130,7 +131,7 @@ async fn bad_input_gives_a_one_line_error() {
         no_dir.contains("cannot read migrations from /nonexistent"),
         "{no_dir}"
     );
-    let client = db.connect().await;
+    let client = db.client().await;
     assert!(
         !common::table_exists(&client, "parapet_migrations").await,
         "nothing ran"

@@ -19,8 +19,8 @@ const TABLES: [&str; 7] = [
 
 #[tokio::test]
 async fn fresh_database_gets_every_migration_and_table() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
 
     let report = embedded().run(&client).await.expect("first run");
     assert_eq!(report.applied_versions(), [1, 2, 3]);
@@ -181,8 +181,8 @@ async fn fresh_database_gets_every_migration_and_table() {
 
 #[tokio::test]
 async fn second_run_is_a_no_op() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
     embedded().run(&client).await.expect("first run");
     let before = history_rows(&client).await;
 
@@ -218,8 +218,8 @@ async fn history_rows(client: &tokio_postgres::Client) -> Vec<String> {
 
 #[tokio::test]
 async fn concurrent_runners_apply_each_migration_once() {
-    let db = TestDb::create().await;
-    let (a, b) = (db.connect().await, db.connect().await);
+    let db = TestDb::create("migrate").await;
+    let (a, b) = (db.client().await, db.client().await);
     let migrator = embedded();
     let (ra, rb) = tokio::join!(migrator.run(&a), migrator.run(&b));
     let (ra, rb) = (ra.expect("runner a"), rb.expect("runner b"));
@@ -239,8 +239,8 @@ async fn concurrent_runners_apply_each_migration_once() {
 
 #[tokio::test]
 async fn the_six_indexes_exist_and_are_valid() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
     embedded().run(&client).await.expect("run");
 
     let expected = [

@@ -10,8 +10,8 @@ use parapet_migrate::{MigrateError, Migration, MigrationState, Migrator, embedde
 
 #[tokio::test]
 async fn a_changed_applied_migration_is_refused() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
     let dir = TempDir::new();
     for m in embedded().migrations() {
         dir.write(&format!("{m}.sql"), m.sql());
@@ -66,8 +66,8 @@ async fn a_changed_applied_migration_is_refused() {
 
 #[tokio::test]
 async fn an_applied_version_without_a_file_is_refused() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
     embedded().run(&client).await.expect("first run");
     let only_first = Migrator::new(embedded().migrations()[..1].to_vec()).unwrap();
     let err = only_first.run(&client).await.expect_err("must refuse");
@@ -83,8 +83,8 @@ async fn an_applied_version_without_a_file_is_refused() {
 
 #[tokio::test]
 async fn a_failing_transactional_migration_is_rolled_back() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
     let migrator = Migrator::new(vec![
         Migration::parse("0001_ok.sql", "CREATE TABLE ok (id int);").unwrap(),
         Migration::parse(
@@ -124,8 +124,8 @@ async fn a_failing_transactional_migration_is_rolled_back() {
 
 #[tokio::test]
 async fn a_concurrent_index_in_a_transactional_migration_gets_a_hint() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
     let migrator = Migrator::new(vec![
         Migration::parse(
             "0001_forgot_the_marker.sql",

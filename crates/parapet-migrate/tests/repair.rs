@@ -9,8 +9,8 @@ use parapet_migrate::{MigrateError, MigrationState, Migrator, embedded};
 
 #[tokio::test]
 async fn an_invalid_index_of_an_applied_migration_is_rebuilt() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
     embedded().run(&client).await.expect("first run");
     let before: u32 = client
         .query_one("SELECT 'leads_org_created_at_idx'::regclass::oid", &[])
@@ -86,8 +86,8 @@ async fn an_invalid_index_of_an_applied_migration_is_rebuilt() {
 
 #[tokio::test]
 async fn a_failed_unique_concurrent_build_is_retried_after_the_data_is_fixed() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
     let dir = TempDir::new();
     dir.write(
         "0001_things.sql",
@@ -171,8 +171,8 @@ async fn a_failed_unique_concurrent_build_is_retried_after_the_data_is_fixed() {
 
 #[tokio::test]
 async fn no_transaction_migrations_really_run_outside_a_transaction() {
-    let db = TestDb::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create("migrate").await;
+    let client = db.client().await;
     let dir = TempDir::new();
     dir.write("0001_t.sql", "CREATE TABLE t (a int, b text);");
     // Several statements, with semicolons in strings, a dollar-quoted body

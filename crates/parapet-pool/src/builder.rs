@@ -2,16 +2,14 @@
 
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
-
-use crate::{Isolation, PoolError, TenantPools};
+use crate::{Isolation, IsolationScope, PoolError, TenantPools, budget::BudgetRule};
 
 /// Builds [`TenantPools`]. Every wait is bounded by default; deadpool's own defaults wait forever.
 ///
 /// | setting | default |
 /// |---|---|
 /// | [`max_per_pool`](Self::max_per_pool) | 20 connections |
-/// | [`budget`](Self::budget) | the server's `max_connections` − `superuser_reserved_connections` − [`reserve`](Self::reserve) (10), read at build |
+/// | [`budget`](Self::budget) | per database server (`host:port`): its `max_connections` − `superuser_reserved_connections` − `reserved_connections` − [`reserve`](Self::reserve) (10), divided by [`replicas`](Self::replicas) (1); read at build for the shared server, at the first connection for the others |
 /// | [`max_pools`](Self::max_pools) | 100 (least recently used dropped first) |
 /// | [`wait_timeout`](Self::wait_timeout) | 2 s |
 /// | [`create_timeout`](Self::create_timeout) | 2 s (also the connect timeout) |
@@ -21,6 +19,7 @@ use crate::{Isolation, PoolError, TenantPools};
 /// | [`min_idle`](Self::min_idle) | 2 connections opened by [`TenantPools::warmup`] |
 /// | [`slow_query`](Self::slow_query) | 500 ms, then a WARN event |
 /// | [`isolation`](Self::isolation) | [`Isolation::RowLevelSecurity`] on `app.tenant_id` |
+/// | [`scope`](Self::scope) | [`IsolationScope::Session`]; [`IsolationScope::Transaction`] behind a transaction-mode pooler |
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct TenantPoolsBuilder {
@@ -31,9 +30,11 @@ pub struct TenantPoolsBuilder {
 #[derive(Debug, Clone)]
 struct SettingsDraft {
     isolation: Isolation,
+    scope: IsolationScope,
     max_per_pool: usize,
     budget: Option<usize>,
     reserve: usize,
+    replicas: usize,
     max_pools: usize,
     wait_timeout: Duration,
     create_timeout: Duration,
@@ -49,8 +50,10 @@ struct SettingsDraft {
 /// The validated settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) shared: tokio_postgres::Config,
+    pub(crate) shared: parapet_postgres::PgConfig,
     pub(crate) isolation: Isolation,
+    pub(crate) scope: IsolationScope,
+    pub(crate) budget_rule: BudgetRule,
     pub(crate) max_per_pool: usize,
     pub(crate) max_pools: usize,
     pub(crate) wait_timeout: Duration,
@@ -76,15 +79,18 @@ impl Settings {
 
 impl TenantPools {
     /// Starts building pools whose shared database is `shared_url` (tenants whose record has no
-    /// database of their own use it).
+    /// database of their own use it). This URL and the tenants' own take libpq's TLS parameters
+    /// (`sslmode=verify-full`, `sslrootcert=<file>`, ...: see [`parapet_postgres::PgConfig`]).
     pub fn builder(shared_url: impl Into<String>) -> TenantPoolsBuilder {
         TenantPoolsBuilder {
             shared_url: shared_url.into(),
             settings: SettingsDraft {
                 isolation: Isolation::default(),
+                scope: IsolationScope::default(),
                 max_per_pool: 20,
                 budget: None,
                 reserve: 10,
+                replicas: 1,
                 max_pools: 100,
                 wait_timeout: Duration::from_secs(2),
                 create_timeout: Duration::from_secs(2),
@@ -114,6 +120,11 @@ impl TenantPoolsBuilder {
     setter!(
         /// How a checkout is confined to its tenant.
         isolation: Isolation
+    );
+    setter!(
+        /// Where the tenant's setting lives: the session (default) or each transaction, which
+        /// a transaction-mode pooler requires.
+        scope: IsolationScope
     );
     setter!(
         /// The maximum connections of one pool (at least 1).
@@ -160,10 +171,20 @@ impl TenantPoolsBuilder {
         slow_query: Duration
     );
 
-    /// The most connections all pools together may hold open. Without it, the budget is read
-    /// from the server at [`build`](Self::build).
+    /// The most connections all pools together may hold open to one database server
+    /// (`host:port`), in this process. Without it, each server's budget is read from the server
+    /// and divided by [`replicas`](Self::replicas).
     pub fn budget(mut self, connections: usize) -> Self {
         self.settings.budget = Some(connections);
+        self
+    }
+
+    /// How many processes (replicas of the application) share each server's connections; the
+    /// budget read from a server is divided by it, so that together they stay under its
+    /// `max_connections` (default 1, at least 1). A fixed [`budget`](Self::budget) is not
+    /// divided. A fleet larger than a server's connections goes through a pooler.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.settings.replicas = replicas.max(1);
         self
     }
 
@@ -173,20 +194,29 @@ impl TenantPoolsBuilder {
         self
     }
 
-    /// Validates the settings and, unless a budget was given, reads `max_connections` and
-    /// `superuser_reserved_connections` from the shared database. When the server cannot be
-    /// reached then, the budget falls back to 50 connections (and a warning says so), so that an
-    /// application can start while its database is down.
+    /// Validates the settings and, unless a budget was given, reads the shared server's
+    /// budget (`max_connections` and the reserved connections). When the server cannot be
+    /// reached then, a warning says so and the budget is read at its first connection, so that
+    /// an application can start while its database is down.
+    /// A TLS failure is not an outage: a certificate that is not trusted or not valid for the
+    /// host, or a server without TLS under `sslmode=require`, is a [`PoolError::Config`] naming
+    /// the host and the reason.
     pub async fn build(self) -> Result<TenantPools, PoolError> {
         let d = self.settings;
         d.isolation.validate().map_err(PoolError::Config)?;
-        let mut shared: tokio_postgres::Config = self
-            .shared_url
-            .parse()
-            .map_err(|_| PoolError::Config("the shared database URL is invalid".to_owned()))?;
+        let mut shared = parapet_postgres::PgConfig::parse(&self.shared_url)
+            .map_err(|e| PoolError::Config(format!("the shared database URL is invalid: {e}")))?;
         let settings = Settings {
             shared: shared.clone(),
             isolation: d.isolation,
+            scope: d.scope,
+            budget_rule: match d.budget {
+                Some(budget) => BudgetRule::Fixed(budget.max(1)),
+                None => BudgetRule::FromServer {
+                    reserve: d.reserve,
+                    replicas: d.replicas,
+                },
+            },
             max_per_pool: d.max_per_pool.max(1),
             max_pools: d.max_pools.max(1),
             wait_timeout: d.wait_timeout,
@@ -200,33 +230,43 @@ impl TenantPoolsBuilder {
             application_name: d.application_name,
         };
         settings.apply_connection_settings(&mut shared);
-        let budget = match d.budget {
-            Some(budget) => budget,
-            None => match server_budget(&shared, d.reserve).await {
-                Ok(budget) => budget,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not read max_connections; the connection budget falls back to 50");
-                    50
+        let known = match settings.budget_rule {
+            BudgetRule::Fixed(budget) => Some(budget),
+            BudgetRule::FromServer { reserve, replicas } => {
+                match server_budget(&shared, reserve, replicas).await {
+                    Ok(budget) => Some(budget),
+                    // A certificate or host name that does not match will not fix itself.
+                    Err(e) if parapet_postgres::is_tls_failure(&e) => {
+                        return Err(PoolError::Config(parapet_postgres::describe(&e)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read max_connections; the connection budget is read at the first connection");
+                        None
+                    }
                 }
-            },
+            }
         };
         Ok(TenantPools::from_settings(
             Settings { shared, ..settings },
-            budget.max(1),
+            known,
         ))
     }
 }
 
-/// `max_connections − superuser_reserved_connections − reserve`, at least 1.
-async fn server_budget(
-    pg: &tokio_postgres::Config,
+/// `(max_connections − superuser_reserved_connections − reserved_connections − reserve) /
+/// replicas`, at least 1.
+pub(crate) async fn server_budget(
+    pg: &parapet_postgres::PgConfig,
     reserve: usize,
+    replicas: usize,
 ) -> Result<usize, tokio_postgres::Error> {
-    let (client, connection) = pg.connect(NoTls).await?;
+    let (client, connection) = pg.connect().await?;
     let task = tokio::spawn(connection);
     let row = client
         .query_one(
-            "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int",
+            "SELECT current_setting('max_connections')::int, \
+                current_setting('superuser_reserved_connections')::int \
+                + coalesce(current_setting('reserved_connections', true)::int, 0)",
             &[],
         )
         .await?;
@@ -234,5 +274,6 @@ async fn server_budget(
     let _ = task.await;
     let max = usize::try_from(row.get::<_, i32>(0)).unwrap_or(0);
     let reserved = usize::try_from(row.get::<_, i32>(1)).unwrap_or(0);
-    Ok(max.saturating_sub(reserved).saturating_sub(reserve).max(1))
+    let available = max.saturating_sub(reserved).saturating_sub(reserve);
+    Ok((available / replicas.max(1)).max(1))
 }

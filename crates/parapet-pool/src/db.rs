@@ -1,73 +1,112 @@
 //! [`Db`]: a connection checked out for one tenant, timed and reset when it goes back.
 
-use std::{
-    fmt,
-    future::Future,
-    sync::Arc,
-    time::{Duration, Instant},
+use std::{fmt, time::Duration};
+
+use parapet_tenant::TenantId;
+use tokio_postgres::{
+    Row,
+    types::{ToSql, Type},
 };
 
-use deadpool::managed::Object as DpObject;
-use parapet_tenant::TenantId;
-use tokio_postgres::{Row, types::ToSql};
-use tracing::Instrument;
+use crate::{
+    DbError, Isolation, IsolationScope, PoolError,
+    manager::Object,
+    query::{QueryContext, Run, Statements, timed},
+    session::{self, Marks},
+};
 
-use crate::{DbError, Isolation, PoolError, manager::Object};
+/// The query methods `Db` and `DbTransaction` share; each hands its statement to the one
+/// [`Statements`] runner.
+macro_rules! query_methods {
+    () => {
+        /// Runs a query and returns its rows.
+        pub async fn query(
+            &self,
+            sql: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Vec<Row>, DbError> {
+            self.statements().query(sql, params).await
+        }
 
-/// What every query of a checkout is reported with.
-#[derive(Debug, Clone)]
-pub(crate) struct QueryContext {
-    pub(crate) tenant: TenantId,
-    pub(crate) route: Option<Arc<str>>,
-    pub(crate) namespace: Arc<str>,
-    pub(crate) slow_query: Duration,
+        /// Runs a query that returns exactly one row.
+        pub async fn query_one(
+            &self,
+            sql: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Row, DbError> {
+            self.statements().query_one(sql, params).await
+        }
+
+        /// Runs a query that returns at most one row.
+        pub async fn query_opt(
+            &self,
+            sql: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Option<Row>, DbError> {
+            self.statements().query_opt(sql, params).await
+        }
+
+        /// Runs a statement and returns the number of rows it changed.
+        pub async fn execute(
+            &self,
+            sql: &str,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<u64, DbError> {
+            self.statements().execute(sql, params).await
+        }
+
+        /// Runs statements without parameters (the simple query protocol).
+        pub async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
+            self.statements().batch_execute(sql).await
+        }
+    };
 }
 
 /// A PostgreSQL connection checked out for the request's tenant.
 ///
 /// Take it as an extractor (`db: Db`) in a handler on a route behind `PoolLayer`: the connection
 /// is checked out when the handler asks, with the tenant's [`Isolation`] applied, and goes back
-/// when the `Db` is dropped, after `ROLLBACK; RESET ALL` so that nothing (an open transaction, the
-/// tenant setting, a `SET` the handler ran) reaches the next checkout. If that reset fails the
-/// connection is closed instead.
+/// when the `Db` is dropped.
+///
+/// What a statement runs in depends on the [`IsolationScope`]:
+///
+/// - **Session** (default): the tenant is set for the session at checkout; each method is one
+///   statement (autocommit, unless inside [`transaction`](Self::transaction)); statements are
+///   prepared once per connection and cached. When the `Db` is dropped the connection is reset
+///   in the background before it goes back: an open transaction is rolled back, and settings
+///   (the tenant's included), `SET ROLE`, temporary tables, advisory locks, `LISTEN`, `WITH
+///   HOLD` cursors and SQL `PREPARE`d statements are discarded (what `DISCARD ALL` does, but the
+///   statement cache is kept); a connection that cannot be reset is closed.
+/// - **Transaction**: each method is a transaction of its own that sets the tenant first and
+///   commits before the method returns (the same autocommit effects, one more round trip);
+///   [`transaction`](Self::transaction) opens one transaction whose first statement sets the
+///   tenant. No session state is used and nothing is reset. See [`IsolationScope`] for when to
+///   use which, and the limits.
 ///
 /// Every query is a `db.query` tracing span (`db.system.name = postgresql`,
 /// `db.operation.name`, `db.namespace`, `db.query.text`), and a query slower than the
 /// configured threshold emits a WARN event with the tenant, the route, the duration and the
-/// statement (its text only: parameters are never logged). Statements are prepared once per
-/// connection and cached.
+/// statement (its text only: parameters are never logged).
 pub struct Db {
     obj: Option<Object>,
     ctx: QueryContext,
+    marks: Marks,
     reset_timeout: Duration,
 }
 
 impl Db {
-    /// Applies the tenant's isolation; a connection that cannot be set up is closed, not reused.
+    /// Enters the tenant's session on `obj`; a connection that cannot be set up is closed.
     pub(crate) async fn checked_out(
         obj: Object,
         isolation: &Isolation,
         ctx: QueryContext,
         timeout: Duration,
     ) -> Result<Self, PoolError> {
-        if let Some((name, value)) = isolation.setting_for(&ctx.tenant) {
-            let params: [&(dyn ToSql + Sync); 2] = [&name, &value];
-            let set = obj.query_one("SELECT set_config($1, $2, false)", &params);
-            match tokio::time::timeout(timeout, set).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    let _ = DpObject::take(obj);
-                    return Err(PoolError::from_connect(e));
-                }
-                Err(_) => {
-                    let _ = DpObject::take(obj);
-                    return Err(PoolError::Unavailable(None));
-                }
-            }
-        }
+        let obj = session::enter(obj, isolation, ctx.scope, &ctx.tenant, timeout).await?;
         Ok(Self {
             obj: Some(obj),
             ctx,
+            marks: Marks::default(),
             reset_timeout: timeout,
         })
     }
@@ -79,104 +118,71 @@ impl Db {
             .unwrap_or_else(|| unreachable!("Db used after drop"))
     }
 
+    fn statements(&self) -> Statements<'_> {
+        let obj = self.obj();
+        Statements {
+            client: obj,
+            cache: &obj.statement_cache,
+            ctx: &self.ctx,
+            marks: &self.marks,
+            run: match self.ctx.scope {
+                IsolationScope::Session => Run::Cached,
+                IsolationScope::Transaction => Run::Autocommit,
+            },
+        }
+    }
+
     /// The tenant this connection is checked out for.
     pub fn tenant(&self) -> &TenantId {
         &self.ctx.tenant
     }
 
-    /// Runs a query and returns its rows.
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, DbError> {
-        let client: &tokio_postgres::Client = self.obj();
-        timed(&self.ctx, sql, async {
-            let stmt = self.obj().prepare_cached(sql).await?;
-            client.query(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs a query that returns exactly one row.
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.obj().prepare_cached(sql).await?;
-            self.obj().query_one(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs a query that returns at most one row.
-    pub async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.obj().prepare_cached(sql).await?;
-            self.obj().query_opt(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs a statement and returns the number of rows it changed.
-    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.obj().prepare_cached(sql).await?;
-            self.obj().execute(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs statements without parameters (the simple query protocol).
-    pub async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
-        timed(&self.ctx, sql, self.obj().batch_execute(sql)).await
-    }
+    query_methods!();
 
     /// Starts a transaction; it rolls back when dropped without [`DbTransaction::commit`].
+    ///
+    /// In transaction scope its first statement sets the tenant (`set_config(.., true)`).
     pub async fn transaction(&mut self) -> Result<DbTransaction<'_>, DbError> {
-        let ctx = self.ctx.clone();
-        let obj = self
-            .obj
+        let Self {
+            obj, ctx, marks, ..
+        } = self;
+        let (ctx, marks): (&QueryContext, &Marks) = (ctx, marks);
+        let obj = obj
             .as_mut()
             .unwrap_or_else(|| unreachable!("Db used after drop"));
-        let tx = timed(&ctx, "BEGIN", obj.transaction()).await?;
-        Ok(DbTransaction { tx, ctx })
+        // Until the DbTransaction exists (it always ends its transaction), a BEGIN whose answer
+        // was not awaited could leave one open.
+        marks.maybe_in_transaction();
+        let tx = timed(ctx, "BEGIN", obj.transaction()).await?;
+        let tx = DbTransaction {
+            tx,
+            ctx: ctx.clone(),
+            marks,
+        };
+        if let (IsolationScope::Transaction, Some((name, value))) = (ctx.scope, &ctx.setting) {
+            let sql = "SELECT set_config($1, $2, true)";
+            let params: [(&(dyn ToSql + Sync), Type); 2] =
+                [(name, Type::TEXT), (value, Type::TEXT)];
+            timed(ctx, sql, tx.tx.client().query_typed(sql, &params)).await?;
+        }
+        marks.settled();
+        Ok(tx)
     }
 
     /// The underlying client, for what the methods above do not cover. Queries run through it
-    /// are not timed nor traced.
+    /// are not timed nor traced; in transaction scope they run outside any transaction, without
+    /// the tenant's setting.
     pub fn client(&self) -> &tokio_postgres::Client {
+        self.marks.maybe_in_transaction();
         self.obj()
     }
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
-        let Some(obj) = self.obj.take() else { return };
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            // No runtime to reset on: close the connection rather than return it dirty.
-            let _ = DpObject::take(obj);
-            return;
-        };
-        let timeout = self.reset_timeout;
-        handle.spawn(async move {
-            // ROLLBACK ends whatever transaction the handler left open (a warning otherwise);
-            // RESET ALL clears the tenant setting, search_path and any SET it ran.
-            let reset = obj.batch_execute("ROLLBACK; RESET ALL");
-            match tokio::time::timeout(timeout, reset).await {
-                Ok(Ok(())) => drop(obj),
-                _ => {
-                    tracing::warn!("could not reset a connection; closing it");
-                    let _ = DpObject::take(obj);
-                }
-            }
-        });
+        if let Some(obj) = self.obj.take() {
+            session::leave(obj, self.ctx.scope, &self.marks, self.reset_timeout);
+        }
     }
 }
 
@@ -193,48 +199,24 @@ impl fmt::Debug for Db {
 pub struct DbTransaction<'a> {
     tx: deadpool_postgres::Transaction<'a>,
     ctx: QueryContext,
+    marks: &'a Marks,
 }
 
 impl DbTransaction<'_> {
-    /// Runs a query and returns its rows.
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.tx.prepare_cached(sql).await?;
-            self.tx.query(&stmt, params).await
-        })
-        .await
+    fn statements(&self) -> Statements<'_> {
+        Statements {
+            client: self.tx.client(),
+            cache: &self.tx.statement_cache,
+            ctx: &self.ctx,
+            marks: self.marks,
+            run: match self.ctx.scope {
+                IsolationScope::Session => Run::Cached,
+                IsolationScope::Transaction => Run::Uncached,
+            },
+        }
     }
 
-    /// Runs a query that returns exactly one row.
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.tx.prepare_cached(sql).await?;
-            self.tx.query_one(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs a statement and returns the number of rows it changed.
-    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-        timed(&self.ctx, sql, async {
-            let stmt = self.tx.prepare_cached(sql).await?;
-            self.tx.execute(&stmt, params).await
-        })
-        .await
-    }
-
-    /// Runs statements without parameters.
-    pub async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
-        timed(&self.ctx, sql, self.tx.batch_execute(sql)).await
-    }
+    query_methods!();
 
     /// Commits.
     pub async fn commit(self) -> Result<(), DbError> {
@@ -254,84 +236,5 @@ impl fmt::Debug for DbTransaction<'_> {
         f.debug_struct("DbTransaction")
             .field("tenant", &self.ctx.tenant)
             .finish_non_exhaustive()
-    }
-}
-
-/// The first keyword of a statement, upper-cased (`SELECT`, `INSERT`, ...).
-pub(crate) fn operation_name(sql: &str) -> String {
-    let mut rest = sql.trim_start();
-    // Skip leading comments.
-    loop {
-        if let Some(after) = rest.strip_prefix("--") {
-            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
-        } else if let Some(after) = rest.strip_prefix("/*") {
-            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
-        } else {
-            break;
-        }
-    }
-    rest.split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or_default()
-        .to_ascii_uppercase()
-}
-
-/// The statement text for logs and spans: at most 2,000 bytes.
-fn statement_text(sql: &str) -> &str {
-    if sql.len() <= 2000 {
-        return sql;
-    }
-    let mut end = 2000;
-    while !sql.is_char_boundary(end) {
-        end -= 1;
-    }
-    &sql[..end]
-}
-
-async fn timed<T>(
-    ctx: &QueryContext,
-    sql: &str,
-    fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<T, DbError> {
-    let operation = operation_name(sql);
-    let text = statement_text(sql);
-    let span = tracing::info_span!(
-        "db.query",
-        otel.name = %operation,
-        otel.kind = "client",
-        db.system.name = "postgresql",
-        db.operation.name = %operation,
-        db.namespace = %ctx.namespace,
-        db.query.text = %text,
-        tenant.id = %ctx.tenant,
-    );
-    let started = Instant::now();
-    let result = fut.instrument(span.clone()).await;
-    let elapsed = started.elapsed();
-    if elapsed >= ctx.slow_query {
-        tracing::warn!(
-            parent: &span,
-            tenant.id = %ctx.tenant,
-            http.route = ctx.route.as_deref().unwrap_or(""),
-            duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            db.query.text = %text,
-            "slow query"
-        );
-    }
-    result.map_err(DbError::new)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn operation_names() {
-        assert_eq!(operation_name("select 1"), "SELECT");
-        assert_eq!(operation_name("  INSERT INTO x"), "INSERT");
-        assert_eq!(operation_name("-- hi\n/* x */ update t set"), "UPDATE");
-        assert_eq!(operation_name("WITH x AS (select 1) select"), "WITH");
-        assert_eq!(operation_name(""), "");
-        assert_eq!(statement_text(&"é".repeat(1500)).len(), 2000);
     }
 }

@@ -11,8 +11,9 @@ pub enum PoolError {
     /// No connection became free within the wait timeout (the pool is at its maximum and busy).
     #[error("no connection became available within the wait timeout")]
     Timeout,
-    /// The global connection budget is used up and no idle connection could be closed in time.
-    #[error("the global connection budget is exhausted")]
+    /// The database server's connection budget is used up and no idle connection could be
+    /// closed in time.
+    #[error("the database server's connection budget is exhausted")]
     BudgetExhausted,
     /// The database did not accept a connection (down, restarting, unreachable, too slow).
     #[error("the database is unavailable")]
@@ -75,9 +76,10 @@ impl IntoResponse for PoolError {
 /// A query failed. Answered as a generic 500 (503 when the connection was lost); the SQL error
 /// goes to the log only.
 #[derive(Debug, thiserror::Error)]
-#[error("database query failed: {message}")]
+#[error("database query failed: {message}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
 pub struct DbError {
     message: String,
+    hint: Option<&'static str>,
     #[source]
     source: tokio_postgres::Error,
 }
@@ -88,7 +90,24 @@ impl DbError {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
             None => source.to_string(),
         };
-        Self { message, source }
+        Self {
+            message,
+            hint: None,
+            source,
+        }
+    }
+
+    /// Adds what the operator should do about it (logged with the error, never sent to a client).
+    pub(crate) fn with_hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+
+    /// What the operator should do about this error, when parapet can tell: for example, use
+    /// transaction scope when a transaction-mode pooler moved a statement to a server connection
+    /// without the session's prepared statements or tenant setting.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint
     }
 
     /// The underlying driver error (for its `SqlState` code, say).

@@ -4,12 +4,13 @@ use parapet_tenant::TenantId;
 
 /// How a connection checked out for a tenant is confined to that tenant's data.
 ///
-/// Whatever the mode, nothing set for one checkout outlives it: when a [`Db`](crate::Db) is
-/// dropped its connection runs `ROLLBACK; RESET ALL` before it goes back to the pool (and is
-/// closed instead if that fails), and every checkout sets its own tenant before the handler sees
-/// the connection.
+/// Whatever the mode, nothing set for one checkout outlives it: every checkout's statements run
+/// with its own tenant's setting, and in [`IsolationScope::Session`] the connection is reset
+/// before it goes back to the pool (and closed instead if that fails). The settings below are
+/// made per checkout in session scope and per transaction (`set_config(.., true)`) in
+/// [`IsolationScope::Transaction`].
 ///
-/// | mode | set per checkout | schema / setup |
+/// | mode | setting | schema / setup |
 /// |---|---|---|
 /// | [`RowLevelSecurity`](Self::RowLevelSecurity) | `set_config('app.tenant_id', <id>, false)` | `migrations/0003_row_level_security.sql`: `FORCE ROW LEVEL SECURITY` and a policy on the tenant column of every CRM table. Connect as a role that is **not** a superuser and has no `BYPASSRLS` (those bypass every policy). |
 /// | [`SchemaPerTenant`](Self::SchemaPerTenant) | `set_config('search_path', '"<prefix><id>"', false)` | one schema per tenant, named `<prefix><id>` (default prefix `tenant_`), holding the tenant's tables; nothing falls back to `public`. |
@@ -99,6 +100,58 @@ impl Isolation {
             Self::DatabasePerTenant => None,
         }
     }
+}
+
+/// Where the tenant's setting lives: in the connection's session, or in each transaction.
+///
+/// A pooler in **transaction** mode (PgBouncer, pgcat, Supavisor) hands each transaction, and
+/// each statement outside one, to whichever server connection is free: two consecutive
+/// statements of one checkout can run on two server connections, so a setting made for the
+/// session may be missing, or another tenant's, when the next statement runs. Transaction scope
+/// makes every statement carry its tenant.
+///
+/// | behind | use |
+/// |---|---|
+/// | PostgreSQL directly, or a pooler in **session** mode (PgBouncer `pool_mode = session`) | either; [`Session`](Self::Session) costs fewer round trips |
+/// | PgBouncer, pgcat or Supavisor in **transaction** mode | [`Transaction`](Self::Transaction) |
+/// | PgDog (it replays `SET` on the server connection it picks) | either |
+///
+/// **Session scope** (the default): the setting is made once per checkout
+/// (`set_config(<setting>, <id>, false)`), statements are prepared once per connection and
+/// cached, and the connection is reset when the checkout ends (see [`Db`](crate::Db)). Behind a
+/// transaction-mode pooler this leaks: a statement can run with another tenant's setting. The
+/// first symptoms are usually driver errors such as `prepared statement "s12" does not exist`;
+/// a [`DbError`](crate::DbError) whose code points that way says to use transaction scope.
+///
+/// **Transaction scope**: nothing depends on session state. Each [`Db`](crate::Db) method runs
+/// in a transaction of its own that starts with `set_config(<setting>, <id>, true)` (for schema
+/// per tenant, `set_config('search_path', .., true)`) and commits before the method returns, so
+/// its effects are those of session scope's autocommit; [`Db::transaction`](crate::Db::transaction)
+/// opens one transaction whose first statement sets the tenant. Statements are prepared inside
+/// that transaction to learn their parameter types, closed at once, and run as unnamed
+/// statements; no named prepared statement outlives the transaction (PgBouncer before 1.21
+/// supports none). The cost: about two round trips per statement (`BEGIN`, the setting and the
+/// prepare are pipelined in one, the statement, the close and `COMMIT` in the other) and no
+/// statement cache, against one with session scope's cache; checkout and return cost nothing.
+///
+/// Limits of transaction scope: statements sent through [`Db::client`](crate::Db::client) run
+/// outside any transaction, without the tenant's setting (under row-level security they see no
+/// rows); session-level `SET`, `LISTEN`, advisory locks and temporary tables outlive the
+/// statement on a pooler's server connection and must not be used (their transaction-level
+/// forms, `SET LOCAL` and `pg_advisory_xact_lock`, are fine inside
+/// [`Db::transaction`](crate::Db::transaction)). User-defined types (enums, composites, domains)
+/// in parameters or results make tokio-postgres look their definition up with prepared
+/// statements it keeps per client (rust-postgres/rust-postgres#636), which a pooler cannot keep:
+/// cast them to `text` in the SQL. A connection whose statement names went astray
+/// (`26000`, `42P05`) is closed when the checkout ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IsolationScope {
+    /// The setting is made for the connection's session at checkout and reset at return.
+    #[default]
+    Session,
+    /// The setting is made inside every transaction, which every statement runs in.
+    Transaction,
 }
 
 /// Quotes an identifier for SQL (`"` doubled). Tenant ids are already restricted to

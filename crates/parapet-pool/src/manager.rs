@@ -1,32 +1,34 @@
-//! A deadpool manager whose every connection holds a permit of the global budget.
+//! A deadpool manager whose every connection holds a permit of its server's budget.
 
 use std::sync::Arc;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
-use tokio::sync::Semaphore;
-use tokio_postgres::NoTls;
+
+use crate::budget::{BudgetRule, PermitError, ServerBudget};
 
 /// Why a connection could not be created.
 #[derive(Debug)]
 pub(crate) enum ConnectError {
-    /// No permit left in the global budget.
+    /// No permit left in the server's budget.
     Budget,
     /// The server refused or failed.
     Pg(tokio_postgres::Error),
 }
 
-/// Creates connections to one target; each open connection holds one budget permit, released
-/// when the connection's task ends (the client was dropped, or the server went away).
+/// Creates connections to one target; each open connection holds one permit of its server's
+/// budget, released when the connection's task ends (the client was dropped, or the server went
+/// away).
 pub(crate) struct BudgetManager {
-    pub(crate) pg: tokio_postgres::Config,
-    pub(crate) budget: Arc<Semaphore>,
+    pub(crate) pg: parapet_postgres::PgConfig,
+    pub(crate) server: Arc<ServerBudget>,
+    pub(crate) rule: BudgetRule,
 }
 
 impl std::fmt::Debug for BudgetManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BudgetManager")
-            .field("available_permits", &self.budget.available_permits())
+            .field("server", &self.server)
             .finish_non_exhaustive()
     }
 }
@@ -36,12 +38,12 @@ impl managed::Manager for BudgetManager {
     type Error = ConnectError;
 
     async fn create(&self) -> Result<ClientWrapper, ConnectError> {
-        let permit = self
-            .budget
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ConnectError::Budget)?;
-        let (client, connection) = self.pg.connect(NoTls).await.map_err(ConnectError::Pg)?;
+        let permit = match self.server.permit(&self.pg, self.rule).await {
+            Ok(permit) => permit,
+            Err(PermitError::Exhausted) => return Err(ConnectError::Budget),
+            Err(PermitError::Unknown(e)) => return Err(ConnectError::Pg(e)),
+        };
+        let (client, connection) = self.pg.connect().await.map_err(ConnectError::Pg)?;
         let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "PostgreSQL connection ended with an error");

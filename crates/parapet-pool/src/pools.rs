@@ -12,21 +12,22 @@ use std::{
 
 use deadpool::managed::{PoolError as DpError, TimeoutType, Timeouts};
 use parapet_tenant::{DatabaseTarget, Tenant};
-use tokio::sync::Semaphore;
 
 use crate::{
     Db, Isolation, PoolError,
+    budget::{BudgetRule, Budgets, server_key},
     builder::Settings,
-    db::QueryContext,
     manager::{BudgetManager, ConnectError, Object, Pool},
+    query::QueryContext,
 };
 
 /// PostgreSQL pools for many tenants, keyed by database target: tenants that share a database
 /// share one pool (isolated per checkout), a tenant with its own database gets its own pool.
 ///
 /// Everything is bounded: connections per pool, the number of pools (least recently used dropped
-/// first), the connections of all pools together (a global budget below the server's
-/// `max_connections`), and every wait (checkout, connect, reset). Idle connections are closed
+/// first), the connections of all pools together to one database server (a budget per
+/// `host:port` below the server's `max_connections`, divided across replicas), and every wait
+/// (checkout, connect, reset). Idle connections are closed
 /// after a while, and so are idle pools. Cloning is cheap and shares the pools.
 ///
 /// Build one with [`TenantPools::builder`].
@@ -37,8 +38,7 @@ pub struct TenantPools {
 
 pub(crate) struct Inner {
     pub(crate) settings: Settings,
-    pub(crate) budget: Arc<Semaphore>,
-    pub(crate) budget_total: usize,
+    budgets: Budgets,
     pools: Mutex<HashMap<Arc<str>, Entry>>,
     epoch: Instant,
     reaper_started: AtomicBool,
@@ -57,10 +57,24 @@ struct Entry {
 pub struct PoolsStatus {
     /// One entry per live pool.
     pub targets: Vec<TargetStatus>,
-    /// The global connection budget.
+    /// The connection budgets of all servers together (those whose budget is known yet).
     pub budget: usize,
-    /// Connections open across all pools (permits of the budget in use).
+    /// Connections open across all pools (permits of the budgets in use).
     pub budget_in_use: usize,
+    /// One entry per database server whose budget is known, sorted by `host:port`.
+    pub servers: Vec<ServerStatus>,
+}
+
+/// The budget of one database server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStatus {
+    /// `host:port`.
+    pub server: String,
+    /// The most connections this process may hold open to it.
+    pub budget: usize,
+    /// Connections open to it, across all pools.
+    pub in_use: usize,
 }
 
 /// The status of one pool.
@@ -82,11 +96,13 @@ pub struct TargetStatus {
 const SHARED: &str = "shared";
 
 impl TenantPools {
-    pub(crate) fn from_settings(settings: Settings, budget_total: usize) -> Self {
+    /// Pools on `settings`; `shared_budget` is the shared server's budget when already known.
+    pub(crate) fn from_settings(settings: Settings, shared_budget: Option<usize>) -> Self {
+        let budgets = Budgets::default();
+        budgets.for_server(&settings.shared, shared_budget);
         Self {
             inner: Arc::new(Inner {
-                budget: Arc::new(Semaphore::new(budget_total)),
-                budget_total,
+                budgets,
                 settings,
                 pools: Mutex::new(HashMap::new()),
                 epoch: Instant::now(),
@@ -147,6 +163,8 @@ impl TenantPools {
             route,
             namespace,
             slow_query: s.slow_query,
+            scope: s.scope,
+            setting: s.isolation.setting_for(tenant.id()),
         };
         Db::checked_out(obj, &s.isolation, ctx, s.recycle_timeout).await
     }
@@ -170,7 +188,7 @@ impl TenantPools {
         let pg = match url {
             None => s.shared.clone(),
             Some(url) => {
-                let mut pg: tokio_postgres::Config = url.parse().map_err(|_| {
+                let mut pg: parapet_postgres::PgConfig = url.parse().map_err(|_| {
                     PoolError::Config(format!(
                         "tenant {} has an invalid database URL",
                         tenant.id()
@@ -188,9 +206,14 @@ impl TenantPools {
             Some(_) => describe(&pg),
         });
         let namespace: Arc<str> = Arc::from(pg.get_dbname().unwrap_or("postgres"));
+        let known = match s.budget_rule {
+            BudgetRule::Fixed(budget) => Some(budget),
+            BudgetRule::FromServer { .. } => None,
+        };
         let manager = BudgetManager {
+            server: self.inner.budgets.for_server(&pg, known),
+            rule: s.budget_rule,
             pg,
-            budget: self.inner.budget.clone(),
         };
         let pool = Pool::builder(manager)
             .max_size(s.max_per_pool)
@@ -209,13 +232,15 @@ impl TenantPools {
         Ok((pool, namespace))
     }
 
-    /// Closes one idle connection of another pool (the least recently used that has one), so
-    /// that a busy target can open a connection within the budget.
+    /// Closes one idle connection of another pool on the same server (the least recently used
+    /// that has one), so that a busy target can open a connection within its server's budget.
     fn shed_idle_connection(&self, except: &Pool) {
         let pools = self.lock();
+        let server = &except.manager().server;
         let mut candidates: Vec<&Entry> = pools
             .values()
             .filter(|e| !std::ptr::eq(e.pool.manager(), except.manager()))
+            .filter(|e| Arc::ptr_eq(&e.pool.manager().server, server))
             .filter(|e| e.pool.status().available > 0)
             .collect();
         candidates.sort_by_key(|e| e.last_used_ms.load(Ordering::Relaxed));
@@ -259,7 +284,7 @@ impl TenantPools {
         Ok(opened)
     }
 
-    /// A snapshot of every pool and of the global budget.
+    /// A snapshot of every pool and of the servers' budgets.
     pub fn status(&self) -> PoolsStatus {
         let pools = self.lock();
         let mut targets: Vec<TargetStatus> = pools
@@ -276,10 +301,26 @@ impl TenantPools {
             })
             .collect();
         targets.sort_by(|a, b| a.target.cmp(&b.target));
+        drop(pools);
+        let servers: Vec<ServerStatus> = self
+            .inner
+            .budgets
+            .all()
+            .iter()
+            .filter_map(|server| {
+                let (budget, in_use) = server.usage()?;
+                Some(ServerStatus {
+                    server: server.key.to_string(),
+                    budget,
+                    in_use,
+                })
+            })
+            .collect();
         PoolsStatus {
             targets,
-            budget: self.inner.budget_total,
-            budget_in_use: self.inner.budget_total - self.inner.budget.available_permits(),
+            budget: servers.iter().map(|s| s.budget).sum(),
+            budget_in_use: servers.iter().map(|s| s.in_use).sum(),
+            servers,
         }
     }
 
@@ -360,17 +401,7 @@ fn evict_least_recently_used(pools: &mut HashMap<Arc<str>, Entry>) {
 
 /// `host:port/db` of a config, without user or password.
 fn describe(pg: &tokio_postgres::Config) -> String {
-    let host = pg
-        .get_hosts()
-        .first()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            #[cfg(unix)]
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .unwrap_or_default();
-    let port = pg.get_ports().first().copied().unwrap_or(5432);
-    let mut label = format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""));
+    let mut label = format!("{}/{}", server_key(pg), pg.get_dbname().unwrap_or(""));
     if let Some(app) = pg.get_application_name() {
         label.push_str(&format!("?application_name={app}"));
     }

@@ -8,10 +8,6 @@
 
 use std::{fmt, future::Future, time::Duration};
 
-use opentelemetry_otlp::{
-    ExporterBuildError, MetricExporter, Protocol, SpanExporter as OtlpSpanExporter,
-    WithExportConfig, WithHttpConfig, WithTonicConfig, tonic_types::metadata::MetadataMap,
-};
 use opentelemetry_sdk::{
     Resource,
     error::{OTelSdkError, OTelSdkResult},
@@ -19,61 +15,6 @@ use opentelemetry_sdk::{
     trace::{SpanData, SpanExporter},
 };
 use tokio::runtime::{Handle, Runtime};
-
-use crate::env::{SignalExport, Transport};
-
-/// The OTLP span exporter `config` describes.
-pub(crate) fn span_exporter(config: &SignalExport) -> Result<OtlpSpanExporter, ExporterBuildError> {
-    match config.transport {
-        Transport::HttpProtobuf => http(OtlpSpanExporter::builder().with_http(), config).build(),
-        Transport::Grpc => grpc(OtlpSpanExporter::builder().with_tonic(), config).build(),
-    }
-}
-
-/// The OTLP metric exporter `config` describes.
-pub(crate) fn metric_exporter(config: &SignalExport) -> Result<MetricExporter, ExporterBuildError> {
-    match config.transport {
-        Transport::HttpProtobuf => http(MetricExporter::builder().with_http(), config).build(),
-        Transport::Grpc => grpc(MetricExporter::builder().with_tonic(), config).build(),
-    }
-}
-
-fn http<B: WithExportConfig + WithHttpConfig>(builder: B, config: &SignalExport) -> B {
-    let mut builder = builder
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(config.endpoint.clone())
-        .with_headers(config.headers.iter().cloned().collect());
-    if let Some(timeout) = config.timeout {
-        builder = builder.with_timeout(timeout);
-    }
-    if let Some(compression) = config.compression {
-        builder = builder.with_compression(compression);
-    }
-    builder
-}
-
-fn grpc<B: WithExportConfig + WithTonicConfig>(builder: B, config: &SignalExport) -> B {
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in &config.headers {
-        // `env` only keeps valid names and values.
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_str(value),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    let mut builder = builder
-        .with_endpoint(config.endpoint.clone())
-        .with_metadata(MetadataMap::from_headers(headers));
-    if let Some(timeout) = config.timeout {
-        builder = builder.with_timeout(timeout);
-    }
-    if let Some(compression) = config.compression {
-        builder = builder.with_compression(compression);
-    }
-    builder
-}
 
 /// The runtime the exporters run on; stopped without blocking when dropped.
 pub(crate) struct ExportRuntime {

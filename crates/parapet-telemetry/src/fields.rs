@@ -11,7 +11,7 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
-use crate::layer::TARGET;
+use crate::span::TARGET;
 
 /// A `tracing-subscriber` layer that remembers the `tenant.id` recorded on parapet's request span,
 /// so that the slow-request warning can name the tenant.

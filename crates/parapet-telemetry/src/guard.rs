@@ -2,9 +2,14 @@
 
 use std::fmt;
 
-use opentelemetry_sdk::{metrics::SdkMeterProvider, trace::SdkTracerProvider};
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry_sdk::{
+    metrics::SdkMeterProvider,
+    propagation::{BaggagePropagator, TraceContextPropagator},
+    trace::SdkTracerProvider,
+};
 
-use crate::{TelemetryError, export::ExportRuntime};
+use crate::{env::Propagator, error::TelemetryError, export::ExportRuntime};
 
 /// Keeps telemetry running; [`shutdown`](Self::shutdown) (or dropping it) flushes and stops the
 /// span and metric pipelines, so the last spans are delivered before the process exits.
@@ -15,6 +20,7 @@ pub struct TelemetryGuard {
     warnings: Vec<String>,
     runtime: Option<ExportRuntime>,
     exports_metrics: bool,
+    propagators: Vec<Propagator>,
     done: bool,
 }
 
@@ -40,12 +46,18 @@ impl TelemetryGuard {
             warnings,
             runtime,
             exports_metrics: false,
+            propagators: Vec::new(),
             done: false,
         }
     }
 
     pub(crate) fn with_metrics_exported(mut self, exported: bool) -> Self {
         self.exports_metrics = exported;
+        self
+    }
+
+    pub(crate) fn with_propagators(mut self, propagators: Vec<Propagator>) -> Self {
+        self.propagators = propagators;
         self
     }
 
@@ -64,6 +76,25 @@ impl TelemetryGuard {
     /// The meter provider (also the global one after [`init`](crate::init)).
     pub fn meter_provider(&self) -> &SdkMeterProvider {
         &self.meter_provider
+    }
+
+    /// The propagators `OTEL_PROPAGATORS` names (W3C Trace Context and Baggage by default; none
+    /// for `none`), as one propagator. [`init`](crate::init) installs it as the global one; after
+    /// [`build`](crate::TelemetryBuilder::build), install it yourself with
+    /// `opentelemetry::global::set_text_map_propagator`. ([`TelemetryLayer`](crate::TelemetryLayer)
+    /// reads an incoming `traceparent` whatever this says.)
+    pub fn propagator(&self) -> TextMapCompositePropagator {
+        TextMapCompositePropagator::new(
+            self.propagators
+                .iter()
+                .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
+                    match p {
+                        Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
+                        Propagator::Baggage => Box::new(BaggagePropagator::new()),
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// Configuration problems that were replaced by defaults (an unknown sampler, say); [`init`](crate::init)

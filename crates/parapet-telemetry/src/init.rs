@@ -4,13 +4,11 @@
 use std::{fmt, time::Duration};
 
 use opentelemetry::{KeyValue, trace::TracerProvider as _};
-use opentelemetry_otlp::ExporterBuildError;
 use opentelemetry_sdk::{
     Resource,
     metrics::{
         MeterProviderBuilder, PeriodicReader, SdkMeterProvider, exporter::PushMetricExporter,
     },
-    propagation::TraceContextPropagator,
     trace::{SdkTracerProvider, SpanProcessor, TracerProviderBuilder},
 };
 use tracing::Subscriber;
@@ -18,39 +16,16 @@ use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt};
 
 use crate::{
     SpanFieldsLayer, TelemetryGuard,
-    env::{self, Env, Signal},
-    export::{self, ExportRuntime, OnRuntime},
+    env::{self, Env},
+    error::TelemetryError,
+    export::{ExportRuntime, OnRuntime},
+    otlp::{self, Signal},
+    span,
 };
-
-/// Why telemetry could not start or stop.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TelemetryError {
-    /// A variable holds a value that cannot be honoured.
-    #[error("invalid {name}: {reason}")]
-    InvalidEnv {
-        /// The variable.
-        name: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The OTLP exporter could not be built (a malformed endpoint, for example).
-    #[error("cannot build the OTLP exporter: {0}")]
-    Exporter(#[from] ExporterBuildError),
-    /// The exporters' runtime thread could not start.
-    #[error("cannot start the export runtime: {0}")]
-    Runtime(#[from] std::io::Error),
-    /// [`TelemetryBuilder::init`] found a global `tracing` subscriber already set.
-    #[error("a global tracing subscriber is already set")]
-    SubscriberAlreadySet,
-    /// Flushing or shutting a provider down failed (the collector is unreachable, for example).
-    #[error("telemetry shutdown: {0}")]
-    Shutdown(String),
-}
 
 /// The targets whose `info` spans always reach OpenTelemetry: the request span and the pool's
 /// query spans.
-const OTEL_TARGETS: [&str; 2] = ["parapet_telemetry", "parapet_pool"];
+const OTEL_TARGETS: [&str; 2] = [span::TARGET, "parapet_pool"];
 
 type TracerStep = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder + Send>;
 type MeterStep = Box<dyn FnOnce(MeterProviderBuilder) -> MeterProviderBuilder + Send>;
@@ -72,6 +47,7 @@ pub type BoxSubscriber = Box<dyn Subscriber + Send + Sync>;
 /// | `OTEL_EXPORTER_OTLP_TIMEOUT` (and per signal) | milliseconds per export (10 s by default) |
 /// | `OTEL_EXPORTER_OTLP_COMPRESSION` (and per signal) | `gzip` or `none` |
 /// | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (`parentbased_always_on` by default) |
+/// | `OTEL_PROPAGATORS` | the global propagator [`init`] installs: `tracecontext`, `baggage` (comma-separated) or `none`; `tracecontext,baggage` by default |
 /// | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds between metric exports (60 s by default) |
 /// | `RUST_LOG` | the log filter (default `info`); OpenTelemetry also gets parapet's request and query spans at `info` |
 ///
@@ -190,6 +166,7 @@ impl TelemetryBuilder {
         let mut warnings = Vec::new();
         let resource = self.resource();
         let sampler = env::sampler(&self.env, &mut warnings);
+        let propagators = env::propagators(&self.env, &mut warnings);
         let interval =
             match self.env.get("OTEL_METRIC_EXPORT_INTERVAL") {
                 None => Duration::from_secs(60),
@@ -205,8 +182,8 @@ impl TelemetryBuilder {
             .with_resource(resource.clone());
         let mut meter = SdkMeterProvider::builder().with_resource(resource);
         let mut runtime = None;
-        let traces = env::signal_export(&self.env, Signal::Traces, &mut warnings)?;
-        let metrics = env::signal_export(&self.env, Signal::Metrics, &mut warnings)?;
+        let traces = otlp::signal_export(&self.env, Signal::Traces, &mut warnings)?;
+        let metrics = otlp::signal_export(&self.env, Signal::Metrics, &mut warnings)?;
         let exports_metrics = metrics.is_some() || !self.meter_steps.is_empty();
         if traces.is_some() || metrics.is_some() {
             let rt = ExportRuntime::new()?;
@@ -216,11 +193,11 @@ impl TelemetryBuilder {
             // tonic's channel must be created inside a runtime.
             let entered = handle.enter();
             if let Some(config) = traces {
-                let exporter = export::span_exporter(&config)?;
+                let exporter = otlp::span_exporter(&config)?;
                 tracer = tracer.with_batch_exporter(OnRuntime::new(exporter, handle.clone()));
             }
             if let Some(config) = metrics {
-                let exporter = export::metric_exporter(&config)?;
+                let exporter = otlp::metric_exporter(&config)?;
                 let reader = PeriodicReader::builder(OnRuntime::new(exporter, handle.clone()))
                     .with_interval(interval)
                     .build();
@@ -283,13 +260,14 @@ impl TelemetryBuilder {
             .with(otel_layer)
             .with(fmt_layer);
         let guard = TelemetryGuard::new(tracer_provider, meter_provider, warnings, runtime)
-            .with_metrics_exported(exports_metrics);
+            .with_metrics_exported(exports_metrics)
+            .with_propagators(propagators);
         Ok((Box::new(subscriber), guard))
     }
 
     /// Builds everything and installs it globally: the `tracing` subscriber, the tracer and meter
-    /// providers and the W3C Trace Context propagator. Keep the guard alive until the end of
-    /// `main` and call [`TelemetryGuard::shutdown`] there.
+    /// providers and the propagator of `OTEL_PROPAGATORS` ([`TelemetryGuard::propagator`]). Keep
+    /// the guard alive until the end of `main` and call [`TelemetryGuard::shutdown`] there.
     ///
     /// # Errors
     /// Those of [`build`](Self::build), and [`TelemetryError::SubscriberAlreadySet`].
@@ -297,7 +275,7 @@ impl TelemetryBuilder {
         let (subscriber, guard) = self.build()?;
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| TelemetryError::SubscriberAlreadySet)?;
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        opentelemetry::global::set_text_map_propagator(guard.propagator());
         opentelemetry::global::set_tracer_provider(guard.tracer_provider().clone());
         if guard.exports_metrics() {
             opentelemetry::global::set_meter_provider(guard.meter_provider().clone());

@@ -21,11 +21,8 @@ use crate::{
     fields::recorded_tenant,
     metrics::Instruments,
     propagation,
-    span::{method_name, request_span},
+    span::{TARGET, method_name, request_span},
 };
-
-/// The `tracing` target of the request span and of the slow-request warning.
-pub(crate) const TARGET: &str = "parapet_telemetry";
 
 type Filter = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
 

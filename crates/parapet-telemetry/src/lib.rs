@@ -90,6 +90,7 @@
 //! call [`TelemetryGuard::shutdown`] (or drop the guard) before exiting, or the last spans are lost.
 
 mod env;
+mod error;
 mod export;
 mod fields;
 mod guard;
@@ -97,12 +98,14 @@ mod init;
 mod layer;
 mod memory;
 pub mod metrics;
+mod otlp;
 mod propagation;
 mod span;
 
+pub use error::TelemetryError;
 pub use fields::SpanFieldsLayer;
 pub use guard::TelemetryGuard;
-pub use init::{BoxSubscriber, TelemetryBuilder, TelemetryError, init};
+pub use init::{BoxSubscriber, TelemetryBuilder, init};
 pub use layer::{ResponseFuture, Telemetry, TelemetryLayer};
 pub use memory::{MemoryMonitor, MemoryMonitorHandle, MemoryStatus};
 pub use metrics::DURATION_BUCKETS;

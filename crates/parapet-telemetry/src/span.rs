@@ -4,7 +4,8 @@ use axum::extract::{ConnectInfo, MatchedPath};
 use http::{Method, Request, Version};
 use tracing::{Span, field::Empty};
 
-use crate::layer::TARGET;
+/// The `tracing` target of the request span and of the slow-request warning.
+pub(crate) const TARGET: &str = "parapet_telemetry";
 
 pub(crate) fn method_name(method: &Method) -> &'static str {
     match *method {

@@ -1,72 +1,23 @@
-//! A real OTLP/HTTP receiver on 127.0.0.1: spans and metrics of a request through the layer arrive
-//! over the network, decoded with opentelemetry-proto and prost, after the guard's shutdown.
+//! A real OTLP/HTTP receiver on 127.0.0.1 (parapet-testkit's): spans and metrics of a request
+//! through the layer arrive over the network, decoded with opentelemetry-proto and prost, after
+//! the guard's shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::State,
-    http::StatusCode,
-    routing::{get, post},
-};
+use axum::{Router, body::Body, http::StatusCode, routing::get};
 use http::Request;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_proto::tonic::{
-    collector::{metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    collector::trace::v1::ExportTraceServiceRequest,
     common::v1::{AnyValue, KeyValue, any_value::Value},
     metrics::v1::metric::Data,
     trace::v1::{Span, status::StatusCode as ProtoStatus},
 };
 use parapet_telemetry::{TelemetryBuilder, TelemetryLayer};
+use parapet_testkit::otlp::{hex, http_receiver};
 use prost::Message;
 use tower::ServiceExt;
-
-#[derive(Clone, Default)]
-struct Received {
-    traces: Arc<Mutex<Vec<Bytes>>>,
-    metrics: Arc<Mutex<Vec<Bytes>>>,
-}
-
-fn receiver() -> (SocketAddr, Received) {
-    let received = Received::default();
-    let app = Router::new()
-        .route(
-            "/v1/traces",
-            post(|State(r): State<Received>, body: Bytes| async move {
-                r.traces.lock().unwrap().push(body);
-                ([("content-type", "application/x-protobuf")], Bytes::new())
-            }),
-        )
-        .route(
-            "/v1/metrics",
-            post(|State(r): State<Received>, body: Bytes| async move {
-                r.metrics.lock().unwrap().push(body);
-                ([("content-type", "application/x-protobuf")], Bytes::new())
-            }),
-        )
-        .with_state(received.clone());
-    // The receiver has a runtime of its own, so the test's runtime can block in `shutdown`.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await
-        })
-    });
-    (addr, received)
-}
 
 fn attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
     attributes
@@ -84,7 +35,7 @@ fn string(s: &str) -> Value {
 // runtime, so this neither panics ("no reactor running") nor deadlocks.
 #[tokio::test]
 async fn spans_and_metrics_arrive_over_otlp_http_on_shutdown() {
-    let (addr, received) = receiver();
+    let (addr, received) = http_receiver();
     let (subscriber, guard) = TelemetryBuilder::from_env_map([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
         ("OTEL_SERVICE_NAME", "crm-api".to_owned()),
@@ -118,16 +69,15 @@ async fn spans_and_metrics_arrive_over_otlp_http_on_shutdown() {
     }
     // The spans ended just now: nothing was exported yet (the batch delay is 5 s) and shutdown
     // must deliver them.
-    assert!(received.traces.lock().unwrap().is_empty());
+    assert!(received.bodies("/v1/traces").is_empty());
     let started = std::time::Instant::now();
     guard.shutdown().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    let bodies = received.traces.lock().unwrap().clone();
-    assert!(!bodies.is_empty(), "no OTLP trace request arrived");
+    let requests = received.trace_requests("/v1/traces");
+    assert!(!requests.is_empty(), "no OTLP trace request arrived");
     let mut spans: Vec<Span> = Vec::new();
-    for body in &bodies {
-        let request = ExportTraceServiceRequest::decode(body.as_ref()).unwrap();
+    for request in requests {
         for rs in request.resource_spans {
             let resource = rs.resource.unwrap();
             assert_eq!(
@@ -172,24 +122,16 @@ async fn spans_and_metrics_arrive_over_otlp_http_on_shutdown() {
     );
     assert_eq!(attr(&boom.attributes, "error.type"), Some(&string("502")));
 
-    let bodies = received.metrics.lock().unwrap().clone();
+    let exports = received.metric_exports("/v1/metrics");
     let mut histogram = None;
-    for body in &bodies {
-        let request = ExportMetricsServiceRequest::decode(body.as_ref()).unwrap();
-        for metric in request
-            .resource_metrics
-            .into_iter()
-            .flat_map(|r| r.scope_metrics)
-            .flat_map(|s| s.metrics)
-        {
-            if metric.name == "http.server.request.duration" {
-                assert_eq!(metric.unit, "s");
-                histogram = metric.data;
-            }
+    for metric in exports.iter().flatten() {
+        if metric.name == "http.server.request.duration" {
+            assert_eq!(metric.unit, "s");
+            histogram = metric.data.clone();
         }
     }
     let Some(Data::Histogram(histogram)) = histogram else {
-        panic!("no duration histogram over OTLP: {} bodies", bodies.len());
+        panic!("no duration histogram over OTLP: {} bodies", exports.len());
     };
     assert_eq!(histogram.data_points.len(), 2);
     let point = histogram
@@ -202,10 +144,6 @@ async fn spans_and_metrics_arrive_over_otlp_http_on_shutdown() {
         point.explicit_bounds,
         parapet_telemetry::DURATION_BUCKETS.to_vec()
     );
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +180,7 @@ async fn a_dead_collector_neither_fails_nor_slows_requests() {
 
 #[tokio::test]
 async fn dropping_the_guard_also_delivers_the_last_span() {
-    let (addr, received) = receiver();
+    let (addr, received) = http_receiver();
     let (subscriber, guard) =
         TelemetryBuilder::from_env_map([("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))])
             .log_output(false)
@@ -256,69 +194,19 @@ async fn dropping_the_guard_also_delivers_the_last_span() {
         .await
         .unwrap();
     drop(guard);
-    let bodies = received.traces.lock().unwrap().clone();
-    let names: Vec<String> = bodies
-        .iter()
-        .map(|b| ExportTraceServiceRequest::decode(b.as_ref()).unwrap())
-        .flat_map(|r| r.resource_spans)
-        .flat_map(|rs| rs.scope_spans)
-        .flat_map(|ss| ss.spans)
+    let names: Vec<String> = received
+        .spans("/v1/traces")
+        .into_iter()
         .map(|s| s.name)
         .collect();
     assert_eq!(names, vec!["GET /".to_owned()]);
-}
-
-/// Every request a recording receiver got: path, headers, body.
-type Seen = Arc<Mutex<Vec<(String, http::HeaderMap, Vec<u8>)>>>;
-
-/// A receiver that keeps every request: path, headers and body (gunzipped when compressed).
-fn recording_receiver() -> (SocketAddr, Seen) {
-    use std::io::Read as _;
-    let seen: Seen = Arc::default();
-    let app = Router::new()
-        .fallback(|State(seen): State<Seen>, req: Request<Body>| async move {
-            let (parts, body) = req.into_parts();
-            let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
-            let gzip = parts
-                .headers
-                .get("content-encoding")
-                .is_some_and(|v| v == "gzip");
-            let body = if gzip {
-                let mut out = Vec::new();
-                flate2::read::GzDecoder::new(bytes.as_ref())
-                    .read_to_end(&mut out)
-                    .unwrap();
-                out
-            } else {
-                bytes.to_vec()
-            };
-            seen.lock()
-                .unwrap()
-                .push((parts.uri.path().to_owned(), parts.headers, body));
-            ([("content-type", "application/x-protobuf")], Bytes::new())
-        })
-        .with_state(seen.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await
-        })
-    });
-    (addr, seen)
 }
 
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used as is (no `/v1/traces` appended), the metrics go
 // to the general endpoint's `/v1/metrics`, and the headers and gzip apply to both.
 #[tokio::test]
 async fn per_signal_endpoint_headers_and_gzip_reach_the_receiver() {
-    let (addr, seen) = recording_receiver();
+    let (addr, received) = http_receiver();
     let (subscriber, guard) = TelemetryBuilder::from_env_map([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}/base")),
         (
@@ -346,7 +234,11 @@ async fn per_signal_endpoint_headers_and_gzip_reach_the_receiver() {
         .unwrap();
     guard.shutdown().unwrap();
 
-    let seen = seen.lock().unwrap().clone();
+    let seen: Vec<_> = received
+        .exports()
+        .into_iter()
+        .map(|e| (e.path.clone(), e.headers.clone(), e.message()))
+        .collect();
     let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
     let traces: Vec<_> = seen
         .iter()

@@ -191,6 +191,30 @@ fn bad_settings_are_errors() {
     assert!(err.to_string().contains("RUST_LOG"), "{err}");
 }
 
+// OTEL_PROPAGATORS picks what the global propagator writes: W3C Trace Context and Baggage by
+// default, one of them when named, nothing for `none`.
+#[test]
+fn otel_propagators_choose_the_propagated_headers() {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    let fields = |vars: &[(&str, &str)]| {
+        let (_, guard) = TelemetryBuilder::from_env_map(vars.iter().copied())
+            .log_output(false)
+            .build()
+            .unwrap();
+        let mut fields: Vec<String> = guard.propagator().fields().map(str::to_owned).collect();
+        fields.sort();
+        (fields, guard.warnings().len())
+    };
+    let (default, warnings) = fields(&[]);
+    assert_eq!(default, ["baggage", "traceparent", "tracestate"]);
+    assert_eq!(warnings, 0);
+    assert_eq!(fields(&[("OTEL_PROPAGATORS", "baggage")]).0, ["baggage"]);
+    assert!(fields(&[("OTEL_PROPAGATORS", "none")]).0.is_empty());
+    let (fields, warnings) = fields(&[("OTEL_PROPAGATORS", "tracecontext,b3")]);
+    assert_eq!(fields, ["traceparent", "tracestate"]);
+    assert_eq!(warnings, 1, "b3 is not supported");
+}
+
 fn server_spans(exporter: &InMemorySpanExporter) -> usize {
     let spans = exporter.get_finished_spans().unwrap();
     spans.iter().filter(|s| s.name == "GET /leads/{id}").count()

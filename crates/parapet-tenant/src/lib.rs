@@ -53,12 +53,12 @@ mod rejection;
 pub mod resolve;
 mod tenant;
 
-#[cfg(feature = "postgres")]
-pub use directory::PgDirectory;
 pub use directory::{
     BoxFuture, CacheStats, CachedDirectory, CachedDirectoryBuilder, DirectoryError,
     StaticDirectory, TenantDirectory,
 };
+#[cfg(feature = "postgres")]
+pub use directory::{PgDirectory, PgDirectoryError};
 pub use feature::{FeatureFuture, RequireFeature, RequireFeatureLayer};
 pub use id::{TenantId, TenantIdError, TenantIdRule};
 pub use layer::{ResponseFuture, TenantLayer, TenantLayerBuilder, TenantService};

@@ -4,11 +4,10 @@ use std::{collections::HashMap, path::PathBuf, str::FromStr, time::Duration};
 
 use http::HeaderName;
 use parapet_cache::{CacheLayer, RedisConfig};
-use parapet_pool::{Isolation, TenantPools};
+use parapet_pool::{Isolation, IsolationScope, TenantPools};
 use parapet_telemetry::TelemetryLayer;
 use parapet_tenant::{
-    CachedDirectory, HeaderResolver, HostResolver, JwtResolver, PathResolver, PgDirectory,
-    TenantLayer,
+    HeaderResolver, HostResolver, JwtResolver, PathResolver, PgDirectory, TenantLayer,
 };
 
 use crate::Parapet;
@@ -43,7 +42,7 @@ pub enum ConfigError {
 ///
 /// | variable | default | meaning |
 /// |---|---|---|
-/// | `DATABASE_URL` | required | the shared PostgreSQL database: the `tenants` directory and the pools |
+/// | `DATABASE_URL` | required | the shared PostgreSQL database: the `tenants` directory and the pools; libpq's `sslmode` / `sslrootcert` / `sslcert` / `sslkey` apply (see [`PgConfig`](crate::postgres::PgConfig)) |
 /// | `REDIS_URL` | unset: local tier only | Redis behind the local cache tier: `redis://`, `rediss://` (TLS), `redis+sentinel://host:26379,…/service` |
 /// | `PARAPET_REDIS_CA_CERT` | unset: public roots | PEM file of the CA that signed the Redis server's certificate (`rediss://`) |
 /// | `PARAPET_REDIS_CLIENT_CERT`, `PARAPET_REDIS_CLIENT_KEY` | unset | PEM files of a client certificate and its key (mutual TLS); both or neither |
@@ -58,7 +57,9 @@ pub enum ConfigError {
 /// | `PARAPET_CACHE_DEFAULT_TTL` | unset | `prefix=seconds,…`: responses under a path prefix that carry no freshness of their own are cached that long (`/api/=10`) |
 /// | `PARAPET_CACHE_MAX_BODY_BYTES` | the cache's default | larger responses stream through uncached |
 /// | `PARAPET_ISOLATION` | `rls` | `rls`, `schema` or `database` (see [`Isolation`]) |
-/// | `PARAPET_POOL_BUDGET` | read from the server | connections all pools together may hold |
+/// | `PARAPET_ISOLATION_SCOPE` | `session` | `transaction` behind a transaction-mode pooler: PgBouncer, pgcat, Supavisor (see [`IsolationScope`]) |
+/// | `PARAPET_POOL_BUDGET` | read from each server | connections all pools together may hold to one database server |
+/// | `PARAPET_POOL_REPLICAS` | `1` | processes sharing each server: the budget read from it is divided by this |
 /// | `PARAPET_POOL_MAX_PER_POOL` | `20` | connections one pool may hold |
 /// | `PARAPET_POOL_WAIT_TIMEOUT_MS` | `2000` | how long a checkout waits before a 503 |
 /// | `PARAPET_SLOW_QUERY_MS` | `500` | queries slower than this are a WARN |
@@ -102,8 +103,12 @@ pub struct EnvConfig {
     pub cache_max_body_bytes: Option<usize>,
     /// `PARAPET_ISOLATION`.
     pub isolation: Isolation,
+    /// `PARAPET_ISOLATION_SCOPE`.
+    pub isolation_scope: IsolationScope,
     /// `PARAPET_POOL_BUDGET`.
     pub pool_budget: Option<usize>,
+    /// `PARAPET_POOL_REPLICAS`.
+    pub pool_replicas: usize,
     /// `PARAPET_POOL_MAX_PER_POOL`.
     pub pool_max_per_pool: usize,
     /// `PARAPET_POOL_WAIT_TIMEOUT_MS`.
@@ -195,6 +200,28 @@ impl EnvConfig {
                 });
             }
         };
+        let isolation_scope = match get("PARAPET_ISOLATION_SCOPE").as_deref() {
+            None | Some("session") => IsolationScope::Session,
+            Some("transaction") => IsolationScope::Transaction,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "PARAPET_ISOLATION_SCOPE",
+                    value: other.to_owned(),
+                    reason: "expected session or transaction".to_owned(),
+                });
+            }
+        };
+        let pool_replicas = match number::<usize>(&get, "PARAPET_POOL_REPLICAS")? {
+            None => 1,
+            Some(0) => {
+                return Err(ConfigError::Invalid {
+                    name: "PARAPET_POOL_REPLICAS",
+                    value: "0".to_owned(),
+                    reason: "expected at least 1".to_owned(),
+                });
+            }
+            Some(n) => n,
+        };
         Ok(Self {
             database_url,
             redis_url: get("REDIS_URL"),
@@ -214,7 +241,9 @@ impl EnvConfig {
                 .collect::<Result<_, _>>()?,
             cache_max_body_bytes: number(&get, "PARAPET_CACHE_MAX_BODY_BYTES")?,
             isolation,
+            isolation_scope,
             pool_budget: number(&get, "PARAPET_POOL_BUDGET")?,
+            pool_replicas,
             pool_max_per_pool: number(&get, "PARAPET_POOL_MAX_PER_POOL")?.unwrap_or(20),
             pool_wait_timeout: millis(&get, "PARAPET_POOL_WAIT_TIMEOUT_MS")?
                 .unwrap_or(Duration::from_secs(2)),
@@ -275,6 +304,8 @@ impl EnvConfig {
         }
         let mut pools = TenantPools::builder(self.database_url.clone())
             .isolation(self.isolation.clone())
+            .scope(self.isolation_scope)
+            .replicas(self.pool_replicas)
             .max_per_pool(self.pool_max_per_pool)
             .wait_timeout(self.pool_wait_timeout)
             .slow_query(self.slow_query);
@@ -285,7 +316,13 @@ impl EnvConfig {
     }
 
     fn tenant_layer(&self) -> Result<TenantLayer, ConfigError> {
-        let directory = pg_directory(&self.database_url)?;
+        // The `tenants` table, behind the layer's cached lookup.
+        let directory =
+            PgDirectory::connect(&self.database_url).map_err(|e| ConfigError::Invalid {
+                name: "DATABASE_URL",
+                value: redact(&self.database_url),
+                reason: e.to_string(),
+            })?;
         let mut layer = TenantLayer::builder(directory);
         if let Some(header) = &self.tenant_header {
             layer = layer.resolver(HeaderResolver::new().header(header.clone()));
@@ -302,37 +339,6 @@ impl EnvConfig {
         }
         Ok(layer.build())
     }
-}
-
-/// The PostgreSQL tenant directory on `database_url` (its `tenants` and `tenant_subscriptions`
-/// tables), behind the cached lookup: a small pool of its own (4 connections, every wait bounded
-/// at 2 s).
-///
-/// # Errors
-///
-/// [`ConfigError::Invalid`] when `database_url` does not parse.
-pub fn pg_directory(database_url: &str) -> Result<CachedDirectory, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        name: "DATABASE_URL",
-        value: redact(database_url),
-        reason,
-    };
-    let config: tokio_postgres::Config = database_url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| invalid(e.to_string()))?;
-    let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
-    let bound = Some(Duration::from_secs(2));
-    let pool = deadpool_postgres::Pool::builder(manager)
-        .max_size(4)
-        .timeouts(deadpool_postgres::Timeouts {
-            wait: bound,
-            create: bound,
-            recycle: bound,
-        })
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|e| invalid(e.to_string()))?;
-    Ok(CachedDirectory::new(PgDirectory::new(pool)))
 }
 
 /// A URL with its password replaced, for error messages.
@@ -440,7 +446,9 @@ mod tests {
         assert!(c.cache && c.telemetry && !c.traceparent_response);
         assert_eq!(c.cache_local_bytes, 64 << 20);
         assert_eq!(c.isolation, Isolation::row_level_security());
+        assert_eq!(c.isolation_scope, IsolationScope::Session);
         assert_eq!(c.pool_budget, None);
+        assert_eq!(c.pool_replicas, 1);
         assert_eq!(c.pool_max_per_pool, 20);
         assert_eq!(c.slow_query, Duration::from_millis(500));
         assert_eq!(c.slow_request, Duration::from_secs(1));
@@ -469,7 +477,9 @@ mod tests {
             ("PARAPET_CACHE_MAX_BODY_BYTES", "4096"),
             ("PARAPET_CACHE_DEFAULT_TTL", "/api/=10, /static/=3600"),
             ("PARAPET_ISOLATION", "schema"),
+            ("PARAPET_ISOLATION_SCOPE", "transaction"),
             ("PARAPET_POOL_BUDGET", "30"),
+            ("PARAPET_POOL_REPLICAS", "3"),
             ("PARAPET_POOL_MAX_PER_POOL", "5"),
             ("PARAPET_POOL_WAIT_TIMEOUT_MS", "250"),
             ("PARAPET_SLOW_QUERY_MS", "100"),
@@ -505,7 +515,9 @@ mod tests {
             ]
         );
         assert_eq!(c.isolation, Isolation::schema_per_tenant());
+        assert_eq!(c.isolation_scope, IsolationScope::Transaction);
         assert_eq!(c.pool_budget, Some(30));
+        assert_eq!(c.pool_replicas, 3);
         assert_eq!(c.pool_max_per_pool, 5);
         assert_eq!(c.pool_wait_timeout, Duration::from_millis(250));
         assert_eq!(c.slow_query, Duration::from_millis(100));
@@ -528,6 +540,17 @@ mod tests {
                 "PARAPET_ISOLATION=\"tenantless\"",
             ),
             ("PARAPET_POOL_BUDGET", "-3", "PARAPET_POOL_BUDGET=\"-3\""),
+            (
+                "PARAPET_ISOLATION_SCOPE",
+                "statement",
+                "PARAPET_ISOLATION_SCOPE=\"statement\"",
+            ),
+            ("PARAPET_POOL_REPLICAS", "0", "PARAPET_POOL_REPLICAS=\"0\""),
+            (
+                "PARAPET_POOL_REPLICAS",
+                "two",
+                "PARAPET_POOL_REPLICAS=\"two\"",
+            ),
             ("PARAPET_CACHE", "maybe", "PARAPET_CACHE=\"maybe\""),
             (
                 "PARAPET_TENANT_HEADER",
@@ -587,7 +610,12 @@ mod tests {
 
     #[test]
     fn a_bad_database_url_is_reported_without_its_password() {
-        let err = pg_directory("postgres://app:hunter2@127.0.0.1:notaport/crm").unwrap_err();
+        let config = EnvConfig::from_map([(
+            "DATABASE_URL",
+            "postgres://app:hunter2@127.0.0.1:notaport/crm",
+        )])
+        .unwrap();
+        let err = config.tenant_layer().unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("DATABASE_URL="), "{text}");
         assert!(!text.contains("hunter2"), "{text}");

@@ -608,11 +608,11 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Whether PostgreSQL at `url` answers `SELECT 1` within a second.
 pub async fn check_postgres(url: &str) -> bool {
-    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+    let Ok(config) = parapet_postgres::PgConfig::parse(url) else {
         return false;
     };
     let attempt = async {
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
+        let (client, connection) = config.connect().await.ok()?;
         let driver = tokio::spawn(connection);
         let ok = client.simple_query("SELECT 1").await.is_ok();
         drop(client);

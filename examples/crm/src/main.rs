@@ -2,7 +2,9 @@
 //!
 //! It listens on `PARAPET_LISTEN` (default `127.0.0.1:3000`); `DATABASE_URL` defaults to
 //! `postgres://postgres@127.0.0.1:5432/parapet_demo` (created when missing, migrated and seeded
-//! with two tenants, `acme` and `globex`); `REDIS_URL` is optional; spans and metrics go to
+//! with two tenants, `acme` and `globex`, over `DATABASE_DIRECT_URL` when that is set: a
+//! transaction-mode pooler in `DATABASE_URL` cannot run the migrations); both take libpq's
+//! `sslmode` / `sslrootcert` / `sslcert` / `sslkey`; `REDIS_URL` is optional; spans and metrics go to
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set. Every `PARAPET_*` variable of
 //! `parapet::EnvConfig` applies.
 
@@ -52,7 +54,10 @@ async fn run(args: Args) -> Result<(), Error> {
     let database_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
     tracing::info!(leads_per_tenant = args.seed, "preparing the database");
-    let app_url = setup::prepare(&database_url, args.seed).await?;
+    let direct_url = std::env::var("DATABASE_DIRECT_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty());
+    let app_url = setup::prepare(&database_url, direct_url.as_deref(), args.seed).await?;
 
     let mut vars: Vec<(String, String)> = std::env::vars().collect();
     vars.retain(|(k, _)| k != "DATABASE_URL");

@@ -1,7 +1,8 @@
 //! Start-up: create the database when missing, migrate, give the API a role that row-level
 //! security applies to, and seed the demo tenants.
 
-use tokio_postgres::{Client, Config, NoTls};
+use parapet_postgres::{PgConfig, describe, is_tls_failure};
+use tokio_postgres::Client;
 
 use crate::Error;
 
@@ -15,18 +16,31 @@ pub const TENANTS: [(&str, &str, &str, &[&str]); 2] = [
 /// row-level security confines every query to the request's tenant.
 pub const APP_ROLE: &str = "parapet_app";
 
-/// Connects to `url`, with a message that says what to do when PostgreSQL is not running.
-pub async fn connect(config: &Config) -> Result<Client, Error> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-        format!(
-            "cannot connect to PostgreSQL at {}:{} ({e}); start it (for example \
-             `pg_ctlcluster 15 main start`) or set DATABASE_URL",
+/// Connects to `config`, with a message that names the server and says what to do: start
+/// PostgreSQL when it is not running, fix the TLS settings when the handshake failed.
+pub async fn connect(config: &PgConfig) -> Result<Client, Error> {
+    let (client, connection) = config.connect().await.map_err(|e| {
+        let server = format!(
+            "{}:{}",
             config
                 .get_hosts()
                 .first()
                 .map_or_else(|| "?".to_owned(), |h| format!("{h:?}")),
             config.get_ports().first().copied().unwrap_or(5432),
-        )
+        );
+        if is_tls_failure(&e) {
+            format!(
+                "cannot connect to PostgreSQL at {server} ({}); check sslmode and sslrootcert \
+                 in DATABASE_URL / DATABASE_DIRECT_URL",
+                describe(&e)
+            )
+        } else {
+            format!(
+                "cannot connect to PostgreSQL at {server} ({}); start it (for example \
+                 `pg_ctlcluster 15 main start`) or set DATABASE_URL",
+                describe(&e)
+            )
+        }
     })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -36,18 +50,42 @@ pub async fn connect(config: &Config) -> Result<Client, Error> {
     Ok(client)
 }
 
-/// Creates the database `config` names when it does not exist, applies the migrations, seeds
+/// Creates the database when it does not exist, applies the migrations, seeds
 /// `leads_per_tenant` leads (and proportionate deals, activity and billing events) for each
 /// demo tenant, and returns the URL the API should use: the same database as [`APP_ROLE`]
 /// when `database_url` connects as a role that bypasses row-level security, else
 /// `database_url` itself.
-pub async fn prepare(database_url: &str, leads_per_tenant: u32) -> Result<String, Error> {
-    let config: Config = database_url
-        .parse()
-        .map_err(|e| format!("DATABASE_URL does not parse: {e}"))?;
+///
+/// All of this runs on `direct_url` when it is given (`DATABASE_DIRECT_URL`: migrations take a
+/// session advisory lock and build indexes concurrently, which a transaction-mode pooler in
+/// `database_url` would break), else on `database_url`.
+pub async fn prepare(
+    database_url: &str,
+    direct_url: Option<&str>,
+    leads_per_tenant: u32,
+) -> Result<String, Error> {
+    let (variable, url) = match direct_url {
+        Some(url) => ("DATABASE_DIRECT_URL", url),
+        None => ("DATABASE_URL", database_url),
+    };
+    let config = PgConfig::parse(url).map_err(|e| format!("{variable} does not parse: {e}"))?;
+    // The user the API would connect as (the pooled URL's), to decide on APP_ROLE below.
+    let api_user = PgConfig::parse(database_url)
+        .map_err(|e| format!("DATABASE_URL does not parse: {e}"))?
+        .get_user()
+        .map(str::to_owned);
     if parapet_migrate::create_database_if_missing(&config)
         .await
-        .map_err(|e| format!("cannot create the database: {e}; is PostgreSQL running?"))?
+        .map_err(|e| {
+            if is_tls_failure(&e) {
+                format!("cannot create the database: {}", describe(&e))
+            } else {
+                format!(
+                    "cannot create the database: {}; is PostgreSQL running?",
+                    describe(&e)
+                )
+            }
+        })?
     {
         tracing::info!(
             database = config.get_dbname().unwrap_or("?"),
@@ -58,15 +96,19 @@ pub async fn prepare(database_url: &str, leads_per_tenant: u32) -> Result<String
     let report = parapet_migrate::Migrator::crm().run(&client).await?;
     tracing::info!(%report, "migrations");
     seed(&client, leads_per_tenant).await?;
-    app_url(&client, database_url).await
+    app_url(&client, database_url, api_user.as_deref()).await
 }
 
-async fn app_url(client: &Client, database_url: &str) -> Result<String, Error> {
+async fn app_url(
+    client: &Client,
+    database_url: &str,
+    api_user: Option<&str>,
+) -> Result<String, Error> {
     let row = client
         .query_one(
             "SELECT rolsuper OR rolbypassrls, current_database() FROM pg_roles \
-             WHERE rolname = current_user",
-            &[],
+             WHERE rolname = coalesce($1, current_user)",
+            &[&api_user],
         )
         .await?;
     let bypasses: bool = row.get(0);

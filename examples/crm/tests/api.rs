@@ -62,7 +62,7 @@ fn unique_prefix(label: &str) -> String {
 /// variables, then the router.
 async fn start(label: &str, options: Options) -> TestApp {
     let db = TestDb::create(label).await;
-    let app_url = setup::prepare(db.url(), options.leads)
+    let app_url = setup::prepare(db.url(), None, options.leads)
         .await
         .unwrap_or_else(|e| panic!("prepare failed: {e}"));
     assert!(
@@ -1118,7 +1118,7 @@ async fn counts(db: &TestDb) -> HashMap<(&'static str, &'static str), i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeding_is_idempotent_and_tops_up() {
     let db = TestDb::create("crm_seed").await;
-    let first_url = setup::prepare(db.url(), 200).await.unwrap();
+    let first_url = setup::prepare(db.url(), None, 200).await.unwrap();
     let first = counts(&db).await;
     for tenant in ["acme", "globex"] {
         assert_eq!(first[&(tenant, "leads")], 200, "{tenant}");
@@ -1130,14 +1130,14 @@ async fn seeding_is_idempotent_and_tops_up() {
     assert_eq!(first[&("acme", "tenant_subscriptions")], 3);
     assert_eq!(first[&("globex", "tenant_subscriptions")], 1);
 
-    let second_url = setup::prepare(db.url(), 200).await.unwrap();
+    let second_url = setup::prepare(db.url(), None, 200).await.unwrap();
     assert_eq!(first_url, second_url);
     assert_eq!(counts(&db).await, first, "a second run adds nothing");
     // A smaller target removes nothing.
-    setup::prepare(db.url(), 100).await.unwrap();
+    setup::prepare(db.url(), None, 100).await.unwrap();
     assert_eq!(counts(&db).await, first, "a smaller run removes nothing");
 
-    setup::prepare(db.url(), 300).await.unwrap();
+    setup::prepare(db.url(), None, 300).await.unwrap();
     let topped = counts(&db).await;
     for tenant in ["acme", "globex"] {
         assert_eq!(topped[&(tenant, "leads")], 300, "{tenant}");
@@ -1161,11 +1161,11 @@ async fn seeding_is_idempotent_and_tops_up() {
         .unwrap()
         .get(0);
     assert_eq!(dupes, 0);
-    setup::prepare(db.url(), 300).await.unwrap();
+    setup::prepare(db.url(), None, 300).await.unwrap();
     assert_eq!(counts(&db).await, topped);
 
     // The app role sees only a tenant's rows once the tenant is set, and none without.
-    let app = setup::connect(&first_url.parse::<tokio_postgres::Config>().unwrap())
+    let app = setup::connect(&first_url.parse::<parapet_postgres::PgConfig>().unwrap())
         .await
         .unwrap();
     let none: i64 = app
@@ -1183,4 +1183,68 @@ async fn seeding_is_idempotent_and_tops_up() {
         .unwrap()
         .get(0);
     assert_eq!(globex, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_and_seeding_use_the_direct_url_when_given() {
+    let db = TestDb::create("crm_direct").await;
+    // The pooled URL names a port nothing listens on: only the direct URL may be used to
+    // prepare, and the API's URL is still derived from the pooled one.
+    let pooled = format!(
+        "postgres://postgres@127.0.0.1:1/{}?connect_timeout=2",
+        db.name()
+    );
+    assert!(
+        setup::prepare(&pooled, None, 10).await.is_err(),
+        "without a direct URL the pooled one is used"
+    );
+    let app_url = setup::prepare(&pooled, Some(db.url()), 10).await.unwrap();
+    assert_eq!(
+        app_url,
+        format!(
+            "postgres://{}@127.0.0.1:1/{}?connect_timeout=2",
+            setup::APP_ROLE,
+            db.name()
+        )
+    );
+    let leads: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM leads WHERE org_id = 'acme'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leads, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_host_stops_the_start_with_host_and_reason() {
+    use parapet_tests::{certs::TestCa, cluster::TempCluster};
+    let ca = TestCa::new("crm");
+    let (crt, key) = ca.issue_server("server", &["DNS:localhost"]);
+    let cluster = TempCluster::start_tls(&crt, &key);
+    let url = |host: &str| {
+        format!(
+            "postgres://postgres@{host}:{}/crm?hostaddr=127.0.0.1&connect_timeout=5\
+             &sslmode=verify-full&sslrootcert={}",
+            cluster.port(),
+            ca.cert().display()
+        )
+    };
+    let started = std::time::Instant::now();
+    let err = setup::prepare(&url("127.0.0.1"), None, 1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TLS with 127.0.0.1 failed") && err.contains("not valid for this host name"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "no hang"
+    );
+    // The same server, named as its certificate says, over verify-full.
+    let app_url = setup::prepare(&url("localhost"), None, 10).await.unwrap();
+    assert!(app_url.contains("sslmode=verify-full"), "{app_url}");
 }

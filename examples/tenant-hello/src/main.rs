@@ -15,11 +15,11 @@
 use std::time::Duration;
 
 use axum::{Json, Router, routing::get};
+use parapet_postgres::{PgConfig, describe};
 use parapet_tenant::{
     CachedDirectory, HeaderResolver, HostResolver, PgDirectory, RequireFeatureLayer, Tenant,
     TenantLayer,
 };
-use tokio_postgres::NoTls;
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/parapet_demo";
 
@@ -41,27 +41,35 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 async fn run() -> Result<(), Error> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
     let listen = std::env::var("PARAPET_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let config: tokio_postgres::Config = url.parse().map_err(|e| format!("DATABASE_URL: {e}"))?;
+    let config = PgConfig::parse(&url).map_err(|e| format!("DATABASE_URL: {e}"))?;
 
     if parapet_migrate::create_database_if_missing(&config)
         .await
-        .map_err(|e| format!("cannot create the database ({e}); is PostgreSQL running?"))?
+        .map_err(|e| {
+            format!(
+                "cannot create the database ({}); is PostgreSQL running?",
+                describe(&e)
+            )
+        })?
     {
         tracing::info!(
             database = config.get_dbname().unwrap_or("?"),
             "created database"
         );
     }
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to PostgreSQL ({e}); is it running?"))?;
+    let (client, connection) = config.connect().await.map_err(|e| {
+        format!(
+            "cannot connect to PostgreSQL ({}); is it running?",
+            describe(&e)
+        )
+    })?;
     tokio::spawn(connection);
     let report = parapet_migrate::Migrator::crm().run(&client).await?;
     tracing::info!(%report, "migrations");
     seed(&client).await?;
 
-    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(config, NoTls))
+    let manager = deadpool_postgres::Manager::new(config.pg().clone(), config.tls());
+    let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(8)
         .timeouts(deadpool_postgres::Timeouts {
             wait: Some(Duration::from_secs(2)),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::{Request, Response};
@@ -14,6 +14,8 @@ use http_body_util::BodyExt;
 use parapet_cache::{CacheLayer, RedisConfig};
 use parapet_tenant::{Tenant, TenantId, TenantRecord};
 use tower::ServiceExt;
+
+pub use parapet_testkit::{redis_url, unique_prefix};
 
 /// What a test origin answers: status, headers, body.
 pub type Answer = (u16, Vec<(&'static str, String)>, String);
@@ -83,11 +85,6 @@ where
     started.elapsed()
 }
 
-/// `REDIS_URL`, or the local default.
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// A connection to the real Redis; fails the test (never skips) when it is not running.
 pub async fn redis() -> redis::aio::MultiplexedConnection {
     let url = redis_url();
@@ -108,17 +105,6 @@ pub async fn redis() -> redis::aio::MultiplexedConnection {
              Start one with: redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no"
         ),
     }
-}
-
-/// A key prefix unique to this test run, so parallel and repeated runs never collide.
-pub fn unique_prefix(test: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("parapet-test:{test}:{}:{nanos}:{n}:", std::process::id())
 }
 
 /// Redis settings for tests: a generous budget (the machine is shared and busy).

@@ -1,12 +1,18 @@
 //! `parapet-migrate`: apply parapet's PostgreSQL migrations (`up`) or show
 //! where a database stands (`status`).
+//!
+//! The database is `--database-url` when given on the command line, else
+//! `DATABASE_DIRECT_URL`, else `DATABASE_URL`: behind a transaction-mode
+//! pooler the application's `DATABASE_URL` cannot hold the advisory lock or
+//! build indexes concurrently, so a direct URL wins when there is one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
 use parapet_migrate::{MigrateError, Migrator};
-use tokio_postgres::{Client, NoTls};
+use parapet_postgres::PgConfig;
+use tokio_postgres::Client;
 use tracing_subscriber::EnvFilter;
 
 /// Apply parapet's PostgreSQL migrations, including `-- no-transaction`
@@ -14,9 +20,21 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "parapet-migrate", version, about)]
 struct Cli {
-    /// PostgreSQL connection string, URL or key=value form (required).
+    /// PostgreSQL connection string, URL or key=value form, with libpq's
+    /// sslmode / sslrootcert / sslcert / sslkey (required: this,
+    /// DATABASE_DIRECT_URL or DATABASE_URL).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
+
+    /// A direct connection to the server (not through a transaction-mode
+    /// pooler); used instead of DATABASE_URL when set.
+    #[arg(
+        long,
+        env = "DATABASE_DIRECT_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    direct_url: Option<String>,
 
     /// Directory of `NNNN_description.sql` files [default: the project's
     /// migrations compiled into this binary].
@@ -43,8 +61,17 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match run(cli).await {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `--database-url` on the command line wins; from the environment, the direct URL does.
+    let url = match matches.value_source("database_url") {
+        Some(ValueSource::CommandLine) => cli.database_url.clone(),
+        _ => cli.direct_url.clone().or_else(|| cli.database_url.clone()),
+    };
+    match run(cli, url).await {
         Ok(output) => {
             println!("{output}");
             ExitCode::SUCCESS
@@ -56,9 +83,12 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<String, String> {
-    let Some(url) = cli.database_url else {
-        return Err("no database given: pass --database-url or set DATABASE_URL".to_owned());
+async fn run(cli: Cli, url: Option<String>) -> Result<String, String> {
+    let Some(url) = url else {
+        return Err(
+            "no database given: pass --database-url or set DATABASE_DIRECT_URL or DATABASE_URL"
+                .to_owned(),
+        );
     };
     let migrator = match &cli.dir {
         Some(dir) => Migrator::from_dir(dir).map_err(|e| e.to_string())?,
@@ -76,31 +106,23 @@ async fn run(cli: Cli) -> Result<String, String> {
 }
 
 async fn connect(url: &str) -> Result<Client, String> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to the database: {}", describe(&e)))?;
+    let config = PgConfig::parse(url)
+        .map_err(|e| format!("cannot connect to the database: invalid URL: {e}"))?;
+    let (client, connection) = config.connect().await.map_err(|e| {
+        format!(
+            "cannot connect to the database: {}",
+            parapet_postgres::describe(&e)
+        )
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::error!("database connection failed: {}", describe(&e));
+            tracing::error!(
+                "database connection failed: {}",
+                parapet_postgres::describe(&e)
+            );
         }
     });
     Ok(client)
-}
-
-/// The error and its causes on one line (a `tokio_postgres::Error` alone
-/// says only "error connecting to server").
-fn describe(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        return format!("{}: {}", db.severity(), db.message());
-    }
-    let mut out = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 fn one_line(message: &str) -> String {

@@ -9,7 +9,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use cached::{CacheStats, CachedDirectory, CachedDirectoryBuilder};
 #[cfg(feature = "postgres")]
-pub use postgres::PgDirectory;
+pub use postgres::{PgDirectory, PgDirectoryError};
 pub use static_dir::StaticDirectory;
 
 use crate::{Features, TenantId, TenantRecord};

@@ -1,5 +1,7 @@
 //! [`PgDirectory`]: tenants read from the `tenants` and `tenant_subscriptions` tables.
 
+use std::time::Duration;
+
 use deadpool_postgres::Pool;
 
 use super::{BoxFuture, DirectoryError, TenantDirectory};
@@ -28,6 +30,51 @@ impl PgDirectory {
     pub fn new(pool: Pool) -> Self {
         Self { pool }
     }
+
+    /// A directory on the database at `database_url`, with a small pool of its own (4
+    /// connections, every wait bounded at 2 s). Nothing connects until the first lookup.
+    ///
+    /// The URL takes libpq's TLS parameters (`sslmode=verify-full`, `sslrootcert=<file>`, ...:
+    /// see [`parapet_postgres::PgConfig`]); a TLS failure at lookup time is a
+    /// [`DirectoryError::Unavailable`] (503).
+    ///
+    /// Hand it to [`TenantLayer::builder`](crate::TenantLayer::builder), which puts a
+    /// [`CachedDirectory`](super::CachedDirectory) in front of it, or to
+    /// [`CachedDirectory::builder`](super::CachedDirectory::builder) for other cache TTLs.
+    ///
+    /// # Errors
+    ///
+    /// [`PgDirectoryError`] when `database_url` does not parse; the message never contains the
+    /// URL (nor its password).
+    pub fn connect(database_url: &str) -> Result<Self, PgDirectoryError> {
+        let config = parapet_postgres::PgConfig::parse(database_url)?;
+        let manager = deadpool_postgres::Manager::new(config.pg().clone(), config.tls());
+        let bound = Some(Duration::from_secs(2));
+        let pool = Pool::builder(manager)
+            .max_size(4)
+            .timeouts(deadpool_postgres::Timeouts {
+                wait: bound,
+                create: bound,
+                recycle: bound,
+            })
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| PgDirectoryError::Pool(e.to_string()))?;
+        Ok(Self::new(pool))
+    }
+}
+
+/// Why [`PgDirectory::connect`] could not make a directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgDirectoryError {
+    /// The database URL does not parse, or names a certificate file that cannot be read (the
+    /// reason, without the URL).
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(#[from] parapet_postgres::ConfigError),
+    /// The directory's pool could not be built.
+    #[error("cannot build the directory's pool: {0}")]
+    Pool(String),
 }
 
 use DirectoryError as E;

@@ -1,0 +1,94 @@
+//! Requests the cache does not answer from storage: passed through (no tenant, preconditions,
+//! ranges), and other methods, after which a successful unsafe one invalidates its targets.
+
+use axum_core::body::Body;
+use http::{Request, Response};
+
+use crate::policy::invalidation_targets;
+use crate::shared::Shared;
+use crate::stats::bump;
+use crate::status::{CacheStatus, Fwd};
+use crate::upstream::{Inner, Upstream};
+
+/// Forwards a request the cache does not answer, with `status` as its `Cache-Status`.
+pub(crate) async fn pass<S, B>(
+    shared: &Shared,
+    upstream: Upstream<S>,
+    request: Request<B>,
+    status: CacheStatus,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Inner<B>,
+{
+    let mut response = forward(shared, upstream, request).await?;
+    status.append_to(response.headers_mut());
+    Ok(response)
+}
+
+/// Forwards a request the cache does not answer, and takes the tag headers off the response.
+async fn forward<S, B>(
+    shared: &Shared,
+    upstream: Upstream<S>,
+    request: Request<B>,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Inner<B>,
+{
+    bump(&shared.counters.bypass);
+    let mut response = upstream.call(request).await?;
+    shared.take_tags(response.headers_mut());
+    Ok(response)
+}
+
+/// Methods the cache does not answer: forwarded; a successful unsafe one invalidates its
+/// targets for the tenant (RFC 9111 §4.4).
+pub(crate) async fn forward_other<S, B>(
+    shared: &Shared,
+    upstream: Upstream<S>,
+    tenant: Option<&str>,
+    request: Request<B>,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Inner<B>,
+{
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let headers = request.headers().clone();
+    let mut response = forward(shared, upstream, request).await?;
+    let targets = invalidation_targets(
+        &method,
+        response.status(),
+        &uri,
+        &headers,
+        response.headers(),
+    );
+    for target in &targets {
+        let key = shared.key_for(tenant, target).await;
+        shared.store.delete(key.as_bytes()).await;
+        bump(&shared.counters.invalidations);
+    }
+    let status = CacheStatus::fwd(Fwd::Method);
+    let status = if targets.is_empty() {
+        status
+    } else {
+        status.detail("invalidated")
+    };
+    status.append_to(response.headers_mut());
+    Ok(response)
+}
+
+/// Why a `GET` or `HEAD` must go to the origin untouched, if it must.
+pub(crate) fn passed_through(headers: &http::HeaderMap) -> Option<&'static str> {
+    if headers.contains_key(http::header::RANGE) {
+        return Some("range");
+    }
+    let preconditions = [
+        http::header::IF_MATCH,
+        http::header::IF_UNMODIFIED_SINCE,
+        http::header::IF_RANGE,
+    ];
+    preconditions
+        .iter()
+        .any(|name| headers.contains_key(name))
+        .then_some("precondition")
+}

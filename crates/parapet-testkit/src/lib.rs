@@ -1,0 +1,31 @@
+//! Test support for parapet's integration tests, shared by every crate's `tests/` (a
+//! dev-dependency only, never published).
+//!
+//! - [`TestDb`]: a PostgreSQL database of its own for each test, created fresh and dropped (with
+//!   the roles it made) when the guard drops, so tests run in parallel and twice in a row.
+//! - [`require_redis`], [`redis_url`], [`unique_prefix`]: the real Redis and a key prefix no
+//!   other test uses.
+//! - [`otlp`]: fake OTLP receivers, over HTTP and over gRPC, that keep what they are sent, and
+//!   helpers to read the decoded spans and metrics.
+//!
+//! A service that is missing is a failure, never a skip: the helpers panic with a message that
+//! names the service, where its address came from and how to start it.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let db = parapet_testkit::TestDb::create("leads").await;
+//! let client = db.client().await;
+//! client.batch_execute("CREATE TABLE leads (id int)").await.unwrap();
+//! # }
+//! ```
+// Failing loudly is what test support is for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod otlp;
+mod postgres;
+mod redis;
+
+pub use postgres::{
+    TestDb, admin_url, connect, db_message, require_postgres, with_database, with_user,
+};
+pub use redis::{redis_url, require_redis, unique_prefix};
