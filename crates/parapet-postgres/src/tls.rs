@@ -179,8 +179,15 @@ impl ServerCertVerifier for PgVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let roots = match (self.check, &self.roots) {
-            (Check::Nothing, _) | (_, None) => return Ok(ServerCertVerified::assertion()),
+            (Check::Nothing, _) => return Ok(ServerCertVerified::assertion()),
             (_, Some(roots)) => roots,
+            // `TlsOptions::new` always gives a checking mode its roots; should that ever break,
+            // refuse rather than accept an unchecked certificate.
+            (_, None) => {
+                return Err(rustls::Error::General(
+                    "no trusted root certificates to check the server's against".to_owned(),
+                ));
+            }
         };
         let cert = ParsedCertificate::try_from(end_entity)?;
         verify_server_cert_signed_by_trust_anchor(
