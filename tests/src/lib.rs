@@ -70,9 +70,9 @@ pub fn pool_for(url: &str, max_size: usize) -> deadpool_postgres::Pool {
         .expect("pool config is valid")
 }
 
-pub mod certs;
-pub mod cluster;
-pub mod pgbouncer;
+/// Servers the tests start themselves (they live in `parapet-testkit`, shared with the other
+/// crates' tests).
+pub use parapet_testkit::{certs, cluster, pgbouncer};
 
 /// The README's Rust examples, run as doc-tests so they cannot rot.
 #[cfg(doctest)]

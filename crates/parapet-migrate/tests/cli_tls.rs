@@ -6,7 +6,7 @@
 
 use std::process::{Command, Output};
 
-use parapet_tests::{certs::TestCa, cluster::TempCluster};
+use parapet_testkit::{certs::TestCa, cluster::TempCluster};
 
 fn cli(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_parapet-migrate"));

@@ -5,6 +5,10 @@
 //!   the roles it made) when the guard drops, so tests run in parallel and twice in a row.
 //! - [`require_redis`], [`redis_url`], [`unique_prefix`]: the real Redis and a key prefix no
 //!   other test uses.
+//! - [`cluster::TempCluster`] (a PostgreSQL cluster of the test's own, plain or TLS-only),
+//!   [`certs::TestCa`] (a CA and server certificates made with `openssl`),
+//!   [`pgbouncer::PgBouncer`] (a PgBouncer in front of a server): started by the test, stopped on
+//!   drop.
 //! - [`otlp`]: fake OTLP receivers, over HTTP and over gRPC, that keep what they are sent, and
 //!   helpers to read the decoded spans and metrics.
 //!
@@ -21,7 +25,10 @@
 // Failing loudly is what test support is for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certs;
+pub mod cluster;
 pub mod otlp;
+pub mod pgbouncer;
 mod postgres;
 mod redis;
 
