@@ -73,6 +73,7 @@ pub fn pool_for(url: &str, max_size: usize) -> deadpool_postgres::Pool {
 pub mod certs;
 pub mod cluster;
 pub mod pgbouncer;
+pub mod redis_tls;
 
 /// The README's Rust examples, run as doc-tests so they cannot rot.
 #[cfg(doctest)]
