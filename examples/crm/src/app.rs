@@ -81,14 +81,12 @@ pub async fn build(
         None if cache_on => {
             tracing::warn!("REDIS_URL is not set: the local cache tier serves alone");
         }
-        None => {}
-        Some(check) => {
-            if !check.ping().await {
-                tracing::warn!(
-                    "Redis at REDIS_URL is unreachable: the local cache tier serves alone until it is back"
-                );
-            }
+        Some(check) if !check.ping().await => {
+            tracing::warn!(
+                "Redis at REDIS_URL is unreachable: the local cache tier serves alone until it is back"
+            );
         }
+        _ => {}
     }
     if admin_token.is_none() {
         tracing::info!("PARAPET_ADMIN_TOKEN is not set: /admin/cache is disabled");

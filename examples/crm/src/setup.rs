@@ -127,14 +127,14 @@ async fn app_url(
         // The role DATABASE_URL names exists; give it the tables when setup runs as another
         // role (DATABASE_DIRECT_URL as an administrator).
         Some(false) => {
-            if api_user != setup_user {
-                if let Err(e) = grant(client, &database, api_user).await {
-                    tracing::warn!(
-                        role = api_user,
-                        error = %e,
-                        "cannot grant the API's role access to the tables"
-                    );
-                }
+            if api_user != setup_user
+                && let Err(e) = grant(client, &database, api_user).await
+            {
+                tracing::warn!(
+                    role = api_user,
+                    error = %e,
+                    "cannot grant the API's role access to the tables"
+                );
             }
             Ok(database_url.to_owned())
         }
