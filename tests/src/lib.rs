@@ -72,7 +72,7 @@ pub fn pool_for(url: &str, max_size: usize) -> deadpool_postgres::Pool {
 
 /// Servers the tests start themselves (they live in `parapet-testkit`, shared with the other
 /// crates' tests).
-pub use parapet_testkit::{certs, cluster, pgbouncer};
+pub use parapet_testkit::{certs, cluster, pgbouncer, redis_tls};
 
 /// The README's Rust examples, run as doc-tests so they cannot rot.
 #[cfg(doctest)]

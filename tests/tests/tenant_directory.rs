@@ -325,3 +325,40 @@ async fn a_directory_outage_answers_503_quickly() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "answered in {took:?}");
 }
+
+/// Behind PgBouncer 1.18 in transaction mode (which keeps no named prepared statement across
+/// transactions), every uncached lookup and feature load still answers: nothing is prepared
+/// in one round trip and executed in another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_work_through_a_transaction_mode_pooler() {
+    let db = TestDb::migrated("dir_pooler").await;
+    seed(&db).await;
+    let upstream: tokio_postgres::Config = db.url().parse().unwrap();
+    let port = upstream.get_ports().first().copied().unwrap_or(5432);
+    let bouncer = parapet_tests::pgbouncer::PgBouncer::start(
+        db.name(),
+        port,
+        "transaction",
+        2,
+        &["postgres"],
+    );
+    let dir = Arc::new(PgDirectory::connect(&bouncer.url("postgres", db.name())).unwrap());
+    let tasks = (0..16).map(|task| {
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            for n in 0..25 {
+                let (tenant, plan) = if (task + n) % 2 == 0 {
+                    ("acme", "pro")
+                } else {
+                    ("globex", "free")
+                };
+                let record = dir.lookup(&id(tenant)).await.unwrap().unwrap();
+                assert_eq!(record.plan, plan);
+                let features = dir.features(&id(tenant)).await.unwrap();
+                assert_eq!(features.contains("pro"), tenant == "acme");
+            }
+        })
+    });
+    futures_join_all(tasks).await;
+    drop(bouncer);
+}

@@ -7,8 +7,8 @@
 //!   other test uses.
 //! - [`cluster::TempCluster`] (a PostgreSQL cluster of the test's own, plain or TLS-only),
 //!   [`certs::TestCa`] (a CA and server certificates made with `openssl`),
-//!   [`pgbouncer::PgBouncer`] (a PgBouncer in front of a server): started by the test, stopped on
-//!   drop.
+//!   [`pgbouncer::PgBouncer`] (a PgBouncer in front of a server), [`redis_tls::TlsRedis`] (a
+//!   TLS-only Redis): started by the test, stopped on drop.
 //! - [`otlp`]: fake OTLP receivers, over HTTP and over gRPC, that keep what they are sent, and
 //!   helpers to read the decoded spans and metrics.
 //!
@@ -29,6 +29,7 @@ pub mod certs;
 pub mod cluster;
 pub mod otlp;
 pub mod pgbouncer;
+pub mod redis_tls;
 mod postgres;
 mod redis;
 

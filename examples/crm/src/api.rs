@@ -25,7 +25,7 @@ pub struct AppState {
     /// The database `/readyz` checks.
     pub database_url: Arc<str>,
     /// The Redis `/readyz` checks, when configured.
-    pub redis_url: Option<Arc<str>>,
+    pub redis: Option<RedisCheck>,
 }
 
 const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
@@ -581,9 +581,9 @@ async fn billing_events(
 /// PostgreSQL is required; Redis is an accelerator: without it the API is degraded, not down.
 async fn readyz(State(state): State<AppState>) -> Response {
     let postgres = check_postgres(&state.database_url).await;
-    let redis = match &state.redis_url {
+    let redis = match &state.redis {
         None => "not configured",
-        Some(url) if check_redis(url).await => "up",
+        Some(check) if check.ping().await => "up",
         Some(_) => "down",
     };
     let (status, code) = match (postgres, redis) {
@@ -625,20 +625,70 @@ pub async fn check_postgres(url: &str) -> bool {
     )
 }
 
-/// Whether Redis at `url` answers `PING` within a second.
-pub async fn check_redis(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else {
-        return false;
-    };
-    let attempt = async {
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    };
-    matches!(
-        tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
-        Ok(Some(_))
-    )
+/// The readiness check of the cache's Redis: a client with the same TLS settings as the cache
+/// (`rediss://` with `PARAPET_REDIS_CA_CERT` and a client certificate when given).
+#[derive(Clone, Debug)]
+pub struct RedisCheck {
+    client: Option<redis::Client>,
+}
+
+impl RedisCheck {
+    /// A check of the Redis at `url`, trusting `ca` (PEM) instead of the public roots when given
+    /// and presenting `client_cert` (certificate and key, PEM) when given. A URL or a file the
+    /// client cannot use is logged once and the check then always fails.
+    pub fn new(
+        url: &str,
+        ca: Option<&std::path::Path>,
+        client_cert: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Self {
+        let client = Self::client(url, ca, client_cert)
+            .inspect_err(|reason| {
+                tracing::warn!(%reason, "the Redis readiness check cannot be made");
+            })
+            .ok();
+        Self { client }
+    }
+
+    fn client(
+        url: &str,
+        ca: Option<&std::path::Path>,
+        client_cert: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<redis::Client, String> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        if ca.is_none() && client_cert.is_none() {
+            return redis::Client::open(url).map_err(|e| e.to_string());
+        }
+        let client_tls = match client_cert {
+            Some((cert, key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            None => None,
+        };
+        let certificates = redis::TlsCertificates {
+            client_tls,
+            root_cert: ca.map(read).transpose()?,
+        };
+        redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
+    }
+
+    /// Whether Redis answers `PING` within a second.
+    pub async fn ping(&self) -> bool {
+        let Some(client) = &self.client else {
+            return false;
+        };
+        let attempt = async {
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        matches!(
+            tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
+            Ok(Some(_))
+        )
+    }
 }

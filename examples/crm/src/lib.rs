@@ -5,9 +5,11 @@
 //! curl -H 'X-Tenant-Id: acme' 'http://127.0.0.1:3000/api/leads?limit=5'
 //! ```
 //!
-//! [`setup::prepare`] creates, migrates and seeds the database; [`api::router`] is the app.
+//! [`app::build`] starts the demo from variables: [`setup::prepare`] creates, migrates and seeds
+//! the database, [`api::router`] is the app.
 
 pub mod api;
+pub mod app;
 pub mod problem;
 pub mod setup;
 

@@ -8,12 +8,8 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set. Every `PARAPET_*` variable of
 //! `parapet::EnvConfig` applies.
 
-use std::sync::Arc;
-
 use clap::Parser;
-use example_crm::{Error, api, setup};
-
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/parapet_demo";
+use example_crm::{Error, app};
 
 /// parapet's demo CRM API.
 #[derive(Debug, Parser)]
@@ -51,51 +47,7 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), Error> {
-    let database_url =
-        std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
-    tracing::info!(leads_per_tenant = args.seed, "preparing the database");
-    let direct_url = std::env::var("DATABASE_DIRECT_URL")
-        .ok()
-        .filter(|url| !url.trim().is_empty());
-    let app_url = setup::prepare(&database_url, direct_url.as_deref(), args.seed).await?;
-
-    let mut vars: Vec<(String, String)> = std::env::vars().collect();
-    vars.retain(|(k, _)| k != "DATABASE_URL");
-    vars.push(("DATABASE_URL".to_owned(), app_url.clone()));
-    for (name, default) in [
-        ("PARAPET_TENANT_HOST", "localhost"),
-        ("PARAPET_CACHE_DEFAULT_TTL", "/api/=10"),
-    ] {
-        if std::env::var_os(name).is_none() {
-            vars.push((name.to_owned(), default.to_owned()));
-        }
-    }
-    let config = parapet::EnvConfig::from_map(vars)?;
-    let redis_url = config.redis_url.clone();
-    match &redis_url {
-        None => tracing::warn!("REDIS_URL is not set: the local cache tier serves alone"),
-        Some(url) => {
-            if !api::check_redis(url).await {
-                tracing::warn!(
-                    "Redis at REDIS_URL is unreachable: the local cache tier serves alone until it is back"
-                );
-            }
-        }
-    }
-    let stack = config.build().await?;
-    let admin_token = std::env::var("PARAPET_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
-    if admin_token.is_none() {
-        tracing::info!("PARAPET_ADMIN_TOKEN is not set: /admin/cache is disabled");
-    }
-    let state = api::AppState {
-        cache: stack.cache(),
-        database_url: Arc::from(app_url),
-        redis_url: redis_url.map(Arc::from),
-    };
-    let app = api::router(state, stack, admin_token.clone());
-
+    let app::Demo { router, admin, .. } = app::build(std::env::vars(), args.seed).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -112,7 +64,7 @@ async fn run(args: Args) -> Result<(), Error> {
         "  curl -i -H 'X-Tenant-Id: acme' http://{addr}/api/subscription   # see Cache-Status"
     );
     println!("  curl http://{addr}/readyz");
-    if admin_token.is_some() {
+    if admin {
         println!(
             "  curl -X POST -H \"Authorization: Bearer $PARAPET_ADMIN_TOKEN\" http://{addr}/admin/cache/tenant/acme"
         );
@@ -127,7 +79,7 @@ async fn run(args: Args) -> Result<(), Error> {
              OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318"
         ),
     }
-    axum::serve(listener, app)
+    axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

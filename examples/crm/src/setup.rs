@@ -54,7 +54,9 @@ pub async fn connect(config: &PgConfig) -> Result<Client, Error> {
 /// `leads_per_tenant` leads (and proportionate deals, activity and billing events) for each
 /// demo tenant, and returns the URL the API should use: the same database as [`APP_ROLE`]
 /// when `database_url` connects as a role that bypasses row-level security, else
-/// `database_url` itself.
+/// `database_url` itself. A role `database_url` names that does not exist is created (login,
+/// subject to row-level security); a role other than the one setup runs as is granted the
+/// tables.
 ///
 /// All of this runs on `direct_url` when it is given (`DATABASE_DIRECT_URL`: migrations take a
 /// session advisory lock and build indexes concurrently, which a transaction-mode pooler in
@@ -106,33 +108,87 @@ async fn app_url(
 ) -> Result<String, Error> {
     let row = client
         .query_one(
-            "SELECT rolsuper OR rolbypassrls, current_database() FROM pg_roles \
-             WHERE rolname = coalesce($1, current_user)",
+            "SELECT current_database(), current_user, \
+             (SELECT rolsuper OR rolbypassrls FROM pg_roles \
+              WHERE rolname = coalesce($1, current_user))",
             &[&api_user],
         )
         .await?;
-    let bypasses: bool = row.get(0);
-    if !bypasses {
-        return Ok(database_url.to_owned());
+    let database: String = row.get(0);
+    let setup_user: String = row.get(1);
+    let api_user = api_user.unwrap_or(&setup_user);
+    match row.get::<_, Option<bool>>(2) {
+        // A superuser would skip row-level security: serve as APP_ROLE instead.
+        Some(true) => {
+            create_role(client, APP_ROLE).await?;
+            grant(client, &database, APP_ROLE).await?;
+            Ok(with_user(database_url, APP_ROLE))
+        }
+        // The role DATABASE_URL names exists; give it the tables when setup runs as another
+        // role (DATABASE_DIRECT_URL as an administrator).
+        Some(false) => {
+            if api_user != setup_user
+                && let Err(e) = grant(client, &database, api_user).await
+            {
+                tracing::warn!(
+                    role = api_user,
+                    error = %e,
+                    "cannot grant the API's role access to the tables"
+                );
+            }
+            Ok(database_url.to_owned())
+        }
+        // DATABASE_URL names a role that does not exist yet (an administrator in
+        // DATABASE_DIRECT_URL prepares for it): create it, subject to row-level security.
+        None => {
+            create_role(client, api_user).await?;
+            grant(client, &database, api_user).await?;
+            tracing::info!(role = api_user, "created the API's role");
+            Ok(database_url.to_owned())
+        }
     }
-    let database: String = row.get(1);
-    let quoted_db = format!("\"{}\"", database.replace('"', "\"\""));
-    // The role may exist already (another database of the same server, an earlier run).
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Creates `role` (login, no superuser, no `BYPASSRLS`, no password: the demo's server trusts
+/// local connections) unless it exists.
+async fn create_role(client: &Client, role: &str) -> Result<(), Error> {
+    // The role may exist already (another database of the same server, an earlier run, a
+    // concurrent start).
     client
         .batch_execute(&format!(
             "DO $$ BEGIN
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
-                 CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS;
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal}) THEN
+                 CREATE ROLE {ident} LOGIN NOSUPERUSER NOBYPASSRLS;
                END IF;
              EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-             END $$;
-             GRANT CONNECT ON DATABASE {quoted_db} TO {APP_ROLE};
-             GRANT USAGE ON SCHEMA public TO {APP_ROLE};
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE};
-             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE};"
+             END $$;",
+            literal = quote_literal(role),
+            ident = quote_ident(role),
         ))
         .await?;
-    Ok(with_user(database_url, APP_ROLE))
+    Ok(())
+}
+
+/// Gives `role` what the API needs on `database`: connect, and read and write the tables.
+async fn grant(client: &Client, database: &str, role: &str) -> Result<(), Error> {
+    let (database, role) = (quote_ident(database), quote_ident(role));
+    client
+        .batch_execute(&format!(
+            "GRANT CONNECT ON DATABASE {database} TO {role};
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};"
+        ))
+        .await?;
+    Ok(())
 }
 
 /// `url` connecting as `user` (with no password: the demo's server trusts local connections).

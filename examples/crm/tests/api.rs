@@ -6,11 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::{Router, body::Body};
-use example_crm::{api, setup};
+use example_crm::{app, setup};
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use parapet_tests::TestDb;
@@ -58,40 +57,37 @@ fn unique_prefix(label: &str) -> String {
     )
 }
 
-/// Builds the app like `main.rs` does: prepare (create, migrate, seed), then the stack from
-/// variables, then the router.
+/// Builds the app as `main.rs` does ([`app::build`]: prepare, then the stack from variables,
+/// then the router), on the test's database with its own cache prefix.
 async fn start(label: &str, options: Options) -> TestApp {
     let db = TestDb::create(label).await;
-    let app_url = setup::prepare(db.url(), None, options.leads)
-        .await
-        .unwrap_or_else(|e| panic!("prepare failed: {e}"));
-    assert!(
-        app_url.contains(setup::APP_ROLE),
-        "the API connects as {} ({app_url})",
-        setup::APP_ROLE
-    );
     let prefix = unique_prefix(label);
-    let config = parapet::EnvConfig::from_map([
-        ("DATABASE_URL", app_url.as_str()),
-        ("PARAPET_TENANT_HOST", "localhost"),
-        ("PARAPET_CACHE_DEFAULT_TTL", "/api/=10"),
+    let vars = [
+        ("DATABASE_URL", db.url()),
         (
             "PARAPET_TELEMETRY",
             if options.telemetry { "on" } else { "off" },
         ),
         ("REDIS_URL", options.redis_url.as_str()),
         ("PARAPET_CACHE_PREFIX", prefix.as_str()),
-    ])
-    .unwrap();
-    let redis_url = config.redis_url.clone();
-    let stack = config.build().await.unwrap();
-    let state = api::AppState {
-        cache: stack.cache(),
-        database_url: Arc::from(app_url),
-        redis_url: redis_url.map(Arc::from),
-    };
-    let router = api::router(state, stack, Some(ADMIN_TOKEN.to_owned()));
-    TestApp { router, db }
+        ("PARAPET_ADMIN_TOKEN", ADMIN_TOKEN),
+    ];
+    let demo = app::build(
+        vars.map(|(k, v)| (k.to_owned(), v.to_owned())),
+        options.leads,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the demo did not start: {e}"));
+    assert!(
+        demo.database_url.contains(setup::APP_ROLE),
+        "the API connects as {} ({})",
+        setup::APP_ROLE,
+        demo.database_url
+    );
+    TestApp {
+        router: demo.router,
+        db,
+    }
 }
 
 /// A response with its body read.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use tokio_postgres::types::Type;
 
 use super::{BoxFuture, DirectoryError, TenantDirectory};
 use crate::{DatabaseTarget, Features, TenantId, TenantRecord, TenantStatus};
@@ -17,6 +18,10 @@ const FEATURES: &str = "SELECT DISTINCT feature FROM tenant_subscriptions \
 /// Features are the `feature` values of the tenant's subscriptions whose status is `active` or
 /// `trialing` and whose period covers now. Put a [`CachedDirectory`](super::CachedDirectory) in
 /// front of it (the `TenantLayer` builder does): every method here is a query.
+///
+/// Each query is one round trip with an unnamed statement (`query_typed`), so the directory
+/// works through a transaction-mode pooler (PgBouncer 1.18 keeps no named prepared statement
+/// from one transaction to the next); the cache in front makes the re-planning rare.
 ///
 /// Give the pool a wait timeout: the cached directory bounds each lookup with its own timeout
 /// too, so a database outage answers 503 instead of hanging.
@@ -86,15 +91,11 @@ impl TenantDirectory for PgDirectory {
     ) -> BoxFuture<'a, Result<Option<TenantRecord>, DirectoryError>> {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(E::unavailable)?;
-            let stmt = client
-                .prepare_cached(LOOKUP)
+            let rows = client
+                .query_typed(LOOKUP, &[(&id.as_str(), Type::TEXT)])
                 .await
                 .map_err(E::unavailable)?;
-            let Some(row) = client
-                .query_opt(&stmt, &[&id.as_str()])
-                .await
-                .map_err(E::unavailable)?
-            else {
+            let Some(row) = rows.first() else {
                 return Ok(None);
             };
             let status: String = row.try_get(1).map_err(E::unavailable)?;
@@ -122,12 +123,8 @@ impl TenantDirectory for PgDirectory {
     fn features<'a>(&'a self, id: &'a TenantId) -> BoxFuture<'a, Result<Features, DirectoryError>> {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(E::unavailable)?;
-            let stmt = client
-                .prepare_cached(FEATURES)
-                .await
-                .map_err(E::unavailable)?;
             let rows = client
-                .query(&stmt, &[&id.as_str()])
+                .query_typed(FEATURES, &[(&id.as_str(), Type::TEXT)])
                 .await
                 .map_err(E::unavailable)?;
             rows.iter()

@@ -1,0 +1,108 @@
+//! The demo from a map of variables: what `main` runs with the process environment and the
+//! tests run with theirs, so a test of a deployment mode runs the very start-up the README's
+//! commands do.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::Router;
+use parapet::CacheHandle;
+
+use crate::{
+    Error,
+    api::{self, AppState, RedisCheck},
+    setup,
+};
+
+/// `DATABASE_URL` when none is given.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/parapet_demo";
+
+/// The started demo: its router and what it connected to.
+#[derive(Debug)]
+pub struct Demo {
+    /// The app, ready to serve.
+    pub router: Router,
+    /// The URL the API serves over (as [`setup::APP_ROLE`] when `DATABASE_URL` names a role
+    /// that bypasses row-level security).
+    pub database_url: String,
+    /// The cache's handle, when the cache is on.
+    pub cache: Option<CacheHandle>,
+    /// Whether `/admin/cache` is served (`PARAPET_ADMIN_TOKEN` is set).
+    pub admin: bool,
+}
+
+/// Prepares the database (create, migrate, seed `leads_per_tenant` leads per tenant, over
+/// `DATABASE_DIRECT_URL` when set) and builds the app from `vars`: `DATABASE_URL` (default
+/// [`DEFAULT_DATABASE_URL`]), `REDIS_URL`, `PARAPET_ADMIN_TOKEN` and every variable of
+/// [`parapet::EnvConfig`], with the demo's defaults `PARAPET_TENANT_HOST=localhost` and
+/// `PARAPET_CACHE_DEFAULT_TTL=/api/=10`.
+pub async fn build(
+    vars: impl IntoIterator<Item = (String, String)>,
+    leads_per_tenant: u32,
+) -> Result<Demo, Error> {
+    let mut vars: HashMap<String, String> = vars.into_iter().collect();
+    let get = |vars: &HashMap<String, String>, name: &str| {
+        vars.get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let database_url =
+        get(&vars, "DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let direct_url = get(&vars, "DATABASE_DIRECT_URL");
+    tracing::info!(leads_per_tenant, "preparing the database");
+    let app_url = setup::prepare(&database_url, direct_url.as_deref(), leads_per_tenant).await?;
+
+    vars.insert("DATABASE_URL".to_owned(), app_url.clone());
+    for (name, default) in [
+        ("PARAPET_TENANT_HOST", "localhost"),
+        ("PARAPET_CACHE_DEFAULT_TTL", "/api/=10"),
+    ] {
+        vars.entry(name.to_owned())
+            .or_insert_with(|| default.to_owned());
+    }
+    let admin_token = get(&vars, "PARAPET_ADMIN_TOKEN");
+    let config = parapet::EnvConfig::from_map(vars)?;
+    let cache_on = config.cache;
+    let redis_url = config.redis_url.clone();
+    let redis_ca = config.redis_ca_cert.clone();
+    let redis_client = config.redis_client_cert.clone();
+    // Built first: it checks the Redis TLS material and installs the TLS provider the
+    // readiness check's client uses too.
+    let stack = config.build().await?;
+    let redis = redis_url.as_deref().map(|url| {
+        RedisCheck::new(
+            url,
+            redis_ca.as_deref(),
+            redis_client
+                .as_ref()
+                .map(|(cert, key)| (cert.as_path(), key.as_path())),
+        )
+    });
+    match &redis {
+        None if cache_on => {
+            tracing::warn!("REDIS_URL is not set: the local cache tier serves alone");
+        }
+        Some(check) if !check.ping().await => {
+            tracing::warn!(
+                "Redis at REDIS_URL is unreachable: the local cache tier serves alone until it is back"
+            );
+        }
+        _ => {}
+    }
+    if admin_token.is_none() {
+        tracing::info!("PARAPET_ADMIN_TOKEN is not set: /admin/cache is disabled");
+    }
+    let cache = stack.cache();
+    let state = AppState {
+        cache: cache.clone(),
+        database_url: Arc::from(app_url.as_str()),
+        redis,
+    };
+    let admin = admin_token.is_some();
+    let router = api::router(state, stack, admin_token);
+    Ok(Demo {
+        router,
+        database_url: app_url,
+        cache,
+        admin,
+    })
+}
