@@ -24,7 +24,8 @@ pub struct AppState {
     pub cache: Option<CacheHandle>,
     /// The database `/readyz` checks.
     pub database_url: Arc<str>,
-    /// The Redis `/readyz` checks, when configured.
+    /// The Redis `/readyz` checks, when configured: a URL, or a Cluster's seed URLs separated
+    /// by spaces (see [`check_redis`]).
     pub redis_url: Option<Arc<str>>,
 }
 
@@ -625,20 +626,23 @@ pub async fn check_postgres(url: &str) -> bool {
     )
 }
 
-/// Whether Redis at `url` answers `PING` within a second.
-pub async fn check_redis(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else {
-        return false;
-    };
+/// Whether Redis at `urls` answers `PING` within a second: one URL, or a Cluster's seed URLs
+/// separated by whitespace (no URL holds any), every one of which must answer.
+pub async fn check_redis(urls: &str) -> bool {
     let attempt = async {
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
+        for url in urls.split_whitespace() {
+            let client = redis::Client::open(url).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()?;
+        }
+        Some(())
     };
-    matches!(
-        tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
-        Ok(Some(_))
-    )
+    !urls.trim().is_empty()
+        && matches!(
+            tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
+            Ok(Some(()))
+        )
 }

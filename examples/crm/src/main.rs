@@ -4,7 +4,8 @@
 //! `postgres://postgres@127.0.0.1:5432/parapet_demo` (created when missing, migrated and seeded
 //! with two tenants, `acme` and `globex`, over `DATABASE_DIRECT_URL` when that is set: a
 //! transaction-mode pooler in `DATABASE_URL` cannot run the migrations); both take libpq's
-//! `sslmode` / `sslrootcert` / `sslcert` / `sslkey`; `REDIS_URL` is optional; spans and metrics go to
+//! `sslmode` / `sslrootcert` / `sslcert` / `sslkey`; `REDIS_URL` (or `REDIS_CLUSTER_URLS` for a
+//! Redis Cluster) is optional; spans and metrics go to
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set. Every `PARAPET_*` variable of
 //! `parapet::EnvConfig` applies.
 
@@ -71,13 +72,20 @@ async fn run(args: Args) -> Result<(), Error> {
         }
     }
     let config = parapet::EnvConfig::from_map(vars)?;
-    let redis_url = config.redis_url.clone();
+    // One server, or a Cluster's seed nodes (space-separated for `/readyz`).
+    let (redis_url, redis_variable) = match (&config.redis_url, &config.redis_cluster_urls[..]) {
+        (Some(url), _) => (Some(url.clone()), "REDIS_URL"),
+        (None, []) => (None, "REDIS_URL"),
+        (None, seeds) => (Some(seeds.join(" ")), "REDIS_CLUSTER_URLS"),
+    };
     match &redis_url {
-        None => tracing::warn!("REDIS_URL is not set: the local cache tier serves alone"),
+        None => tracing::warn!(
+            "neither REDIS_URL nor REDIS_CLUSTER_URLS is set: the local cache tier serves alone"
+        ),
         Some(url) => {
             if !api::check_redis(url).await {
                 tracing::warn!(
-                    "Redis at REDIS_URL is unreachable: the local cache tier serves alone until it is back"
+                    "Redis at {redis_variable} is unreachable: the local cache tier serves alone until it is back"
                 );
             }
         }
