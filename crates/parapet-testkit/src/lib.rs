@@ -5,6 +5,8 @@
 //!   the roles it made) when the guard drops, so tests run in parallel and twice in a row.
 //! - [`require_redis`], [`redis_url`], [`unique_prefix`]: the real Redis and a key prefix no
 //!   other test uses.
+//! - [`RedisServer`], [`RedisCluster`]: `redis-server` processes of the test's own (one server, or
+//!   a Cluster of three masters) on free ports, killed on drop.
 //! - [`otlp`]: fake OTLP receivers, over HTTP and over gRPC, that keep what they are sent, and
 //!   helpers to read the decoded spans and metrics.
 //!
@@ -24,8 +26,10 @@
 pub mod otlp;
 mod postgres;
 mod redis;
+mod redis_server;
 
 pub use postgres::{
     TestDb, admin_url, connect, db_message, require_postgres, with_database, with_user,
 };
 pub use redis::{redis_url, require_redis, unique_prefix};
+pub use redis_server::{RedisCluster, RedisServer, free_port, free_ports};
