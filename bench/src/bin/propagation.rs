@@ -252,7 +252,16 @@ async fn run(opts: Opts) -> Result<(), BoxError> {
     ));
     println!(
         "{}",
-        table(&["propagation after the write", "samples", "p50", "p99", "max"], &rows)
+        table(
+            &[
+                "propagation after the write",
+                "samples",
+                "p50",
+                "p99",
+                "max"
+            ],
+            &rows
+        )
     );
     let p99 = all.quantile(0.99);
     println!(
