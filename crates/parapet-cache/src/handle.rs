@@ -28,6 +28,14 @@ impl CacheHandle {
         Self { shared }
     }
 
+    /// Whether the shared tier (Redis: one server, a Cluster or a Sentinel primary, over TLS
+    /// or not) answers `PING` now, through the cache's own connection, within a second; `None`
+    /// when the cache has no shared tier. For readiness probes: a cache without Redis still
+    /// serves (it fails open), so `Some(false)` means degraded, not down.
+    pub async fn shared_tier_ready(&self) -> Option<bool> {
+        self.shared.store.ping().await
+    }
+
     /// Removes every stored response (all `Vary` variants) of `path_and_query` for `tenant`
     /// (`None` in single-tenant mode), from every tier this instance uses.
     ///

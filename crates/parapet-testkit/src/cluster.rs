@@ -73,13 +73,7 @@ fn set_mode(path: &std::path::Path, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {path:?}: {e}"));
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use crate::ports::free_port;
 
 impl TempCluster {
     /// Creates and starts a cluster with trust authentication on 127.0.0.1, a free port and

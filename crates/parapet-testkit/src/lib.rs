@@ -9,6 +9,8 @@
 //!   [`certs::TestCa`] (a CA and server certificates made with `openssl`),
 //!   [`pgbouncer::PgBouncer`] (a PgBouncer in front of a server), [`redis_tls::TlsRedis`] (a
 //!   TLS-only Redis): started by the test, stopped on drop.
+//! - [`RedisServer`], [`RedisCluster`]: `redis-server` processes of the test's own (one server, or
+//!   a Cluster of three masters) on free ports, killed on drop.
 //! - [`otlp`]: fake OTLP receivers, over HTTP and over gRPC, that keep what they are sent, and
 //!   helpers to read the decoded spans and metrics.
 //!
@@ -29,11 +31,15 @@ pub mod certs;
 pub mod cluster;
 pub mod otlp;
 pub mod pgbouncer;
-pub mod redis_tls;
+mod ports;
 mod postgres;
 mod redis;
+mod redis_server;
+pub mod redis_tls;
 
+pub use ports::{free_port, free_ports};
 pub use postgres::{
     TestDb, admin_url, connect, db_message, require_postgres, with_database, with_user,
 };
 pub use redis::{redis_url, require_redis, unique_prefix};
+pub use redis_server::{RedisCluster, RedisServer};

@@ -44,7 +44,8 @@ pub enum ConfigError {
 /// |---|---|---|
 /// | `DATABASE_URL` | required | the shared PostgreSQL database: the `tenants` directory and the pools; libpq's `sslmode` / `sslrootcert` / `sslcert` / `sslkey` apply (see [`PgConfig`](crate::postgres::PgConfig)) |
 /// | `REDIS_URL` | unset: local tier only | Redis behind the local cache tier: `redis://`, `rediss://` (TLS), `redis+sentinel://host:26379,…/service` |
-/// | `PARAPET_REDIS_CA_CERT` | unset: public roots | PEM file of the CA that signed the Redis server's certificate (`rediss://`) |
+/// | `REDIS_CLUSTER_URLS` | unset | a Redis Cluster instead (not with `REDIS_URL`): seed nodes `redis://h1:7000,redis://h2:7001,…` (all `redis://` or all `rediss://`); the rest of the cluster is discovered from them (see [`RedisConfig::cluster`]) |
+/// | `PARAPET_REDIS_CA_CERT` | unset: public roots | PEM file of the CA that signed the Redis servers' certificates (`rediss://`, one server or a Cluster's nodes) |
 /// | `PARAPET_REDIS_CLIENT_CERT`, `PARAPET_REDIS_CLIENT_KEY` | unset | PEM files of a client certificate and its key (mutual TLS); both or neither |
 /// | `PARAPET_TENANT_HEADER` | `x-tenant-id` | header naming the tenant; empty to disable |
 /// | `PARAPET_TENANT_HOST` | unset | base domain: `{tenant}.<base>` names the tenant |
@@ -77,6 +78,8 @@ pub struct EnvConfig {
     pub database_url: String,
     /// `REDIS_URL`.
     pub redis_url: Option<String>,
+    /// `REDIS_CLUSTER_URLS`: the seed nodes of a Redis Cluster (empty when unset).
+    pub redis_cluster_urls: Vec<String>,
     /// `PARAPET_REDIS_CA_CERT`.
     pub redis_ca_cert: Option<PathBuf>,
     /// `PARAPET_REDIS_CLIENT_CERT` and `PARAPET_REDIS_CLIENT_KEY`.
@@ -200,6 +203,8 @@ impl EnvConfig {
                 });
             }
         };
+        let redis_url = get("REDIS_URL");
+        let redis_cluster_urls = cluster_urls(&get, redis_url.is_some())?;
         let isolation_scope = match get("PARAPET_ISOLATION_SCOPE").as_deref() {
             None | Some("session") => IsolationScope::Session,
             Some("transaction") => IsolationScope::Transaction,
@@ -224,7 +229,8 @@ impl EnvConfig {
         };
         Ok(Self {
             database_url,
-            redis_url: get("REDIS_URL"),
+            redis_url,
+            redis_cluster_urls,
             redis_ca_cert: get("PARAPET_REDIS_CA_CERT").map(PathBuf::from),
             redis_client_cert,
             tenant_header,
@@ -258,7 +264,8 @@ impl EnvConfig {
     }
 
     /// Builds the stack: the PostgreSQL tenant directory and the pools on `DATABASE_URL`, the
-    /// cache (with Redis when `REDIS_URL` is set), and the telemetry layer.
+    /// cache (with Redis when `REDIS_URL` or `REDIS_CLUSTER_URLS` is set), and the telemetry
+    /// layer.
     ///
     /// # Errors
     ///
@@ -278,17 +285,11 @@ impl EnvConfig {
         builder = builder.tenant(self.tenant_layer()?);
         if self.cache {
             let mut cache = CacheLayer::builder();
-            if self.cache_local_bytes > 0 || self.redis_url.is_none() {
+            let redis = self.redis_config();
+            if self.cache_local_bytes > 0 || redis.is_none() {
                 cache = cache.local(self.cache_local_bytes);
             }
-            if let Some(url) = &self.redis_url {
-                let mut redis = RedisConfig::new(url.clone());
-                if let Some(ca) = &self.redis_ca_cert {
-                    redis = redis.ca_cert_file(ca.clone());
-                }
-                if let Some((cert, key)) = &self.redis_client_cert {
-                    redis = redis.client_cert_files(cert.clone(), key.clone());
-                }
+            if let Some(redis) = redis {
                 cache = cache.redis(redis);
             }
             if let Some(prefix) = &self.cache_prefix {
@@ -313,6 +314,22 @@ impl EnvConfig {
             pools = pools.budget(budget);
         }
         Ok(builder.pools(pools.build().await?).build())
+    }
+
+    /// The Redis tier: one URL or a Cluster's seed nodes, with the TLS files either way.
+    fn redis_config(&self) -> Option<RedisConfig> {
+        let mut redis = match (&self.redis_url, self.redis_cluster_urls.as_slice()) {
+            (Some(url), _) => RedisConfig::new(url.clone()),
+            (None, []) => return None,
+            (None, nodes) => RedisConfig::cluster(nodes.iter().cloned()),
+        };
+        if let Some(ca) = &self.redis_ca_cert {
+            redis = redis.ca_cert_file(ca.clone());
+        }
+        if let Some((cert, key)) = &self.redis_client_cert {
+            redis = redis.client_cert_files(cert.clone(), key.clone());
+        }
+        Some(redis)
     }
 
     fn tenant_layer(&self) -> Result<TenantLayer, ConfigError> {
@@ -358,6 +375,46 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// `REDIS_CLUSTER_URLS`: seed URLs of one scheme, `redis://` or `rediss://`; an error when
+/// `REDIS_URL` is set too, since the two name different deployments.
+fn cluster_urls(
+    get: &impl Fn(&str) -> Option<String>,
+    redis_url_set: bool,
+) -> Result<Vec<String>, ConfigError> {
+    const NAME: &str = "REDIS_CLUSTER_URLS";
+    let urls = list(get, NAME, "");
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: NAME,
+        value: urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
+        reason: reason.to_owned(),
+    };
+    if urls.is_empty() {
+        return Ok(urls);
+    }
+    if redis_url_set {
+        return Err(invalid(
+            "REDIS_URL is set too: set REDIS_URL for one server (or Sentinel), REDIS_CLUSTER_URLS for a Cluster, not both",
+        ));
+    }
+    let scheme = |url: &str| {
+        ["redis://", "rediss://"]
+            .into_iter()
+            .find(|scheme| url.starts_with(scheme))
+    };
+    let first = scheme(&urls[0]);
+    if urls.iter().any(|url| scheme(url).is_none()) {
+        return Err(invalid(
+            "every seed node must be a redis:// or rediss:// URL",
+        ));
+    }
+    if urls.iter().any(|url| scheme(url) != first) {
+        return Err(invalid(
+            "mixes redis:// and rediss://: a Cluster's nodes are all reached with TLS or all without",
+        ));
+    }
+    Ok(urls)
 }
 
 fn list(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> Vec<String> {
@@ -454,6 +511,7 @@ mod tests {
         assert_eq!(c.slow_request, Duration::from_secs(1));
         assert_eq!(c.telemetry_exclude, ["/healthz", "/readyz"]);
         assert_eq!(c.redis_url, None);
+        assert!(c.redis_cluster_urls.is_empty());
         assert_eq!((c.redis_ca_cert, c.redis_client_cert), (None, None));
         assert_eq!(c.tenant_apex_hosts, ["127.0.0.1", "[::1]"]);
     }
@@ -523,6 +581,95 @@ mod tests {
         assert_eq!(c.slow_query, Duration::from_millis(100));
         assert_eq!(c.slow_request, Duration::from_millis(300));
         assert_eq!(c.telemetry_exclude, ["/ping", "/live"]);
+    }
+
+    #[test]
+    fn a_cluster_is_its_seed_nodes_with_the_tls_files() {
+        let c = EnvConfig::from_map([
+            URL,
+            (
+                "REDIS_CLUSTER_URLS",
+                " rediss://:pw@10.0.0.1:7000 , rediss://:pw@10.0.0.2:7001,",
+            ),
+            ("PARAPET_REDIS_CA_CERT", "/etc/redis/ca.pem"),
+            ("PARAPET_REDIS_CLIENT_CERT", "/etc/redis/client.pem"),
+            ("PARAPET_REDIS_CLIENT_KEY", "/etc/redis/client.key"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_url, None);
+        assert_eq!(
+            c.redis_cluster_urls,
+            ["rediss://:pw@10.0.0.1:7000", "rediss://:pw@10.0.0.2:7001"]
+        );
+        let redis = format!("{:?}", c.redis_config().unwrap());
+        assert!(redis.contains("cluster"), "{redis}");
+        assert!(
+            redis.contains("10.0.0.1:7000") && redis.contains("10.0.0.2:7001"),
+            "{redis}"
+        );
+        assert!(redis.contains("/etc/redis/ca.pem"), "{redis}");
+        assert!(redis.contains("client_cert: true"), "{redis}");
+        assert!(!redis.contains("pw@"), "{redis}");
+        // An empty value is unset, as for every variable.
+        let c = EnvConfig::from_map([URL, ("REDIS_CLUSTER_URLS", " ")]).unwrap();
+        assert!(c.redis_cluster_urls.is_empty() && c.redis_config().is_none());
+    }
+
+    #[test]
+    fn a_cluster_and_a_redis_url_together_are_an_error_naming_both() {
+        let err = EnvConfig::from_map([
+            URL,
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("REDIS_CLUSTER_URLS", "redis://:secret@127.0.0.1:7000"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("REDIS_CLUSTER_URLS="), "{text}");
+        assert!(text.contains("REDIS_URL is set too"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn a_cluster_seed_must_be_a_redis_url_of_one_scheme() {
+        for (value, reason) in [
+            (
+                "redis://a:7000,127.0.0.1:7001",
+                "every seed node must be a redis:// or rediss:// URL",
+            ),
+            (
+                "redis+sentinel://a:26379/cache",
+                "every seed node must be a redis:// or rediss:// URL",
+            ),
+            (
+                "redis://a:7000,rediss://b:7001",
+                "mixes redis:// and rediss://",
+            ),
+        ] {
+            let err = EnvConfig::from_map([URL, ("REDIS_CLUSTER_URLS", value)]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("REDIS_CLUSTER_URLS="), "{text}");
+            assert!(text.contains(reason), "{value}: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_redis_ca_is_an_error_at_build_for_a_cluster_too() {
+        let c = EnvConfig::from_map([
+            URL,
+            (
+                "REDIS_CLUSTER_URLS",
+                "rediss://:pw@127.0.0.1:7000,rediss://:pw@127.0.0.1:7001",
+            ),
+            ("PARAPET_REDIS_CA_CERT", "/nonexistent/cluster-ca.pem"),
+            ("PARAPET_TELEMETRY", "off"),
+        ])
+        .unwrap();
+        let text = c.build().await.unwrap_err().to_string();
+        assert!(text.contains("/nonexistent/cluster-ca.pem"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:7000") && !text.contains("pw"),
+            "{text}"
+        );
     }
 
     #[test]

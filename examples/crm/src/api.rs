@@ -24,8 +24,6 @@ pub struct AppState {
     pub cache: Option<CacheHandle>,
     /// The database `/readyz` checks.
     pub database_url: Arc<str>,
-    /// The Redis `/readyz` checks, when configured.
-    pub redis: Option<RedisCheck>,
 }
 
 const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
@@ -581,10 +579,15 @@ async fn billing_events(
 /// PostgreSQL is required; Redis is an accelerator: without it the API is degraded, not down.
 async fn readyz(State(state): State<AppState>) -> Response {
     let postgres = check_postgres(&state.database_url).await;
-    let redis = match &state.redis {
+    // Asked through the cache's own connection: one server, a Cluster or Sentinel, over TLS
+    // or not, exactly as the cache reaches it.
+    let redis = match &state.cache {
+        Some(cache) => match cache.shared_tier_ready().await {
+            None => "not configured",
+            Some(true) => "up",
+            Some(false) => "down",
+        },
         None => "not configured",
-        Some(check) if check.ping().await => "up",
-        Some(_) => "down",
     };
     let (status, code) = match (postgres, redis) {
         (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
@@ -623,72 +626,4 @@ pub async fn check_postgres(url: &str) -> bool {
         tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
         Ok(Some(true))
     )
-}
-
-/// The readiness check of the cache's Redis: a client with the same TLS settings as the cache
-/// (`rediss://` with `PARAPET_REDIS_CA_CERT` and a client certificate when given).
-#[derive(Clone, Debug)]
-pub struct RedisCheck {
-    client: Option<redis::Client>,
-}
-
-impl RedisCheck {
-    /// A check of the Redis at `url`, trusting `ca` (PEM) instead of the public roots when given
-    /// and presenting `client_cert` (certificate and key, PEM) when given. A URL or a file the
-    /// client cannot use is logged once and the check then always fails.
-    pub fn new(
-        url: &str,
-        ca: Option<&std::path::Path>,
-        client_cert: Option<(&std::path::Path, &std::path::Path)>,
-    ) -> Self {
-        let client = Self::client(url, ca, client_cert)
-            .inspect_err(|reason| {
-                tracing::warn!(%reason, "the Redis readiness check cannot be made");
-            })
-            .ok();
-        Self { client }
-    }
-
-    fn client(
-        url: &str,
-        ca: Option<&std::path::Path>,
-        client_cert: Option<(&std::path::Path, &std::path::Path)>,
-    ) -> Result<redis::Client, String> {
-        let read = |path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
-        };
-        if ca.is_none() && client_cert.is_none() {
-            return redis::Client::open(url).map_err(|e| e.to_string());
-        }
-        let client_tls = match client_cert {
-            Some((cert, key)) => Some(redis::ClientTlsConfig {
-                client_cert: read(cert)?,
-                client_key: read(key)?,
-            }),
-            None => None,
-        };
-        let certificates = redis::TlsCertificates {
-            client_tls,
-            root_cert: ca.map(read).transpose()?,
-        };
-        redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
-    }
-
-    /// Whether Redis answers `PING` within a second.
-    pub async fn ping(&self) -> bool {
-        let Some(client) = &self.client else {
-            return false;
-        };
-        let attempt = async {
-            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-        };
-        matches!(
-            tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
-            Ok(Some(_))
-        )
-    }
 }

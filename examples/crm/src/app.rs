@@ -9,7 +9,7 @@ use parapet::CacheHandle;
 
 use crate::{
     Error,
-    api::{self, AppState, RedisCheck},
+    api::{self, AppState},
     setup,
 };
 
@@ -62,40 +62,25 @@ pub async fn build(
     let admin_token = get(&vars, "PARAPET_ADMIN_TOKEN");
     let config = parapet::EnvConfig::from_map(vars)?;
     let cache_on = config.cache;
-    let redis_url = config.redis_url.clone();
-    let redis_ca = config.redis_ca_cert.clone();
-    let redis_client = config.redis_client_cert.clone();
-    // Built first: it checks the Redis TLS material and installs the TLS provider the
-    // readiness check's client uses too.
+    let redis_configured = config.redis_url.is_some() || !config.redis_cluster_urls.is_empty();
     let stack = config.build().await?;
-    let redis = redis_url.as_deref().map(|url| {
-        RedisCheck::new(
-            url,
-            redis_ca.as_deref(),
-            redis_client
-                .as_ref()
-                .map(|(cert, key)| (cert.as_path(), key.as_path())),
-        )
-    });
-    match &redis {
-        None if cache_on => {
-            tracing::warn!("REDIS_URL is not set: the local cache tier serves alone");
-        }
-        Some(check) if !check.ping().await => {
-            tracing::warn!(
-                "Redis at REDIS_URL is unreachable: the local cache tier serves alone until it is back"
-            );
-        }
-        _ => {}
+    let cache = stack.cache();
+    if cache_on && !redis_configured {
+        tracing::warn!(
+            "neither REDIS_URL nor REDIS_CLUSTER_URLS is set: the local cache tier serves alone"
+        );
+    }
+    if let Some(handle) = &cache
+        && handle.shared_tier_ready().await == Some(false)
+    {
+        tracing::warn!("Redis is unreachable: the local cache tier serves alone until it is back");
     }
     if admin_token.is_none() {
         tracing::info!("PARAPET_ADMIN_TOKEN is not set: /admin/cache is disabled");
     }
-    let cache = stack.cache();
     let state = AppState {
         cache: cache.clone(),
         database_url: Arc::from(app_url.as_str()),
-        redis,
     };
     let admin = admin_token.is_some();
     let router = api::router(state, stack, admin_token);

@@ -88,6 +88,12 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
 
     /// Removes the index `index` and returns its members whose time is not over.
     fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>>;
+
+    /// Whether the store's shared tier (Redis) answers now, for a readiness probe: `None` for
+    /// a store that has none (the local tier alone never fails).
+    fn ping(&self) -> BoxFuture<'_, Option<bool>> {
+        Box::pin(async { None })
+    }
 }
 
 impl<T: Store + ?Sized> Store for Arc<T> {
@@ -122,5 +128,9 @@ impl<T: Store + ?Sized> Store for Arc<T> {
 
     fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
         (**self).index_take(index)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Option<bool>> {
+        (**self).ping()
     }
 }

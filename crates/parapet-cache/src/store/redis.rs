@@ -24,6 +24,8 @@ use crate::entry::StoredValue;
 use crate::key::generation_key;
 use crate::stats::{Counters, bump};
 
+/// The time a readiness `PING` may take, a first connection (and its TLS handshake) included.
+const PING_BUDGET: Duration = Duration::from_secs(1);
 /// Where commands go.
 enum Target {
     Single(Box<redis::Client>),
@@ -153,8 +155,16 @@ impl RedisStore {
 
     /// Runs one command under the breaker and the time budget; `None` on any failure.
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Option<T> {
+        self.run_within(cmd, self.config.timeout).await
+    }
+
+    /// [`run`](Self::run) with a time budget of its own.
+    async fn run_within<T: redis::FromRedisValue>(
+        &self,
+        cmd: redis::Cmd,
+        budget: Duration,
+    ) -> Option<T> {
         let permit = self.breaker.permit()?;
-        let budget = self.config.timeout;
         // The Sentinel connection used, dropped when the command fails (a failover).
         let used = AtomicU64::new(0);
         let result = tokio::time::timeout(budget, async {
@@ -309,6 +319,17 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> BoxFuture<'a, ()> {
         self.index_add_inner(index, member, ttl).boxed()
+    }
+
+    /// `PING` under the breaker, with a budget long enough for a first (TLS) connection: an
+    /// open breaker answers `Some(false)` at once, as the cache itself then skips Redis.
+    fn ping(&self) -> BoxFuture<'_, Option<bool>> {
+        async move {
+            let budget = self.config.timeout.max(PING_BUDGET);
+            let pong: Option<String> = self.run_within(redis::cmd("PING"), budget).await;
+            Some(pong.is_some())
+        }
+        .boxed()
     }
 
     fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {

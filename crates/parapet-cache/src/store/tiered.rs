@@ -318,6 +318,10 @@ impl Store for TieredStore {
         .boxed()
     }
 
+    fn ping(&self) -> BoxFuture<'_, Option<bool>> {
+        self.redis.ping()
+    }
+
     fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
         async move {
             let mut members = self.local.index_take(index).await;

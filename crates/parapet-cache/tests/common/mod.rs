@@ -2,8 +2,8 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +15,11 @@ use parapet_cache::{CacheLayer, RedisConfig};
 use parapet_tenant::{Tenant, TenantId, TenantRecord};
 use tower::ServiceExt;
 
-pub use parapet_testkit::{redis_url, unique_prefix};
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use parapet_testkit::{
+    RedisCluster, RedisServer, free_port, free_ports, redis_url, unique_prefix,
+};
 
 /// What a test origin answers: status, headers, body.
 pub type Answer = (u16, Vec<(&'static str, String)>, String);
@@ -189,201 +193,6 @@ pub fn ttl(response: &Response<Body>) -> i64 {
     let rest = &status[start..];
     let end = rest.find(';').unwrap_or(rest.len());
     rest[..end].parse().unwrap()
-}
-
-/// A `redis-server` child process started by a test on its own port, killed on drop.
-pub struct RedisServer {
-    child: Option<Child>,
-    pub port: u16,
-    args: Vec<String>,
-}
-
-impl RedisServer {
-    /// Starts `redis-server` on `port` (no persistence) with `extra` arguments, and waits
-    /// until it accepts connections.
-    pub fn start(port: u16, extra: &[&str]) -> Self {
-        let mut server = Self {
-            child: None,
-            port,
-            args: extra.iter().map(|a| (*a).to_owned()).collect(),
-        };
-        server.restart();
-        server
-    }
-
-    /// Starts the process again with the same arguments (after [`stop`](Self::stop)).
-    pub fn restart(&mut self) {
-        let port = self.port;
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("redis-server must be installed (Debian package redis-server) for this test");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut stderr) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = stderr.read_to_string(&mut err);
-                }
-                panic!(
-                    "redis-server {:?} on port {port} exited ({status}): {err}",
-                    self.args
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child = Some(child);
-    }
-
-    /// Kills the process (the test's own, never the shared server).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// `redis://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A free TCP port on the loopback interface.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Three distinct free ports (their listeners are held together while chosen).
-pub fn free_ports() -> [u16; 3] {
-    let listeners: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    [0, 1, 2].map(|i| listeners[i].local_addr().unwrap().port())
-}
-
-/// A Redis Cluster of three masters started by the test in a temporary directory; its
-/// processes are killed and the directory removed on drop.
-pub struct RedisCluster {
-    pub nodes: Vec<RedisServer>,
-    dir: PathBuf,
-}
-
-impl RedisCluster {
-    /// Starts three `redis-server --cluster-enabled yes` on free ports, joins them with
-    /// `redis-cli --cluster create`, and waits for `cluster_state:ok` on every node.
-    pub fn start() -> Self {
-        Self::start_on(free_ports())
-    }
-
-    /// [`start`](Self::start) on these ports.
-    pub fn start_on(ports: [u16; 3]) -> Self {
-        let dir = std::env::temp_dir().join(unique_prefix("cluster").replace(':', "-"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cluster = Self {
-            nodes: Vec::new(),
-            dir,
-        };
-        for port in ports {
-            let conf = cluster.dir.join(format!("nodes-{port}.conf"));
-            let node = RedisServer::start(
-                port,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    conf.to_str().unwrap(),
-                    "--dir",
-                    cluster.dir.to_str().unwrap(),
-                ],
-            );
-            cluster.nodes.push(node);
-        }
-        let info = cluster.cli(cluster.nodes[0].port, &["info", "cluster"]);
-        assert!(
-            info.contains("cluster_enabled:1"),
-            "this redis-server has no cluster support (INFO cluster: {info}); \
-             install a redis-server (7.x, Debian package redis-server) built with it"
-        );
-        let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
-        for node in &cluster.nodes {
-            create.arg(format!("127.0.0.1:{}", node.port));
-        }
-        let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli must be installed (Debian package redis-tools) for this test");
-        assert!(
-            out.status.success(),
-            "redis-cli --cluster create failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for node in &cluster.nodes {
-            loop {
-                let info = cluster.cli(node.port, &["cluster", "info"]);
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the cluster did not reach cluster_state:ok: {info}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        cluster
-    }
-
-    /// Runs `redis-cli -p <port> <args>` and returns its output.
-    pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli must be installed (Debian package redis-tools) for this test");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The nodes' URLs.
-    pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
-    }
-
-    /// The directory holding the nodes' files.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            node.stop();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A test PKI made with the `openssl` CLI in a temporary directory (removed on drop): a CA,
