@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    Origin, RedisServer, TestPki, cache_status, eventually, free_port, get, send, unique_prefix,
+    Origin, RedisCluster, RedisServer, TestPki, cache_status, eventually, free_port, get, send,
+    unique_prefix,
 };
 use parapet_cache::{CacheLayer, RedisConfig, Store};
 use parapet_tenant::TenantId;
@@ -71,13 +72,48 @@ async fn the_redis_tier_tags_and_invalidation_work_over_tls_with_a_private_ca() 
     let prefix = unique_prefix("tls");
     let config = || RedisConfig::new(rediss(&server)).ca_cert_file(pki.path("ca.pem"));
     let (a, b) = (instance(config(), &prefix), instance(config(), &prefix));
+    entries_tags_and_invalidation_work(&a, &b).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_serves_tags_and_invalidation_over_sharded_pub_sub() {
+    let pki = TestPki::generate();
+    let cluster = RedisCluster::start_tls(
+        &pki.path("server.pem"),
+        &pki.path("server.key"),
+        &pki.path("ca.pem"),
+        (&pki.path("client.pem"), &pki.path("client.key")),
+    );
+    let urls = cluster.urls();
+    assert!(
+        urls.iter().all(|url| url.starts_with("rediss://")),
+        "{urls:?}"
+    );
+    let prefix = unique_prefix("tls-cluster");
+    let config = || RedisConfig::cluster(urls.clone()).ca_cert_file(pki.path("ca.pem"));
+    let (a, b) = (instance(config(), &prefix), instance(config(), &prefix));
+    entries_tags_and_invalidation_work(&a, &b).await;
+    // The subscribers hold a sharded subscription, over TLS, on the channel's node.
+    let subscribed: usize = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let out = cluster.cli(node.port, &["pubsub", "shardchannels"]);
+            out.lines().filter(|line| !line.trim().is_empty()).count()
+        })
+        .sum();
+    assert!(subscribed >= 1, "no sharded channel on any node");
+}
+
+/// Entries stored by `a` are read from Redis by `b`; a purge by key and by tag on `a` reaches
+/// `b`'s local tier through pub/sub.
+async fn entries_tags_and_invalidation_work(a: &CacheLayer, b: &CacheLayer) {
     for path in ["/a", "/b", "/c"] {
-        let stored = status_of(&a, path).await;
+        let stored = status_of(a, path).await;
         assert!(stored.contains("stored"), "{path}: {stored}");
-        let from_redis = status_of(&b, path).await;
+        let from_redis = status_of(b, path).await;
         assert!(from_redis.ends_with("detail=redis"), "{path}: {from_redis}");
-        let local = status_of(&b, path).await;
+        let local = status_of(b, path).await;
         assert!(local.ends_with("detail=local"), "{path}: {local}");
     }
     // Let B's subscriber (started with its first store operation) subscribe over TLS.
@@ -87,10 +123,10 @@ async fn the_redis_tier_tags_and_invalidation_work_over_tls_with_a_private_ca() 
     let acme = TenantId::parse("acme").unwrap();
     a.handle().purge(Some(&acme), "/a").await;
     eventually("/a invalidated on B", Duration::from_secs(3), || async {
-        !has(&b, "/a").await
+        !has(b, "/a").await
     })
     .await;
-    assert!(has(&b, "/b").await, "other entries stay");
+    assert!(has(b, "/b").await, "other entries stay");
 
     // Tags live in Redis: a purge by tag on A finds the keys B read and removes them on B.
     assert_eq!(a.handle().purge_tag(Some(&acme), "all").await, 3);
@@ -98,11 +134,11 @@ async fn the_redis_tier_tags_and_invalidation_work_over_tls_with_a_private_ca() 
         eventually(
             "tagged entry invalidated on B",
             Duration::from_secs(3),
-            || async { !has(&b, path).await },
+            || async { !has(b, path).await },
         )
         .await;
     }
-    for (name, cache) in [("a", &a), ("b", &b)] {
+    for (name, cache) in [("a", a), ("b", b)] {
         let stats = cache.stats();
         assert_eq!(stats.redis_errors, 0, "{name}: {stats:?}");
         assert!(stats.redis_hits > 0 || name == "a", "{name}: {stats:?}");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_ports, unique_prefix};
+use crate::{free_port, free_ports, unique_prefix};
 
 /// A `redis-server` child process started by a test on its own port, killed on drop.
 #[derive(Debug)]
@@ -90,6 +90,8 @@ pub struct RedisCluster {
     /// The three masters.
     pub nodes: Vec<RedisServer>,
     dir: PathBuf,
+    /// `redis-cli` arguments that reach the nodes (`--tls --cacert <ca>` for a TLS cluster).
+    cli_tls: Vec<String>,
 }
 
 impl RedisCluster {
@@ -101,26 +103,81 @@ impl RedisCluster {
 
     /// [`start`](Self::start) on these ports.
     pub fn start_on(ports: [u16; 3]) -> Self {
+        Self::start_with(ports, |_| Vec::new(), Vec::new())
+    }
+
+    /// A cluster that speaks TLS only, to clients and between its nodes (`--tls-cluster yes`),
+    /// with this server certificate and key (PEM) and `ca` as the CA `redis-cli` and the nodes
+    /// trust. Clients need not present a certificate, but the nodes do to each other on the
+    /// cluster bus: `client` is the certificate and key they present (one whose extended key
+    /// usage allows client authentication). Its [`urls`](Self::urls) are `rediss://`.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path, client: (&Path, &Path)) -> Self {
+        let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
+        let (cert, key, ca) = (path(cert), path(key), path(ca));
+        let (client_cert, client_key) = (path(client.0), path(client.1));
+        let node_args = |port: u16| -> Vec<String> {
+            [
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-client-cert-file",
+                &client_cert,
+                "--tls-client-key-file",
+                &client_key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+                "--tls-cluster",
+                "yes",
+                "--tls-replication",
+                "yes",
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        };
+        Self::start_with(
+            free_ports(),
+            node_args,
+            vec!["--tls".into(), "--cacert".into(), ca.clone()],
+        )
+    }
+
+    fn start_with(
+        ports: [u16; 3],
+        node_args: impl Fn(u16) -> Vec<String>,
+        cli_tls: Vec<String>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(unique_prefix("cluster").replace(':', "-"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cluster = Self {
             nodes: Vec::new(),
             dir,
+            cli_tls,
         };
         for port in ports {
             let conf = cluster.dir.join(format!("nodes-{port}.conf"));
-            let node = RedisServer::start(
-                port,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    conf.to_str().unwrap(),
-                    "--dir",
-                    cluster.dir.to_str().unwrap(),
-                ],
-            );
-            cluster.nodes.push(node);
+            let mut args: Vec<String> = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                conf.to_str().unwrap(),
+                "--dir",
+                cluster.dir.to_str().unwrap(),
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            // The cluster bus listens on port + 10,000 unless told otherwise, and a port above
+            // 55,535 (common in the ephemeral range) would make that invalid.
+            args.extend(["--cluster-port".to_owned(), free_port().to_string()]);
+            args.extend(node_args(port));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cluster.nodes.push(RedisServer::start(port, &args));
         }
         let info = cluster.cli(cluster.nodes[0].port, &["info", "cluster"]);
         assert!(
@@ -129,14 +186,12 @@ impl RedisCluster {
              install a redis-server (7.x, Debian package redis-server) built with it"
         );
         let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
+        create.args(&cluster.cli_tls).arg("--cluster").arg("create");
         for node in &cluster.nodes {
             create.arg(format!("127.0.0.1:{}", node.port));
         }
-        let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli must be installed (Debian package redis-tools) for this test");
+        create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out = output_within(create, Duration::from_secs(30));
         assert!(
             out.status.success(),
             "redis-cli --cluster create failed: {}{}",
@@ -162,17 +217,24 @@ impl RedisCluster {
 
     /// Runs `redis-cli -p <port> <args>` and returns its output.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let mut cli = Command::new("redis-cli");
+        cli.args(&self.cli_tls)
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli must be installed (Debian package redis-tools) for this test");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .args(args);
+        String::from_utf8_lossy(&output_within(cli, Duration::from_secs(10)).stdout).into_owned()
     }
 
-    /// The nodes' URLs.
+    /// The nodes' URLs (`rediss://` for a TLS cluster).
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
+        let scheme = if self.cli_tls.is_empty() {
+            "redis"
+        } else {
+            "rediss"
+        };
+        self.nodes
+            .iter()
+            .map(|node| format!("{scheme}://127.0.0.1:{}", node.port))
+            .collect()
     }
 
     /// The directory holding the nodes' files.
@@ -187,5 +249,27 @@ impl Drop for RedisCluster {
             node.stop();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `command` to its end and returns what it printed; a command still running after
+/// `limit` is killed and the test fails, rather than hanging the suite.
+fn output_within(mut command: Command, limit: Duration) -> std::process::Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("redis-cli must be installed (Debian package redis-tools) for this test");
+    let id = child.id();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match wait.recv_timeout(limit) {
+        Ok(output) => output.expect("redis-cli ran"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+            panic!("{command:?} did not finish within {limit:?}");
+        }
     }
 }

@@ -133,6 +133,13 @@ async fn a_write_through_one_instance_invalidates_the_cached_read_on_all_three()
         instances.push(instance(&app_url, &cluster, &prefix).await);
     }
 
+    // Each instance reports the Cluster as up, asked through its cache's own connection.
+    for (i, router) in instances.iter().enumerate() {
+        let res = send(router, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status, StatusCode::OK, "instance {i}: {}", res.body);
+        assert_eq!(res.body["redis"], "up", "instance {i}: {}", res.body);
+    }
+
     // Every instance serves both tenants' lists from its cache.
     let before = cache_everywhere(&instances, "acme").await;
     assert!(before.iter().all(|name| name == &before[0]), "{before:?}");
