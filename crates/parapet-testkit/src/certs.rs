@@ -1,5 +1,5 @@
-//! Test certificates made with the `openssl` command: a CA of the test's own and server
-//! certificates it signs. Files live in a temporary directory removed on drop.
+//! Test certificates made with the `openssl` command: a CA of the test's own and the server
+//! and client certificates it signs. Files live in a temporary directory removed on drop.
 
 use std::{
     path::{Path, PathBuf},
@@ -78,21 +78,35 @@ impl TestCa {
     /// Issues a server certificate for `names` (`DNS:localhost`, `IP:127.0.0.1`, ...) and
     /// returns its certificate and key files (PEM).
     pub fn issue_server(&self, file_stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.issue(
+            file_stem,
+            &format!(
+                "subjectAltName={}\nbasicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+                names.join(",")
+            ),
+        )
+    }
+
+    /// Issues a client certificate (mutual TLS) and returns its certificate and key files (PEM).
+    pub fn issue_client(&self, file_stem: &str) -> (PathBuf, PathBuf) {
+        self.issue(
+            file_stem,
+            "basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+        )
+    }
+
+    /// A P-256 key and a certificate for it with these X.509v3 `extensions`, signed by the CA.
+    fn issue(&self, file_stem: &str, extensions: &str) -> (PathBuf, PathBuf) {
+        static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
         let (key, csr, crt, ext) = (
             format!("{file_stem}.key"),
             format!("{file_stem}.csr"),
             format!("{file_stem}.crt"),
             format!("{file_stem}.ext"),
         );
-        std::fs::write(
-            self.dir.join(&ext),
-            format!(
-                "subjectAltName={}\nbasicConstraints=critical,CA:FALSE\n\
-                 keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-                names.join(",")
-            ),
-        )
-        .expect("write extensions");
+        std::fs::write(self.dir.join(&ext), extensions).expect("write extensions");
         openssl(
             &self.dir,
             &[
@@ -112,6 +126,9 @@ impl TestCa {
             ],
         );
         let (ca_crt, ca_key) = (format!("{}.crt", self.name), format!("{}.key", self.name));
+        let serial = SERIAL
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string();
         openssl(
             &self.dir,
             &[
@@ -124,7 +141,7 @@ impl TestCa {
                 "-CAkey",
                 &ca_key,
                 "-set_serial",
-                "1000",
+                &serial,
                 "-out",
                 &crt,
                 "-days",

@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use parapet_cache::{CacheLayer, RedisConfig};
 use parapet_tenant::{Tenant, TenantId, TenantRecord};
+use parapet_testkit::certs::TestCa;
 use tower::ServiceExt;
 
 // Each test binary uses some of these.
@@ -195,97 +195,42 @@ pub fn ttl(response: &Response<Body>) -> i64 {
     rest[..end].parse().unwrap()
 }
 
-/// A test PKI made with the `openssl` CLI in a temporary directory (removed on drop): a CA,
+/// A test PKI made with the `openssl` CLI (parapet-testkit's [`TestCa`]), removed on drop: a CA,
 /// a server certificate for `localhost` / `127.0.0.1` and a client certificate it signed, and
 /// another CA that signed nothing here.
 pub struct TestPki {
-    dir: PathBuf,
+    ca: TestCa,
+    other: TestCa,
+    server: (PathBuf, PathBuf),
+    client: (PathBuf, PathBuf),
 }
 
 impl TestPki {
-    /// Generates the keys and certificates (P-256, valid one day).
+    /// Generates the keys and certificates (P-256).
     pub fn generate() -> Self {
-        let dir = std::env::temp_dir().join(unique_prefix("pki").replace(':', "-"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = Self { dir };
-        for ca in ["ca", "other-ca"] {
-            pki.openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                &format!("/CN=parapet test {ca}"),
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-            ]);
+        let ca = TestCa::new("ca");
+        let server = ca.issue_server("server", &["DNS:localhost", "IP:127.0.0.1"]);
+        let client = ca.issue_client("client");
+        Self {
+            other: TestCa::new("other-ca"),
+            ca,
+            server,
+            client,
         }
-        pki.sign(
-            "server",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        );
-        pki.sign("client", "extendedKeyUsage=clientAuth\n");
-        pki
     }
 
-    fn sign(&self, name: &str, extensions: &str) {
-        std::fs::write(self.dir.join(format!("{name}.ext")), extensions).unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ]);
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .expect("the openssl CLI must be installed (Debian package openssl) for this test");
-        assert!(
-            out.status.success(),
-            "openssl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A file of the PKI (`ca.pem`, `server.key`, `client.pem`, `other-ca.pem`, …).
+    /// A file of the PKI: `ca.pem`, `other-ca.pem`, `server.pem`, `server.key`, `client.pem`,
+    /// `client.key`; any other name is a file beside them that does not exist.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        match name {
+            "ca.pem" => self.ca.cert(),
+            "other-ca.pem" => self.other.cert(),
+            "server.pem" => self.server.0.clone(),
+            "server.key" => self.server.1.clone(),
+            "client.pem" => self.client.0.clone(),
+            "client.key" => self.client.1.clone(),
+            other => self.ca.cert().with_file_name(other),
+        }
     }
 
     /// `redis-server` arguments serving TLS only, on `port`, with this PKI's server
@@ -306,11 +251,5 @@ impl TestPki {
             "--tls-auth-clients".into(),
             if require_client_cert { "yes" } else { "no" }.into(),
         ]
-    }
-}
-
-impl Drop for TestPki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
