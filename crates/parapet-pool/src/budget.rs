@@ -5,8 +5,6 @@ use std::{collections::HashMap, fmt, sync::Arc};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::builder::server_budget;
-
 /// How a server's budget is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BudgetRule {
@@ -157,6 +155,31 @@ pub(crate) fn server_key(pg: &tokio_postgres::Config) -> String {
         .unwrap_or_default();
     let port = pg.get_ports().first().copied().unwrap_or(5432);
     format!("{host}:{port}")
+}
+
+/// `(max_connections − superuser_reserved_connections − reserved_connections − reserve) /
+/// replicas`, at least 1.
+pub(crate) async fn server_budget(
+    pg: &parapet_postgres::PgConfig,
+    reserve: usize,
+    replicas: usize,
+) -> Result<usize, tokio_postgres::Error> {
+    let (client, connection) = pg.connect().await?;
+    let task = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT current_setting('max_connections')::int, \
+                current_setting('superuser_reserved_connections')::int \
+                + coalesce(current_setting('reserved_connections', true)::int, 0)",
+            &[],
+        )
+        .await?;
+    drop(client);
+    let _ = task.await;
+    let max = usize::try_from(row.get::<_, i32>(0)).unwrap_or(0);
+    let reserved = usize::try_from(row.get::<_, i32>(1)).unwrap_or(0);
+    let available = max.saturating_sub(reserved).saturating_sub(reserve);
+    Ok((available / replicas.max(1)).max(1))
 }
 
 #[cfg(test)]

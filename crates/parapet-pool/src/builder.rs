@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::{Isolation, IsolationScope, PoolError, TenantPools, budget::BudgetRule};
+use crate::{
+    Isolation, IsolationScope, PoolError, TenantPools,
+    budget::{BudgetRule, server_budget},
+};
 
 /// Builds [`TenantPools`]. Every wait is bounded by default; deadpool's own defaults wait forever.
 ///
@@ -251,29 +254,4 @@ impl TenantPoolsBuilder {
             known,
         ))
     }
-}
-
-/// `(max_connections − superuser_reserved_connections − reserved_connections − reserve) /
-/// replicas`, at least 1.
-pub(crate) async fn server_budget(
-    pg: &parapet_postgres::PgConfig,
-    reserve: usize,
-    replicas: usize,
-) -> Result<usize, tokio_postgres::Error> {
-    let (client, connection) = pg.connect().await?;
-    let task = tokio::spawn(connection);
-    let row = client
-        .query_one(
-            "SELECT current_setting('max_connections')::int, \
-                current_setting('superuser_reserved_connections')::int \
-                + coalesce(current_setting('reserved_connections', true)::int, 0)",
-            &[],
-        )
-        .await?;
-    drop(client);
-    let _ = task.await;
-    let max = usize::try_from(row.get::<_, i32>(0)).unwrap_or(0);
-    let reserved = usize::try_from(row.get::<_, i32>(1)).unwrap_or(0);
-    let available = max.saturating_sub(reserved).saturating_sub(reserve);
-    Ok((available / replicas.max(1)).max(1))
 }
