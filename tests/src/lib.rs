@@ -10,7 +10,7 @@ use std::ops::Deref;
 
 use tokio_postgres::NoTls;
 
-pub use parapet_testkit::{admin_url, connect, db_message, with_database, with_user};
+pub use parapet_testkit::{admin_url, connect, db_message, user_of, with_database, with_user};
 
 /// A database of its own for one test, dropped (with its connections and roles) when this guard
 /// drops: parapet-testkit's [`TestDb`](parapet_testkit::TestDb), which it derefs to, plus the

@@ -135,14 +135,7 @@ async fn row_level_security_never_leaks() {
 async fn schema_per_tenant_never_leaks() {
     let db = TestDb::create("pool_schema").await;
     let url = db.app_role_url().await;
-    let role = url
-        .split("://")
-        .nth(1)
-        .unwrap()
-        .split('@')
-        .next()
-        .unwrap()
-        .to_owned();
+    let role = parapet_tests::user_of(&url);
     db.client()
         .await
         .batch_execute(&format!(

@@ -52,14 +52,7 @@ async fn setup(label: &str) -> (TestDb, PgBouncer, String) {
     }
     db.client().await.batch_execute(&sql).await.unwrap();
     let direct = db.app_role_url().await;
-    let role = direct
-        .split("://")
-        .nth(1)
-        .unwrap()
-        .split('@')
-        .next()
-        .unwrap()
-        .to_owned();
+    let role = parapet_tests::user_of(&direct);
     let upstream: tokio_postgres::Config = parapet_tests::admin_url().parse().unwrap();
     let port = upstream.get_ports().first().copied().unwrap_or(5432);
     let bouncer = PgBouncer::start(db.name(), port, "transaction", 2, &[&role]);
@@ -254,14 +247,7 @@ async fn a_statement_moved_by_the_pooler_says_to_use_transaction_scope() {
 async fn schema_per_tenant_in_transaction_scope_behind_pgbouncer() {
     let db = TestDb::create("pool_txschema").await;
     let direct = db.app_role_url().await;
-    let role = direct
-        .split("://")
-        .nth(1)
-        .unwrap()
-        .split('@')
-        .next()
-        .unwrap()
-        .to_owned();
+    let role = parapet_tests::user_of(&direct);
     db.client()
         .await
         .batch_execute(&format!(

@@ -39,7 +39,7 @@ pub mod redis_tls;
 
 pub use ports::{free_port, free_ports};
 pub use postgres::{
-    TestDb, admin_url, connect, db_message, require_postgres, with_database, with_user,
+    TestDb, admin_url, connect, db_message, require_postgres, user_of, with_database, with_user,
 };
 pub use redis::{redis_url, require_redis, unique_prefix};
 pub use redis_server::{RedisCluster, RedisServer};

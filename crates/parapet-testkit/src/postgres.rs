@@ -263,6 +263,14 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The user a `postgres://user[:password]@host/...` URL connects as (the inverse of
+/// [`with_user`]).
+pub fn user_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let userinfo = rest.split_once('@').map_or("", |(userinfo, _)| userinfo);
+    userinfo.split(':').next().unwrap_or_default().to_owned()
+}
+
 /// `url` connecting as `user` (without a password: the test server trusts local connections).
 pub fn with_user(url: &str, user: &str) -> String {
     let scheme_end = url.find("://").map_or(0, |i| i + 3);
