@@ -111,3 +111,47 @@ async fn a_failed_redis_delete_is_never_served_and_is_retried() {
         cache_status(&from_redis)
     );
 }
+
+/// During a failover the broken connection refuses the announcement as well as the delete: the
+/// other instances hear of neither. When the retried delete lands it is announced, so they drop
+/// their local copies then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_delete_is_announced_when_its_first_announcement_was_lost() {
+    let server = RedisServer::start(free_port(), &[]);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    acl(&mut admin, &["on", ">secret", "~*", "&*", "+@all"]).await;
+
+    let prefix = unique_prefix("repair-announce");
+    let (a, b) = (instance(&server, &prefix), instance(&server, &prefix));
+    let service = || rest_origin().0;
+    // A stores /doc in Redis; B copies it into its local tier (and subscribes).
+    send(&a, service(), get("acme", "/doc")).await;
+    assert!(
+        cache_status(&send(&b, service(), get("acme", "/doc")).await).ends_with("detail=redis")
+    );
+    let local = cache_status(&send(&b, service(), get("acme", "/doc")).await);
+    assert!(local.ends_with("detail=local"), "{local}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let acme = TenantId::parse("acme").unwrap();
+    let key = a.handle().key_for(Some(&acme), "/doc").await;
+
+    // Neither the delete nor any announcement reaches Redis.
+    acl(&mut admin, &["-del", "-publish"]).await;
+    a.handle().purge(Some(&acme), "/doc").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = b.store();
+    assert!(
+        store.get(key.as_bytes()).await.is_some(),
+        "B heard nothing yet: its local copy is still there"
+    );
+
+    // Redis takes both again: A's retry deletes the copy and announces it; B drops its own.
+    acl(&mut admin, &["+del", "+publish"]).await;
+    eventually(
+        "B's local copy dropped once the retried delete landed",
+        Duration::from_secs(10),
+        || async { store.get(key.as_bytes()).await.is_none() },
+    )
+    .await;
+}

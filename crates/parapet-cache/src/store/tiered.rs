@@ -138,17 +138,23 @@ impl TieredStore {
     fn repair(&self) -> Repair {
         Repair {
             redis: Arc::clone(&self.redis),
+            channel: self.channel.clone(),
             tombstones: self.tombstones.clone(),
             alive: self.alive.subscribe(),
         }
     }
 
     async fn publish(&self, kind: u8, key: &[u8]) {
-        let mut payload = Vec::with_capacity(key.len() + 1);
-        payload.push(kind);
-        payload.extend_from_slice(key);
-        self.redis.publish(&self.channel, &payload).await;
+        publish(&self.redis, &self.channel, kind, key).await;
     }
+}
+
+/// Announces an invalidation of `kind` (`k` key, `t` tombstone, `p` tenant purge) on `channel`.
+async fn publish(redis: &RedisStore, channel: &str, kind: u8, key: &[u8]) {
+    let mut payload = Vec::with_capacity(key.len() + 1);
+    payload.push(kind);
+    payload.extend_from_slice(key);
+    redis.publish(channel, &payload).await;
 }
 
 /// How long a tombstone (and its delete retries) lasts.
@@ -158,13 +164,16 @@ const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 struct Repair {
     redis: Arc<RedisStore>,
+    /// Where a delete that finally landed is announced.
+    channel: String,
     tombstones: Tombstones,
     alive: watch::Receiver<()>,
 }
 
 impl Repair {
     /// Leaves a tombstone for `key` and retries its Redis delete in the background (backing
-    /// off from 100 ms to 5 s) until it lands, the tombstone ends or the store is dropped.
+    /// off from 100 ms to 5 s) until it lands (and then announces it to the other instances), the
+    /// tombstone ends or the store is dropped.
     async fn tombstone(&self, key: &[u8]) {
         if self.tombstones.contains_key(key) {
             // Its retry is already running (e.g. this instance's own announcement came back).
@@ -183,6 +192,10 @@ impl Repair {
                 }
                 if this.redis.delete(&key).await {
                     this.tombstones.invalidate(&key).await;
+                    // Announced again: when the delete failed, its tombstone's announcement may
+                    // have failed with it (one broken connection, e.g. during a failover), and
+                    // the other instances would keep serving their local copies.
+                    publish(&this.redis, &this.channel, b'k', &key).await;
                     tracing::info!("cache invalidation retried: redis copy removed");
                     return;
                 }
