@@ -231,10 +231,16 @@ async fn the_redis_tier_follows_a_sentinel_failover() {
     assert!(status_of(&b, "/k5").await.ends_with("detail=local"));
     let acme = TenantId::parse("acme").unwrap();
     a.handle().purge(Some(&acme), "/k5").await;
-    eventually("purge reached B", Duration::from_secs(3), || async {
+    // A's own data path may not have found the new primary yet (nothing went through it since
+    // the failover): then the delete and its announcement fail, A leaves a tombstone, and the
+    // retry (backing off from 100 ms, behind a breaker) deletes and announces it. Under a
+    // loaded machine that takes a few of its rounds, hence more than the 3 s a purge on a
+    // settled primary needs.
+    let took = eventually("purge reached B", Duration::from_secs(10), || async {
         !has(&b, "/k5").await
     })
     .await;
+    eprintln!("the purge reached B {took:?} after it was sent");
 
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
