@@ -71,7 +71,9 @@ pub enum ConfigError {
 ///
 /// `OTEL_*` variables (service name, OTLP endpoint and protocol, sampler) are read by
 /// [`parapet_telemetry::init`], which installs the exporters the layer's spans go to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` output hides secrets (URL passwords, a libpq `password=`, the JWT secret), so it
+/// can be logged.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EnvConfig {
     /// `DATABASE_URL`.
@@ -126,6 +128,43 @@ pub struct EnvConfig {
     pub telemetry_exclude: Vec<String>,
     /// `PARAPET_TRACEPARENT_RESPONSE`.
     pub traceparent_response: bool,
+}
+
+impl std::fmt::Debug for EnvConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cluster: Vec<String> = self.redis_cluster_urls.iter().map(|u| redact(u)).collect();
+        f.debug_struct("EnvConfig")
+            .field("database_url", &redact(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact))
+            .field("redis_cluster_urls", &cluster)
+            .field("redis_ca_cert", &self.redis_ca_cert)
+            .field("redis_client_cert", &self.redis_client_cert)
+            .field("tenant_header", &self.tenant_header)
+            .field("tenant_host", &self.tenant_host)
+            .field("tenant_apex_hosts", &self.tenant_apex_hosts)
+            .field("tenant_path_prefix", &self.tenant_path_prefix)
+            .field(
+                "tenant_jwt_secret",
+                &self.tenant_jwt_secret.as_ref().map(|_| "***"),
+            )
+            .field("cache", &self.cache)
+            .field("cache_local_bytes", &self.cache_local_bytes)
+            .field("cache_prefix", &self.cache_prefix)
+            .field("cache_default_ttls", &self.cache_default_ttls)
+            .field("cache_max_body_bytes", &self.cache_max_body_bytes)
+            .field("isolation", &self.isolation)
+            .field("isolation_scope", &self.isolation_scope)
+            .field("pool_budget", &self.pool_budget)
+            .field("pool_replicas", &self.pool_replicas)
+            .field("pool_max_per_pool", &self.pool_max_per_pool)
+            .field("pool_wait_timeout", &self.pool_wait_timeout)
+            .field("slow_query", &self.slow_query)
+            .field("telemetry", &self.telemetry)
+            .field("slow_request", &self.slow_request)
+            .field("telemetry_exclude", &self.telemetry_exclude)
+            .field("traceparent_response", &self.traceparent_response)
+            .finish()
+    }
 }
 
 impl EnvConfig {
@@ -358,8 +397,20 @@ impl EnvConfig {
     }
 }
 
-/// A URL with its password replaced, for error messages.
+/// A URL (or a libpq `key=value` string) with its password replaced, for error messages and
+/// `Debug`.
 fn redact(url: &str) -> String {
+    if !url.contains("://") {
+        // libpq's key=value form: `host=db user=app password=secret dbname=crm`.
+        return url
+            .split_whitespace()
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -767,5 +818,30 @@ mod tests {
         assert!(text.starts_with("DATABASE_URL="), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("app:***@"), "{text}");
+    }
+
+    #[test]
+    fn debug_output_hides_every_secret() {
+        let config = EnvConfig::from_map([
+            ("DATABASE_URL", "postgres://app:pg-secret@db/crm"),
+            ("REDIS_URL", "rediss://default:redis-secret@cache:6380"),
+            ("PARAPET_TENANT_JWT_SECRET", "jwt-secret"),
+        ])
+        .unwrap();
+        let text = format!("{config:?}");
+        for secret in ["pg-secret", "redis-secret", "jwt-secret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("postgres://app:***@db/crm"), "{text}");
+        let key_value = EnvConfig::from_map([(
+            "DATABASE_URL",
+            "host=db user=app password=kv-secret dbname=crm",
+        )])
+        .unwrap();
+        let text = format!("{key_value:?}");
+        assert!(
+            !text.contains("kv-secret") && text.contains("password=***"),
+            "{text}"
+        );
     }
 }
