@@ -14,6 +14,7 @@ mod breaker;
 mod memory;
 mod redis;
 mod redis_config;
+mod redis_target;
 mod sentinel;
 mod subscriber;
 mod tiered;
