@@ -32,7 +32,13 @@ where
 {
     // Both services are always ready; `ready` once (and one request to warm the cache).
     rt.block_on(async {
-        let response = service.ready().await.unwrap().call(request()).await.unwrap();
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
     });
     c.bench_function(id, |b| {

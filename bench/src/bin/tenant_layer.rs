@@ -31,7 +31,13 @@ where
 {
     let mut ok = 0;
     for _ in 0..n {
-        let response = service.ready().await.unwrap().call(request()).await.unwrap();
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap();
         ok += u64::from(response.status() == 200);
     }
     ok
