@@ -70,7 +70,11 @@ async fn features_refresh_on_their_own_ttl_and_the_record_keeps_its_own() {
         "features older than their TTL are reloaded"
     );
     assert!(dir.tenant(&acme).await.unwrap().has_feature("sso"));
-    assert_eq!(source.counts(), (1, 2), "the record is not reloaded with them");
+    assert_eq!(
+        source.counts(),
+        (1, 2),
+        "the record is not reloaded with them"
+    );
 
     // 2.4 s after the record was loaded, 0.8 s after the features were.
     tokio::time::sleep(Duration::from_millis(800)).await;

@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use moka::{Expiry, future::Cache};
+use moka::future::Cache;
+
+use super::servable::{Servable, Stamped, UntilRecordExpires};
 
 use super::{DirectoryError, TenantDirectory};
 use crate::{Features, Tenant, TenantId, TenantRecord, TenantRejection, TenantStatus};
@@ -53,56 +55,6 @@ struct Inner {
     ttl: Duration,
     features_ttl: Duration,
     timeout: Duration,
-}
-
-/// A value loaded from the source, and when.
-#[derive(Clone)]
-struct Stamped<T> {
-    value: T,
-    loaded: Instant,
-}
-
-impl<T> Stamped<T> {
-    fn now(value: T) -> Self {
-        Self {
-            value,
-            loaded: Instant::now(),
-        }
-    }
-}
-
-/// An active tenant ready to serve, until its record or its features are too old.
-struct Servable {
-    tenant: Tenant,
-    /// When the record's TTL ends: the entry leaves the cache then.
-    record_until: Instant,
-    /// When the features' TTL ends: a lookup after it reloads them.
-    features_until: Instant,
-}
-
-/// A servable entry lives as long as its record, whenever it was (re)inserted: a refresh of
-/// the features does not extend the record's TTL.
-struct UntilRecordExpires;
-
-impl Expiry<TenantId, Arc<Servable>> for UntilRecordExpires {
-    fn expire_after_create(
-        &self,
-        _id: &TenantId,
-        value: &Arc<Servable>,
-        created_at: Instant,
-    ) -> Option<Duration> {
-        Some(value.record_until.saturating_duration_since(created_at))
-    }
-
-    fn expire_after_update(
-        &self,
-        _id: &TenantId,
-        value: &Arc<Servable>,
-        updated_at: Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.record_until.saturating_duration_since(updated_at))
-    }
 }
 
 /// Builds a [`CachedDirectory`]; see its defaults there.
