@@ -184,7 +184,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = match self.config.resolvers.resolve(&RequestHead::new(&req)) {
+        let id = match self
+            .config
+            .resolvers
+            .resolve_borrowed(&RequestHead::new(&req))
+        {
             Ok(id) => id,
             Err(TenantRejection::Missing { .. }) if self.config.optional => {
                 return ResponseFuture::inner(self.inner.call(req));
@@ -192,11 +196,14 @@ where
             Err(rejection) => return ResponseFuture::answer(rejection.into_response()),
         };
         tracing::Span::current().record("tenant.id", id.as_str());
-        // A cached, active tenant: no await and no box, the inner service is called now.
+        // A cached, active tenant: no await, no box and no allocated id; the inner service is
+        // called now.
         if let Some(tenant) = self.config.directory.cached(id.as_str()) {
+            drop(id); // it borrows the request
             req.extensions_mut().insert(tenant);
             return ResponseFuture::inner(self.inner.call(req));
         }
+        let id = id.into_owned();
         // Call the service that was driven to readiness; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
