@@ -32,6 +32,11 @@ impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An id from a string a [`TenantIdRule`] already accepted.
+    pub(crate) fn validated(s: &str) -> Self {
+        Self(Arc::from(s))
+    }
 }
 
 impl fmt::Debug for TenantId {

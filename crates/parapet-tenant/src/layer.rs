@@ -13,8 +13,8 @@ use axum_core::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use futures_util::future::{Either, Ready, ready};
 use http::Request;
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -177,55 +177,103 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = match self.config.resolvers.resolve(&RequestHead::new(&req)) {
-            Ok(id) => Some(id),
-            Err(TenantRejection::Missing { .. }) if self.config.optional => None,
-            Err(rejection) => {
-                return ResponseFuture {
-                    inner: Either::Left(ready(Ok(rejection.into_response()))),
-                };
+        let id = match self
+            .config
+            .resolvers
+            .resolve_borrowed(&RequestHead::new(&req))
+        {
+            Ok(id) => id,
+            Err(TenantRejection::Missing { .. }) if self.config.optional => {
+                return ResponseFuture::inner(self.inner.call(req));
             }
+            Err(rejection) => return ResponseFuture::answer(rejection.into_response()),
         };
+        tracing::Span::current().record("tenant.id", id.as_str());
+        // A cached, active tenant: no await, no box and no allocated id; the inner service is
+        // called now.
+        if let Some(tenant) = self.config.directory.cached(id.as_str()) {
+            drop(id); // it borrows the request
+            req.extensions_mut().insert(tenant);
+            return ResponseFuture::inner(self.inner.call(req));
+        }
+        let id = id.into_owned();
         // Call the service that was driven to readiness; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        ResponseFuture {
-            inner: Either::Right(Box::pin(async move {
-                if let Some(id) = id {
-                    tracing::Span::current().record("tenant.id", id.as_str());
-                    match config.directory.tenant(&id).await {
-                        Ok(tenant) => {
-                            req.extensions_mut().insert(tenant);
-                        }
-                        Err(rejection) => return Ok(rejection.into_response()),
-                    }
+        ResponseFuture::boxed(Box::pin(async move {
+            match config.directory.tenant(&id).await {
+                Ok(tenant) => {
+                    req.extensions_mut().insert(tenant);
                 }
-                inner.call(req).await.map(|res| res.map(Body::new))
-            })),
+                Err(rejection) => return Ok(rejection.into_response()),
+            }
+            inner.call(req).await.map(|res| res.map(Body::new))
+        }))
+    }
+}
+
+pin_project! {
+    /// The response future of [`TenantService`]: the inner service's own future when the
+    /// tenant was cached (or none was needed), a boxed lookup otherwise, or a rejection.
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        state: State<F, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, E> {
+        Answer { response: Option<Response> },
+        Inner { #[pin] future: F },
+        Lookup { future: BoxFuture<'static, Result<Response, E>> },
+    }
+}
+
+impl<F, E> ResponseFuture<F, E> {
+    fn answer(response: Response) -> Self {
+        Self {
+            state: State::Answer {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn inner(future: F) -> Self {
+        Self {
+            state: State::Inner { future },
+        }
+    }
+
+    fn boxed(future: BoxFuture<'static, Result<Response, E>>) -> Self {
+        Self {
+            state: State::Lookup { future },
         }
     }
 }
 
-/// The response future of [`TenantService`].
-pub struct ResponseFuture<E> {
-    inner: Either<Ready<Outcome<E>>, BoxFuture<'static, Outcome<E>>>,
-}
-
-type Outcome<E> = Result<Response, E>;
-
-impl<E> Future for ResponseFuture<E> {
+impl<F, E, ResBody> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
     type Output = Result<Response, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.inner).poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Answer { response } => Poll::Ready(Ok(response.take().unwrap_or_default())),
+            StateProj::Inner { future } => future.poll(cx).map_ok(|res| res.map(Body::new)),
+            StateProj::Lookup { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
@@ -256,7 +304,7 @@ impl<S: fmt::Debug> fmt::Debug for TenantService<S> {
     }
 }
 
-impl<E> fmt::Debug for ResponseFuture<E> {
+impl<F, E> fmt::Debug for ResponseFuture<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -66,6 +66,7 @@ pub use rejection::{MalformedReason, TenantRejection, TokenError};
 #[cfg(feature = "jwt")]
 pub use resolve::JwtResolver;
 pub use resolve::{
-    HeaderResolver, HostResolver, PathResolver, RequestHead, ResolveTenant, ResolverChain,
+    HeaderResolver, HostResolver, PathResolver, RequestHead, ResolveTenant, ResolvedId,
+    ResolverChain,
 };
 pub use tenant::{DatabaseTarget, Features, Tenant, TenantRecord, TenantStatus};

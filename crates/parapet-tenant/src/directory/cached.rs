@@ -1,8 +1,17 @@
 //! [`CachedDirectory`]: a moka cache in front of any [`TenantDirectory`].
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use moka::future::Cache;
+
+use super::servable::{Servable, Stamped, UntilRecordExpires};
 
 use super::{DirectoryError, TenantDirectory};
 use crate::{Features, Tenant, TenantId, TenantRecord, TenantRejection, TenantStatus};
@@ -34,9 +43,17 @@ pub struct CachedDirectory {
 
 struct Inner {
     source: Arc<dyn TenantDirectory>,
-    records: Cache<TenantId, Arc<TenantRecord>>,
+    /// What a request reads: active tenants, record and features in one entry, looked up by
+    /// `&str` without awaiting. Filled from `records` and `features`, which load (one query
+    /// per id at a time) and keep the two TTLs.
+    servable: moka::sync::Cache<TenantId, Arc<Servable>>,
+    records: Cache<TenantId, Stamped<Arc<TenantRecord>>>,
     unknown: Cache<TenantId, ()>,
-    features: Cache<TenantId, Arc<Features>>,
+    features: Cache<TenantId, Stamped<Arc<Features>>>,
+    /// Counts invalidations, so that a load they overlapped does not leave its entry behind.
+    generation: AtomicU64,
+    ttl: Duration,
+    features_ttl: Duration,
     timeout: Duration,
 }
 
@@ -73,6 +90,13 @@ impl CachedDirectory {
 
     /// The record of `id` (`None` when unknown), from the cache or the source.
     pub async fn record(&self, id: &TenantId) -> Result<Option<Arc<TenantRecord>>, DirectoryError> {
+        Ok(self.stamped_record(id).await?.map(|r| r.value))
+    }
+
+    async fn stamped_record(
+        &self,
+        id: &TenantId,
+    ) -> Result<Option<Stamped<Arc<TenantRecord>>>, DirectoryError> {
         let inner = &self.inner;
         if let Some(record) = inner.records.get(id).await {
             return Ok(Some(record));
@@ -84,7 +108,7 @@ impl CachedDirectory {
             .records
             .try_get_with_by_ref(id, async {
                 match tokio::time::timeout(inner.timeout, inner.source.lookup(id)).await {
-                    Ok(Ok(Some(record))) => Ok(Arc::new(record)),
+                    Ok(Ok(Some(record))) => Ok(Stamped::now(Arc::new(record))),
                     Ok(Ok(None)) => Err(Load::NotFound),
                     Ok(Err(e)) => Err(Load::Failed(e)),
                     Err(_) => Err(Load::Failed(DirectoryError::Timeout)),
@@ -105,12 +129,19 @@ impl CachedDirectory {
 
     /// The features of `id`'s active subscriptions, from the cache or the source.
     pub async fn features(&self, id: &TenantId) -> Result<Arc<Features>, DirectoryError> {
+        Ok(self.stamped_features(id).await?.value)
+    }
+
+    async fn stamped_features(
+        &self,
+        id: &TenantId,
+    ) -> Result<Stamped<Arc<Features>>, DirectoryError> {
         let inner = &self.inner;
         inner
             .features
             .try_get_with_by_ref(id, async {
                 match tokio::time::timeout(inner.timeout, inner.source.features(id)).await {
-                    Ok(Ok(features)) => Ok(Arc::new(features)),
+                    Ok(Ok(features)) => Ok(Stamped::now(Arc::new(features))),
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(DirectoryError::Timeout),
                 }
@@ -122,7 +153,25 @@ impl CachedDirectory {
     /// Resolves `id` to a servable [`Tenant`]: unknown, suspended and failed lookups become the
     /// matching rejection (the failure itself is logged, never sent to the client).
     pub async fn tenant(&self, id: &TenantId) -> Result<Tenant, TenantRejection> {
-        let record = match self.record(id).await {
+        match self.cached(id.as_str()) {
+            Some(tenant) => Ok(tenant),
+            None => self.load(id).await,
+        }
+    }
+
+    /// The active tenant named `id` when the cache holds its record and its features, both
+    /// within their TTL: one lookup, no await, no allocation. `None` means: ask
+    /// [`tenant`](Self::tenant) (unknown, suspended, not cached or too old).
+    pub(crate) fn cached(&self, id: &str) -> Option<Tenant> {
+        let servable = self.inner.servable.get(id)?;
+        (Instant::now() < servable.features_until).then(|| servable.tenant.clone())
+    }
+
+    /// The slow path of [`tenant`](Self::tenant): the record and the features through their
+    /// loading caches, then one servable entry for the next requests.
+    async fn load(&self, id: &TenantId) -> Result<Tenant, TenantRejection> {
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let record = match self.stamped_record(id).await {
             Ok(Some(record)) => record,
             Ok(None) => return Err(TenantRejection::Unknown),
             Err(e) => {
@@ -130,14 +179,29 @@ impl CachedDirectory {
                 return Err(TenantRejection::DirectoryUnavailable);
             }
         };
-        if record.status == TenantStatus::Suspended {
+        if record.value.status == TenantStatus::Suspended {
             return Err(TenantRejection::Suspended);
         }
-        let features = self.features(id).await.map_err(|e| {
+        let features = self.stamped_features(id).await.map_err(|e| {
             tracing::warn!(tenant.id = %id, error = %e, "tenant features lookup failed");
             TenantRejection::DirectoryUnavailable
         })?;
-        Ok(Tenant::new(record, features))
+        let inner = &self.inner;
+        let tenant = Tenant::new(record.value, features.value);
+        inner.servable.insert(
+            id.clone(),
+            Arc::new(Servable {
+                tenant: tenant.clone(),
+                record_until: record.loaded + inner.ttl,
+                features_until: features.loaded + inner.features_ttl,
+            }),
+        );
+        // An invalidation that ran while this was loading may have missed the entry just
+        // inserted (and what was loaded may predate it): take it out again.
+        if inner.generation.load(Ordering::SeqCst) != generation {
+            inner.servable.invalidate(id);
+        }
+        Ok(tenant)
     }
 
     /// Forgets everything cached about `id` (its record, features and any negative answer).
@@ -146,11 +210,15 @@ impl CachedDirectory {
         inner.records.invalidate(id).await;
         inner.unknown.invalidate(id).await;
         inner.features.invalidate(id).await;
+        // After the loading caches, so that a load that read them before is seen (see `load`).
+        inner.generation.fetch_add(1, Ordering::SeqCst);
+        inner.servable.invalidate(id);
     }
 
     /// How many entries each cache holds, after applying pending evictions.
     pub async fn stats(&self) -> CacheStats {
         let inner = &self.inner;
+        inner.servable.run_pending_tasks();
         inner.records.run_pending_tasks().await;
         inner.unknown.run_pending_tasks().await;
         inner.features.run_pending_tasks().await;
@@ -163,12 +231,14 @@ impl CachedDirectory {
 
     /// Forgets everything cached.
     pub fn invalidate_all(&self) {
-        self.inner.records.invalidate_all();
-        self.inner.unknown.invalidate_all();
-        self.inner.features.invalidate_all();
+        let inner = &self.inner;
+        inner.records.invalidate_all();
+        inner.unknown.invalidate_all();
+        inner.features.invalidate_all();
+        inner.generation.fetch_add(1, Ordering::SeqCst);
+        inner.servable.invalidate_all();
     }
 }
-
 /// Entry counts of a [`CachedDirectory`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -229,6 +299,10 @@ impl CachedDirectoryBuilder {
         CachedDirectory {
             inner: Arc::new(Inner {
                 source: self.source,
+                servable: moka::sync::Cache::builder()
+                    .max_capacity(self.max_tenants)
+                    .expire_after(UntilRecordExpires)
+                    .build(),
                 records: Cache::builder()
                     .max_capacity(self.max_tenants)
                     .time_to_live(self.ttl)
@@ -241,6 +315,9 @@ impl CachedDirectoryBuilder {
                     .max_capacity(self.max_tenants)
                     .time_to_live(self.features_ttl)
                     .build(),
+                generation: AtomicU64::new(0),
+                ttl: self.ttl,
+                features_ttl: self.features_ttl,
                 timeout: self.timeout,
             }),
         }

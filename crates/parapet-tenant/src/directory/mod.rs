@@ -3,6 +3,7 @@
 mod cached;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod servable;
 mod static_dir;
 
 use std::{future::Future, pin::Pin, sync::Arc};

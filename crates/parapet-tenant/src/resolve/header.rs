@@ -2,7 +2,7 @@
 
 use http::HeaderName;
 
-use super::{RequestHead, ResolveTenant};
+use super::{RequestHead, ResolveTenant, ResolvedId};
 use crate::{MalformedReason, TenantId, TenantIdRule, TenantRejection};
 
 /// Reads the tenant from a header, `x-tenant-id` by default.
@@ -58,6 +58,13 @@ impl HeaderResolver {
 
 impl ResolveTenant for HeaderResolver {
     fn resolve(&self, req: &RequestHead<'_>) -> Result<Option<TenantId>, TenantRejection> {
+        Ok(self.resolve_borrowed(req)?.map(ResolvedId::into_owned))
+    }
+
+    fn resolve_borrowed<'r>(
+        &self,
+        req: &RequestHead<'r>,
+    ) -> Result<Option<ResolvedId<'r>>, TenantRejection> {
         let mut values = req.headers.get_all(&self.name).iter();
         let Some(value) = values.next() else {
             return Ok(None);
@@ -72,8 +79,7 @@ impl ResolveTenant for HeaderResolver {
         let value = value
             .to_str()
             .map_err(|_| malformed(MalformedReason::NotAscii))?;
-        self.rule
-            .parse(value)
+        ResolvedId::borrowed(value, &self.rule)
             .map(Some)
             .map_err(|e| malformed(e.into()))
     }

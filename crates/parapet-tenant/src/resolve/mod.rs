@@ -31,7 +31,7 @@ pub use host::HostResolver;
 pub use jwt::{JwtConfigError, JwtResolver};
 pub use path::PathResolver;
 
-use crate::{TenantId, TenantRejection};
+use crate::{TenantId, TenantIdError, TenantIdRule, TenantRejection};
 
 /// The parts of a request a resolver may read.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +67,16 @@ pub trait ResolveTenant: Send + Sync + 'static {
     /// The tenant id this request names, if any.
     fn resolve(&self, req: &RequestHead<'_>) -> Result<Option<TenantId>, TenantRejection>;
 
+    /// The same answer as [`resolve`](Self::resolve), borrowed from the request when the id
+    /// appears in it as is: `TenantLayer` calls this one, so that a cached tenant costs no
+    /// allocation. The default calls `resolve`.
+    fn resolve_borrowed<'r>(
+        &self,
+        req: &RequestHead<'r>,
+    ) -> Result<Option<ResolvedId<'r>>, TenantRejection> {
+        Ok(self.resolve(req)?.map(ResolvedId::from))
+    }
+
     /// Whether a request without a tenant should be answered 401 with a bearer challenge
     /// (true for resolvers that read credentials).
     fn wants_bearer(&self) -> bool {
@@ -80,6 +90,47 @@ where
 {
     fn resolve(&self, req: &RequestHead<'_>) -> Result<Option<TenantId>, TenantRejection> {
         self(req)
+    }
+}
+
+/// A tenant id a resolver found: borrowed from the request, or owned. Either way it passed a
+/// [`TenantIdRule`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedId<'r>(Resolved<'r>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resolved<'r> {
+    Borrowed(&'r str),
+    Owned(TenantId),
+}
+
+impl<'r> ResolvedId<'r> {
+    /// Validates `s` with `rule` and borrows it.
+    pub fn borrowed(s: &'r str, rule: &TenantIdRule) -> Result<Self, TenantIdError> {
+        rule.check(s)?;
+        Ok(Self(Resolved::Borrowed(s)))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Resolved::Borrowed(s) => s,
+            Resolved::Owned(id) => id.as_str(),
+        }
+    }
+
+    /// The id as a [`TenantId`] (allocated when it was borrowed).
+    pub fn into_owned(self) -> TenantId {
+        match self.0 {
+            Resolved::Borrowed(s) => TenantId::validated(s),
+            Resolved::Owned(id) => id,
+        }
+    }
+}
+
+impl From<TenantId> for ResolvedId<'_> {
+    fn from(id: TenantId) -> Self {
+        Self(Resolved::Owned(id))
     }
 }
 
@@ -111,11 +162,21 @@ impl ResolverChain {
     /// [`Ambiguous`](TenantRejection::Ambiguous); no answer is
     /// [`Missing`](TenantRejection::Missing).
     pub fn resolve(&self, req: &RequestHead<'_>) -> Result<TenantId, TenantRejection> {
-        let mut found: Option<TenantId> = None;
+        self.resolve_borrowed(req).map(ResolvedId::into_owned)
+    }
+
+    /// [`resolve`](Self::resolve), borrowing the id from the request when a resolver can.
+    pub fn resolve_borrowed<'r>(
+        &self,
+        req: &RequestHead<'r>,
+    ) -> Result<ResolvedId<'r>, TenantRejection> {
+        let mut found: Option<ResolvedId<'r>> = None;
         for resolver in &self.resolvers {
-            if let Some(id) = resolver.resolve(req)? {
+            if let Some(id) = resolver.resolve_borrowed(req)? {
                 match &found {
-                    Some(prev) if *prev != id => return Err(TenantRejection::Ambiguous),
+                    Some(prev) if prev.as_str() != id.as_str() => {
+                        return Err(TenantRejection::Ambiguous);
+                    }
                     Some(_) => {}
                     None => found = Some(id),
                 }
@@ -176,6 +237,41 @@ mod tests {
         assert_eq!(
             ResolverChain::new().resolve(&head_of(&req)),
             Err(TenantRejection::Missing { bearer: false })
+        );
+    }
+
+    #[test]
+    fn borrowed_and_owned_answers_agree_by_value() {
+        let owned = |name: &'static str| {
+            move |_: &RequestHead<'_>| Ok(Some(TenantId::parse(name).unwrap()))
+        };
+        let req = Request::builder()
+            .header("x-tenant-id", "acme")
+            .body(())
+            .unwrap();
+        let chain = ResolverChain::new()
+            .push(HeaderResolver::new())
+            .push(owned("acme"));
+        assert_eq!(
+            chain.resolve_borrowed(&head_of(&req)).unwrap().as_str(),
+            "acme"
+        );
+        assert_eq!(chain.resolve(&head_of(&req)).unwrap().as_str(), "acme");
+        let chain = ResolverChain::new()
+            .push(HeaderResolver::new())
+            .push(owned("globex"));
+        assert_eq!(
+            chain.resolve_borrowed(&head_of(&req)),
+            Err(TenantRejection::Ambiguous)
+        );
+        let rule = TenantIdRule::default();
+        assert_eq!(
+            ResolvedId::borrowed("ACME", &rule),
+            Err(TenantIdError::InvalidCharacter)
+        );
+        assert_eq!(
+            ResolvedId::borrowed("acme", &rule).unwrap().into_owned(),
+            TenantId::parse("acme").unwrap()
         );
     }
 
