@@ -224,6 +224,10 @@ impl Handler for Listener {
             match payload {
                 [b'k', key @ ..] => {
                     self.local.delete(key).await;
+                    // The key's delete landed in Redis: a tombstone this instance holds for it
+                    // has nothing left to guard, and its retry could otherwise delete a fresh
+                    // copy stored since.
+                    self.repair.tombstones.invalidate(key).await;
                 }
                 [b't', key @ ..] => {
                     // The sender could not delete it from Redis: skip the Redis copy here too.
