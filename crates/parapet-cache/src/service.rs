@@ -23,7 +23,7 @@ use crate::fill::fetch;
 use crate::forward::{forward_other, pass, passed_through};
 use crate::key::uri_path_and_query;
 use crate::lookup::{Found, Lookup, lookup};
-use crate::policy::{Decision, RequestDirectives, StaleReason, decide};
+use crate::policy::{Decision, RequestDirectives, StaleReason, decide_parsed};
 use crate::respond::serve;
 use crate::revalidate::{revalidate, spawn_refresh};
 use crate::shared::Shared;
@@ -147,7 +147,13 @@ where
 {
     let now = SystemTime::now();
     let entry = &found.entry;
-    match decide(&parts.method, &parts.headers, &entry.meta(), now) {
+    match decide_parsed(
+        &parts.method,
+        &parts.headers,
+        &entry.meta(),
+        entry.reuse_directives(),
+        now,
+    ) {
         Decision::Fresh { age } => {
             bump(&ctx.shared.counters.hits);
             let status = CacheStatus::hit(entry.lifetime, age).detail(tier.as_str());
@@ -295,7 +301,13 @@ fn serve_if_fresh(shared: &Shared, parts: &Parts, found: &Lookup) -> Option<Resp
     };
     let entry = &found.entry;
     let now = SystemTime::now();
-    let Decision::Fresh { age } = decide(&parts.method, &parts.headers, &entry.meta(), now) else {
+    let Decision::Fresh { age } = decide_parsed(
+        &parts.method,
+        &parts.headers,
+        &entry.meta(),
+        entry.reuse_directives(),
+        now,
+    ) else {
         return None;
     };
     bump(&shared.counters.hits);
