@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
-use crate::policy::{StoredMeta, StoredTimes, remaining_freshness};
+use crate::policy::{ParsedReuse, ReuseDirectives, StoredMeta, StoredTimes, remaining_freshness};
 
 /// A stored response with everything needed to answer a later request from it.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,9 @@ pub struct Entry {
     pub vary_request: HeaderMap,
     /// Surrogate keys / tags of the response.
     pub tags: Vec<String>,
+    /// The reuse directives of `headers`' `Cache-Control`, parsed when the entry was built or
+    /// decoded (checked against the headers at every use, so changing them stays correct).
+    reuse: ParsedReuse,
 }
 
 impl Entry {
@@ -48,9 +51,11 @@ impl Entry {
         times: StoredTimes,
         lifetime: Duration,
     ) -> Self {
+        let headers = compact(&headers);
         Self {
             status,
-            headers: compact(&headers),
+            reuse: ParsedReuse::of(&headers),
+            headers,
             body,
             times,
             lifetime,
@@ -71,6 +76,17 @@ impl Entry {
             times: self.times,
             lifetime: self.lifetime,
         }
+    }
+
+    /// What [`decide_parsed`](crate::policy::decide_parsed) needs of the stored
+    /// `Cache-Control`, without parsing it again while the headers are those it was parsed from.
+    pub(crate) fn reuse_directives(&self) -> ReuseDirectives {
+        self.reuse.directives_for(&self.headers)
+    }
+
+    /// Parses the stored `Cache-Control` again, after the headers changed (a 304 updated them).
+    pub(crate) fn reparse(&mut self) {
+        self.reuse = ParsedReuse::of(&self.headers);
     }
 
     /// Whether the entry carries a validator (`ETag` or `Last-Modified`).
@@ -110,6 +126,7 @@ impl Entry {
             + 2 * ALLOCATION
             + self.body.len()
             + header_bytes(&self.headers)
+            + self.reuse.heap_bytes()
             + header_bytes(&self.vary_request)
             + self.vary.capacity() * size_of::<HeaderName>()
             + self

@@ -7,6 +7,8 @@
 //! comes its generation (`n<len>:<generation>|`), which a tenant purge bumps: the keys of the old
 //! generation are never built again.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use http::Uri;
 
@@ -17,6 +19,9 @@ pub struct PrimaryKey {
     /// Length of the prefix-and-tenant part.
     tenant_len: usize,
 }
+
+/// Room in a key for its generation, method and the length prefixes of its components.
+const KEY_SLACK: usize = 48;
 
 /// The prefix shared by every key of one tenant (`None`: the single-tenant keys).
 #[must_use]
@@ -58,17 +63,25 @@ impl PrimaryKey {
     /// every key built with the old one unreachable.
     #[must_use]
     pub fn new(prefix: &str, tenant: Option<&str>, generation: u64, path_and_query: &str) -> Self {
-        let mut out = BytesMut::with_capacity(prefix.len() + path_and_query.len() + 40);
-        out.put_slice(&tenant_prefix(prefix, tenant));
+        Self::under(&tenant_prefix(prefix, tenant), generation, path_and_query)
+    }
+
+    /// Builds the key under a [`tenant_prefix`] already made (the generation is read under
+    /// it first, so a request makes the prefix once).
+    pub(crate) fn under(tenant_prefix: &[u8], generation: u64, path_and_query: &str) -> Self {
+        let path_and_query = normalized(path_and_query);
+        let mut out =
+            BytesMut::with_capacity(tenant_prefix.len() + path_and_query.len() + KEY_SLACK);
+        out.put_slice(tenant_prefix);
         let tenant_len = out.len();
-        put_component(&mut out, b'n', generation.to_string().as_bytes());
-        // Only GET responses are stored; HEAD is answered from them.
-        out.put_slice(b"mGET|");
         put_component(
             &mut out,
-            b'u',
-            normalize_path_and_query(path_and_query).as_bytes(),
+            b'n',
+            itoa::Buffer::new().format(generation).as_bytes(),
         );
+        // Only GET responses are stored; HEAD is answered from them.
+        out.put_slice(b"mGET|");
+        put_component(&mut out, b'u', path_and_query.as_bytes());
         Self {
             bytes: out.freeze(),
             tenant_len,
@@ -94,7 +107,11 @@ impl PrimaryKey {
     pub fn variant(&self, generation: u64, secondary: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(self.bytes.len() + secondary.len() + 32);
         out.put_slice(&self.bytes);
-        put_component(&mut out, b'g', generation.to_string().as_bytes());
+        put_component(
+            &mut out,
+            b'g',
+            itoa::Buffer::new().format(generation).as_bytes(),
+        );
         put_component(&mut out, b'v', secondary);
         out.freeze()
     }
@@ -128,7 +145,7 @@ pub(crate) fn uri_path_and_query(uri: &Uri) -> &str {
 /// Writes `<tag><len>:<bytes>|`.
 fn put_component(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
     out.put_u8(tag);
-    out.put_slice(bytes.len().to_string().as_bytes());
+    out.put_slice(itoa::Buffer::new().format(bytes.len()).as_bytes());
     out.put_u8(b':');
     out.put_slice(bytes);
     out.put_u8(b'|');
@@ -138,10 +155,15 @@ fn put_component(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
 /// uppercased (`%2f` and `%2F` are the same octet, RFC 3986 §6.2.2.1). Query order is kept.
 #[must_use]
 pub fn normalize_path_and_query(input: &str) -> String {
-    let input = if input.is_empty() || input.starts_with('?') {
-        format!("/{input}")
+    normalized(input).into_owned()
+}
+
+/// [`normalize_path_and_query`], borrowing `input` when it is already normal (the common case).
+fn normalized(input: &str) -> Cow<'_, str> {
+    let input: Cow<'_, str> = if input.is_empty() || input.starts_with('?') {
+        Cow::Owned(format!("/{input}"))
     } else {
-        input.to_owned()
+        Cow::Borrowed(input)
     };
     if !input.contains('%') {
         return input;
@@ -163,7 +185,7 @@ pub fn normalize_path_and_query(input: &str) -> String {
             i += 1;
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -189,6 +211,14 @@ mod tests {
         assert_ne!(
             PrimaryKey::new("p:", Some("a"), 1, "/x"),
             PrimaryKey::new("p:", Some("a"), 11, "/x")
+        );
+        assert_eq!(
+            &PrimaryKey::new("p:", Some("a"), u64::MAX, "?q=%2f").as_bytes()[..],
+            b"p:t1:a|n20:18446744073709551615|mGET|u7:/?q=%2F|"
+        );
+        assert_eq!(
+            PrimaryKey::under(&tenant_prefix("p:", Some("a")), 7, "/x"),
+            PrimaryKey::new("p:", Some("a"), 7, "/x")
         );
         assert_ne!(k.variant(1, b"accept:a\n"), k.variant(2, b"accept:a\n"));
         assert_ne!(k.variant(1, b"accept:a\n"), k.variant(1, b"accept:b\n"));

@@ -118,6 +118,7 @@ async fn refreshed(sent: &Sent, stale: &Found, from_304: &HeaderMap) -> Arc<Entr
     let response_time = SystemTime::now();
     let mut entry = Entry::clone(&stale.entry);
     update_stored_headers(&mut entry.headers, from_304);
+    entry.reparse();
     entry.times = StoredTimes::from_response(sent.request_time, response_time, from_304);
     entry.lifetime = freshness_lifetime(entry.status, &entry.headers, &sent.policy, response_time)
         .map_or(Duration::ZERO, |l| l.duration);

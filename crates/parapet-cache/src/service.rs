@@ -10,8 +10,8 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
-use parapet_tenant::Tenant;
 use parapet_tenant::problem::Problem;
+use parapet_tenant::{Tenant, TenantId};
 use tokio::sync::watch;
 use tower::ServiceExt;
 use tower_service::Service;
@@ -23,7 +23,7 @@ use crate::fill::fetch;
 use crate::forward::{forward_other, pass, passed_through};
 use crate::key::uri_path_and_query;
 use crate::lookup::{Found, Lookup, lookup};
-use crate::policy::{Decision, RequestDirectives, StaleReason, decide};
+use crate::policy::{Decision, RequestDirectives, StaleReason, decide_parsed};
 use crate::respond::serve;
 use crate::revalidate::{revalidate, spawn_refresh};
 use crate::shared::Shared;
@@ -98,17 +98,16 @@ where
     S: Inner<B>,
     B: Default + Send + 'static,
 {
-    let tenant = request
-        .extensions()
-        .get::<Tenant>()
-        .map(|t| t.id().as_str().to_owned());
+    // The id is shared (a reference count), not copied.
+    let tenant: Option<TenantId> = request.extensions().get::<Tenant>().map(|t| t.id().clone());
+    let tenant = tenant.as_ref().map(TenantId::as_str);
     let cacheable_method = matches!(*request.method(), Method::GET | Method::HEAD);
     if tenant.is_none() && !shared.single_tenant {
         let status = CacheStatus::fwd(Fwd::Bypass).detail("no-tenant");
         return pass(&shared, upstream, request, status).await;
     }
     if !cacheable_method {
-        return forward_other(&shared, upstream, tenant.as_deref(), request).await;
+        return forward_other(&shared, upstream, tenant, request).await;
     }
     if let Some(detail) = passed_through(request.headers()) {
         // Preconditions the policy does not evaluate, and ranges, are the origin's to answer.
@@ -117,7 +116,7 @@ where
     }
     let (parts, body) = request.into_parts();
     let path_and_query = uri_path_and_query(&parts.uri);
-    let key = shared.key_for(tenant.as_deref(), path_and_query).await;
+    let key = shared.key_for(tenant, path_and_query).await;
     let ctx = Ctx {
         shared,
         upstream,
@@ -147,7 +146,13 @@ where
 {
     let now = SystemTime::now();
     let entry = &found.entry;
-    match decide(&parts.method, &parts.headers, &entry.meta(), now) {
+    match decide_parsed(
+        &parts.method,
+        &parts.headers,
+        &entry.meta(),
+        entry.reuse_directives(),
+        now,
+    ) {
         Decision::Fresh { age } => {
             bump(&ctx.shared.counters.hits);
             let status = CacheStatus::hit(entry.lifetime, age).detail(tier.as_str());
@@ -295,7 +300,13 @@ fn serve_if_fresh(shared: &Shared, parts: &Parts, found: &Lookup) -> Option<Resp
     };
     let entry = &found.entry;
     let now = SystemTime::now();
-    let Decision::Fresh { age } = decide(&parts.method, &parts.headers, &entry.meta(), now) else {
+    let Decision::Fresh { age } = decide_parsed(
+        &parts.method,
+        &parts.headers,
+        &entry.meta(),
+        entry.reuse_directives(),
+        now,
+    ) else {
         return None;
     };
     bump(&shared.counters.hits);

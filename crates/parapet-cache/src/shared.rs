@@ -54,11 +54,9 @@ impl Shared {
     /// The primary key of `path_and_query` for a tenant (`None`: the single-tenant keys), with
     /// the tenant's current generation: the one place a request's or a purge's key is made.
     pub(crate) async fn key_for(&self, tenant: Option<&str>, path_and_query: &str) -> PrimaryKey {
-        let generation = self
-            .store
-            .generation(&tenant_prefix(&self.prefix, tenant))
-            .await;
-        PrimaryKey::new(&self.prefix, tenant, generation, path_and_query)
+        let tenant_prefix = tenant_prefix(&self.prefix, tenant);
+        let generation = self.store.generation(&tenant_prefix).await;
+        PrimaryKey::under(&tenant_prefix, generation, path_and_query)
     }
 
     /// Reads the tags of a response, removing the tag headers unless they are exposed.

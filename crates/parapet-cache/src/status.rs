@@ -1,8 +1,8 @@
 //! The `Cache-Status` response header (RFC 9211).
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The `Cache-Status` header name.
@@ -100,19 +100,32 @@ impl CacheStatus {
     }
 
     /// The header value, e.g. `parapet; hit; ttl=30`.
+    #[cfg(test)]
     pub(crate) fn to_value(&self) -> HeaderValue {
-        let mut out = String::from(NAME);
+        value_of(self.render())
+    }
+
+    /// The member's text, built in one allocation that the header value then takes over
+    /// (numbers rendered with `itoa`, not through `fmt`).
+    fn render(&self) -> String {
+        let detail = self.detail.unwrap_or_default();
+        let mut out = String::with_capacity(RENDERED_LEN + detail.len());
+        out.push_str(NAME);
         if self.hit {
             out.push_str("; hit");
         }
         if let Some(fwd) = self.fwd {
-            let _ = write!(out, "; fwd={}", fwd.as_str());
+            out.push_str("; fwd=");
+            out.push_str(fwd.as_str());
         }
+        let mut number = itoa::Buffer::new();
         if let Some(status) = self.fwd_status {
-            let _ = write!(out, "; fwd-status={status}");
+            out.push_str("; fwd-status=");
+            out.push_str(number.format(status));
         }
         if let Some(ttl) = self.ttl {
-            let _ = write!(out, "; ttl={ttl}");
+            out.push_str("; ttl=");
+            out.push_str(number.format(ttl));
         }
         if self.stored {
             out.push_str("; stored");
@@ -120,22 +133,30 @@ impl CacheStatus {
         if self.collapsed {
             out.push_str("; collapsed");
         }
-        if let Some(detail) = self.detail {
-            let _ = write!(out, "; detail={detail}");
+        if self.detail.is_some() {
+            out.push_str("; detail=");
+            out.push_str(detail);
         }
-        HeaderValue::from_str(&out).unwrap_or(HeaderValue::from_static(NAME))
+        out
     }
 
     /// Appends this member after any `Cache-Status` an upstream cache added (RFC 9211 §2:
     /// the cache closest to the client is last), and records it as `cache.status` on the
     /// current span when that span declared the field.
     pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
-        let value = self.to_value();
-        if let Ok(text) = value.to_str() {
-            tracing::Span::current().record("cache.status", text);
-        }
-        headers.append(CACHE_STATUS, value);
+        let text = self.render();
+        tracing::Span::current().record("cache.status", text.as_str());
+        headers.append(CACHE_STATUS, value_of(text));
     }
+}
+
+/// Enough for every member but its `detail`: the name, `hit`, the longest `fwd`, a
+/// `fwd-status`, a `ttl` of up to 10 digits, `stored` and `collapsed`.
+const RENDERED_LEN: usize = 96;
+
+/// The header value of a rendered member, without copying it.
+fn value_of(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from(text)).unwrap_or(HeaderValue::from_static(NAME))
 }
 
 fn signed_millis(d: Duration) -> i64 {
@@ -175,5 +196,31 @@ mod tests {
         CacheStatus::fwd(Fwd::Method).append_to(&mut headers);
         let all: Vec<_> = headers.get_all(CACHE_STATUS).iter().collect();
         assert_eq!(all, ["origin; hit", "parapet; fwd=method"]);
+    }
+
+    #[test]
+    fn rendered_without_fmt_at_the_extremes() {
+        let s = |c: CacheStatus| c.to_value().to_str().unwrap().to_owned();
+        let longest = CacheStatus::fwd(Fwd::VaryMiss)
+            .fwd_status(u16::MAX)
+            .ttl(Duration::ZERO, Duration::MAX)
+            .stored(true)
+            .collapsed()
+            .detail("stale-while-revalidate");
+        assert_eq!(
+            s(longest),
+            "parapet; fwd=vary-miss; fwd-status=65535; ttl=-9223372036854776; stored; \
+             collapsed; detail=stale-while-revalidate"
+        );
+        assert_eq!(
+            s(CacheStatus::hit(Duration::MAX, Duration::ZERO)),
+            "parapet; hit; ttl=9223372036854775"
+        );
+        assert_eq!(
+            s(CacheStatus::hit(Duration::from_millis(999), Duration::ZERO).detail("local")),
+            "parapet; hit; ttl=0; detail=local"
+        );
+        // A detail that is not a valid field value falls back to the bare name.
+        assert_eq!(s(CacheStatus::fwd(Fwd::Bypass).detail("a\nb")), "parapet");
     }
 }

@@ -62,6 +62,7 @@ mod config;
 mod fields;
 mod freshness;
 mod invalidate;
+mod reuse;
 mod serve;
 mod storable;
 mod vary;
@@ -79,8 +80,9 @@ pub use freshness::{
     is_fresh, remaining_freshness,
 };
 pub use invalidate::invalidation_targets;
-pub(crate) use serve::conditional_headers;
+pub(crate) use reuse::{ParsedReuse, ReuseDirectives};
 pub use serve::{Decision, StaleReason, StoredMeta, decide, stale_if_error_allowed};
+pub(crate) use serve::{conditional_headers, decide_parsed};
 pub use storable::{NotStored, Storability, storability};
 pub use vary::{
     VaryFields, normalized_field_value, secondary_key, secondary_key_matches, vary_fields,

@@ -4,8 +4,9 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use super::cache_control::{NoCache, RequestDirectives, ResponseDirectives};
+use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::freshness::{StoredTimes, current_age};
+use super::reuse::ReuseDirectives;
 
 /// What the cache knows about a stored response when a request finds it.
 #[derive(Debug, Clone, Copy)]
@@ -71,15 +72,28 @@ pub fn decide(
     stored: &StoredMeta<'_>,
     now: SystemTime,
 ) -> Decision {
+    let response = ReuseDirectives::from_headers(stored.headers);
+    decide_parsed(request_method, request_headers, stored, response, now)
+}
+
+/// [`decide`] with the stored response's directives already parsed (a stored entry keeps them,
+/// see `Entry::reuse_directives`); `response` must be what
+/// [`ReuseDirectives::from_headers`] reads from `stored.headers`.
+pub(crate) fn decide_parsed(
+    request_method: &Method,
+    request_headers: &HeaderMap,
+    stored: &StoredMeta<'_>,
+    response: ReuseDirectives,
+    now: SystemTime,
+) -> Decision {
     if request_method != Method::GET && request_method != Method::HEAD {
         return Decision::NotServable;
     }
     let request = RequestDirectives::from_headers(request_headers);
-    let response = ResponseDirectives::from_headers(stored.headers);
     let age = current_age(&stored.times, now);
 
     // §5.2.1.4, §5.2.2.4: no-cache on either side means validate before any reuse.
-    if !request.no_cache && response.no_cache != NoCache::All {
+    if !request.no_cache && !response.no_cache {
         // §5.2.1.1: the client does not want anything older than max-age.
         let age_ok = request.max_age.is_none_or(|max| age <= max);
         if stored.lifetime > age {
@@ -90,7 +104,7 @@ pub fn decide(
             if age_ok && fresh_enough {
                 return Decision::Fresh { age };
             }
-        } else if age_ok && !response.forbids_stale() {
+        } else if age_ok && !response.forbids_stale {
             let staleness = age - stored.lifetime;
             if request.max_stale.is_some_and(|m| m.allows(staleness)) {
                 return Decision::StaleServable {
