@@ -19,8 +19,7 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    http::{Request, StatusCode, header},
-    routing::get,
+    http::{Request, StatusCode},
 };
 use criterion::{
     BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
@@ -29,26 +28,7 @@ use parapet_cache::CacheLayer;
 use parapet_tenant::{HeaderResolver, StaticDirectory, TenantId, TenantLayer, TenantRecord};
 use tower::{Service, ServiceExt};
 
-const BODY: &str =
-    r#"{"id":42,"name":"Ada Lovelace","company":"Analytical Engines","status":"qualified"}"#;
-
-fn handler(calls: Arc<AtomicU64>) -> Router {
-    Router::new().route(
-        "/api/item",
-        get(move || {
-            calls.fetch_add(1, Ordering::Relaxed);
-            async {
-                (
-                    [
-                        (header::CONTENT_TYPE, "application/json"),
-                        (header::CACHE_CONTROL, "public, max-age=60"),
-                    ],
-                    BODY,
-                )
-            }
-        }),
-    )
-}
+use parapet_bench::{ITEM_BODY, item_origin};
 
 fn request() -> Request<Body> {
     Request::get("/api/item")
@@ -116,7 +96,7 @@ fn cache(c: &mut Criterion) {
         &mut group,
         &rt,
         "bare",
-        handler(calls.clone()),
+        item_origin(calls.clone()),
         &calls,
         true,
     );
@@ -131,7 +111,7 @@ fn cache(c: &mut Criterion) {
         &mut group,
         &rt,
         "parapet_local_hit",
-        handler(calls.clone()).layer(layer),
+        item_origin(calls.clone()).layer(layer),
         &calls,
         false,
     );
@@ -148,7 +128,9 @@ fn cache(c: &mut Criterion) {
         &mut group,
         &rt,
         "parapet_tenant_local_hit",
-        handler(calls.clone()).layer(layer).layer(tenants.clone()),
+        item_origin(calls.clone())
+            .layer(layer)
+            .layer(tenants.clone()),
         &calls,
         false,
     );
@@ -157,7 +139,7 @@ fn cache(c: &mut Criterion) {
         &mut group,
         &rt,
         "tenant_only",
-        handler(calls.clone()).layer(tenants),
+        item_origin(calls.clone()).layer(tenants),
         &calls,
         true,
     );
@@ -168,7 +150,7 @@ fn cache(c: &mut Criterion) {
         &mut group,
         &rt,
         "tower_http_cache_hit",
-        parapet_bench::tower_http_cache_app("/api/item", BODY, calls.clone()),
+        parapet_bench::tower_http_cache_app("/api/item", ITEM_BODY, calls.clone()),
         &calls,
         false,
     );

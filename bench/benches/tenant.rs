@@ -15,16 +15,7 @@ use http::{Request, Response};
 use parapet_tenant::{StaticDirectory, TenantId, TenantLayer, TenantRecord};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-async fn trivial(_req: Request<Body>) -> Result<Response<Body>, Infallible> {
-    Ok(Response::new(Body::empty()))
-}
-
-fn request() -> Request<Body> {
-    Request::get("/")
-        .header("x-tenant-id", "acme")
-        .body(Body::empty())
-        .unwrap()
-}
+use parapet_bench::{acme_request, empty_ok};
 
 fn bench_one<S>(c: &mut Criterion, rt: &tokio::runtime::Runtime, id: &str, mut service: S)
 where
@@ -36,14 +27,14 @@ where
             .ready()
             .await
             .unwrap()
-            .call(request())
+            .call(acme_request())
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
     });
     c.bench_function(id, |b| {
         b.to_async(rt).iter_batched(
-            request,
+            acme_request,
             |req| {
                 let response = service.call(req);
                 async move {
@@ -62,12 +53,12 @@ fn tenant(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    bench_one(c, &rt, "tenant/bare", service_fn(trivial));
+    bench_one(c, &rt, "tenant/bare", service_fn(empty_ok));
     let acme = TenantId::parse("acme").unwrap();
     let directory = StaticDirectory::new()
         .tenant(TenantRecord::new(acme.clone()).plan("pro"))
         .features(&acme, ["pro"]);
-    let service = TenantLayer::new(directory).layer(service_fn(trivial));
+    let service = TenantLayer::new(directory).layer(service_fn(empty_ok));
     bench_one(c, &rt, "tenant/layer", service);
 }
 

@@ -1,7 +1,12 @@
 //! Helpers shared by parapet's benchmark scenarios: latency statistics, resident memory, tables.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    body::Body,
+    http::{HeaderValue, Request, Response},
+};
 
 /// Latencies of one scenario.
 #[derive(Debug, Default, Clone)]
@@ -95,7 +100,7 @@ pub fn tower_http_cache_app(
                 HeaderValue::from_static("public, max-age=60"),
             );
             headers.insert("x-origin-call", HeaderValue::from(call));
-            Ok::<_, std::convert::Infallible>(response)
+            Ok::<_, Infallible>(response)
         }
     });
     let service = HandleError::new(
@@ -105,4 +110,47 @@ pub fn tower_http_cache_app(
         },
     );
     axum::Router::new().route_service(route, service)
+}
+
+/// The JSON body the in-process cache benchmarks serve (`GET /api/item`).
+pub const ITEM_BODY: &str =
+    r#"{"id":42,"name":"Ada Lovelace","company":"Analytical Engines","status":"qualified"}"#;
+
+/// The origin of the in-process cache benchmarks: `GET /api/item` answers [`ITEM_BODY`] with
+/// `Cache-Control: public, max-age=60`, counting its calls in `calls`.
+pub fn item_origin(calls: std::sync::Arc<std::sync::atomic::AtomicU64>) -> axum::Router {
+    use axum::{http::header, routing::get};
+    axum::Router::new().route(
+        "/api/item",
+        get(move || {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::CACHE_CONTROL, "public, max-age=60"),
+                    ],
+                    ITEM_BODY,
+                )
+            }
+        }),
+    )
+}
+
+/// The trivial service the tenant benchmarks put `TenantLayer` in front of: an empty 200.
+///
+/// # Errors
+///
+/// Never.
+pub async fn empty_ok(_req: Request<Body>) -> Result<Response<Body>, Infallible> {
+    Ok(Response::new(Body::empty()))
+}
+
+/// `GET /` naming the tenant `acme` in `x-tenant-id`.
+pub fn acme_request() -> Request<Body> {
+    let mut request = Request::new(Body::empty());
+    request
+        .headers_mut()
+        .insert("x-tenant-id", HeaderValue::from_static("acme"));
+    request
 }

@@ -20,35 +20,14 @@ use std::{
 };
 
 use axum::{
-    Router,
     body::Body,
-    http::{Request, StatusCode, header},
-    routing::get,
+    http::{Request, StatusCode},
 };
 use parapet_cache::CacheLayer;
 use parapet_tenant::{HeaderResolver, StaticDirectory, TenantId, TenantLayer, TenantRecord};
 use tower::{Service, ServiceExt};
 
-const BODY: &str =
-    r#"{"id":42,"name":"Ada Lovelace","company":"Analytical Engines","status":"qualified"}"#;
-
-fn handler(calls: Arc<AtomicU64>) -> Router {
-    Router::new().route(
-        "/api/item",
-        get(move || {
-            calls.fetch_add(1, Ordering::Relaxed);
-            async {
-                (
-                    [
-                        (header::CONTENT_TYPE, "application/json"),
-                        (header::CACHE_CONTROL, "public, max-age=60"),
-                    ],
-                    BODY,
-                )
-            }
-        }),
-    )
-}
+use parapet_bench::item_origin;
 
 fn request() -> Result<Request<Body>, http::Error> {
     Request::get("/api/item")
@@ -64,7 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let n: u64 = args.next().ok_or(usage)?.parse()?;
     let calls = Arc::new(AtomicU64::new(0));
     let app = match mode.as_str() {
-        "single" => handler(calls.clone()).layer(
+        "single" => item_origin(calls.clone()).layer(
             CacheLayer::builder()
                 .local(64 << 20)
                 .single_tenant()
@@ -76,7 +55,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             let tenants = TenantLayer::builder(directory)
                 .resolver(HeaderResolver::new())
                 .build();
-            handler(calls.clone())
+            item_origin(calls.clone())
                 .layer(CacheLayer::builder().local(64 << 20).build()?)
                 .layer(tenants)
         }

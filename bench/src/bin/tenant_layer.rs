@@ -14,16 +14,7 @@ use http::{Request, Response};
 use parapet_tenant::{StaticDirectory, TenantId, TenantLayer, TenantRecord};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-async fn trivial(_req: Request<Body>) -> Result<Response<Body>, Infallible> {
-    Ok(Response::new(Body::empty()))
-}
-
-fn request() -> Request<Body> {
-    Request::get("/")
-        .header("x-tenant-id", "acme")
-        .body(Body::empty())
-        .unwrap()
-}
+use parapet_bench::{acme_request, empty_ok};
 
 async fn drive<S>(mut service: S, n: u64) -> u64
 where
@@ -35,7 +26,7 @@ where
             .ready()
             .await
             .unwrap()
-            .call(request())
+            .call(acme_request())
             .await
             .unwrap();
         ok += u64::from(response.status() == 200);
@@ -53,14 +44,14 @@ fn main() {
         .unwrap();
     let ok = rt.block_on(async {
         match variant.as_str() {
-            "bare" => drive(service_fn(trivial), n).await,
+            "bare" => drive(service_fn(empty_ok), n).await,
             "layer" => {
                 let directory = StaticDirectory::new()
                     .tenant(TenantRecord::new(TenantId::parse("acme").unwrap()).plan("pro"))
                     .features(&TenantId::parse("acme").unwrap(), ["pro"]);
                 let layer = TenantLayer::new(directory);
                 // Warm the cache with one request, the same for every N.
-                let service = layer.layer(service_fn(trivial));
+                let service = layer.layer(service_fn(empty_ok));
                 assert_eq!(drive(service.clone(), 1).await, 1);
                 drive(service, n).await
             }
