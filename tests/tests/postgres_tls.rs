@@ -99,7 +99,7 @@ async fn tls_only_server_with_verify_full_and_the_failures_that_name_host_and_re
         .await
         .unwrap();
     assert!(
-        report.to_string().contains("3 migrations applied"),
+        report.to_string().contains("4 migrations applied"),
         "{report}"
     );
     client

@@ -62,33 +62,42 @@ async fn main() {
 }
 
 async fn seed(client: &tokio_postgres::Client) {
+    // The replica role skips triggers (and foreign keys), the per-tenant numbering among them:
+    // the rows bring their ids, and each tenant's counters are set to its largest afterwards.
     client
         .batch_execute(&format!(
             "SET session_replication_role = replica;
              INSERT INTO tenants (id, name) SELECT 'org' || g, 'Org ' || g FROM generate_series(0, {last}) g;
-             INSERT INTO leads (org_id, name, created_at)
-               SELECT 'org' || (g % {ORGS}), 'lead ' || g, now() - (g || ' seconds')::interval
+             INSERT INTO leads (id, org_id, name, created_at)
+               SELECT g, 'org' || (g % {ORGS}), 'lead ' || g, now() - (g || ' seconds')::interval
                FROM generate_series(1, {LEADS}) g;
-             INSERT INTO deals (org_id, title, stage, amount)
-               SELECT 'org' || (g % {ORGS}), 'deal ' || g,
+             INSERT INTO deals (id, org_id, title, stage, amount)
+               SELECT g, 'org' || (g % {ORGS}), 'deal ' || g,
                       (ARRAY['prospecting','qualification','proposal','negotiation','won','lost'])[1 + g % 6],
                       (g * 7919) % 1000000
                FROM generate_series(1, 200000) g;
-             INSERT INTO collab_activity (tenant_id, actor, action, subject_type, created_at)
-               SELECT 'org' || (g % {ORGS}), 'user', 'viewed', 'lead', now() - (g || ' seconds')::interval
+             INSERT INTO collab_activity (id, tenant_id, actor, action, subject_type, created_at)
+               SELECT g, 'org' || (g % {ORGS}), 'user', 'viewed', 'lead', now() - (g || ' seconds')::interval
                FROM generate_series(1, 500000) g;
              INSERT INTO tenant_subscriptions (tenant_id, feature, status)
                SELECT 'org' || (g % {ORGS}), 'feature' || (g / {ORGS}), CASE WHEN g % 3 = 0 THEN 'canceled' ELSE 'active' END
                FROM generate_series(0, 1999) g;
-             INSERT INTO billing_events (subscription_id, event_type, amount, processed_at)
-               SELECT 1 + g % 2000, (ARRAY['invoice','payment','refund'])[1 + g % 3], g % 10000,
+             INSERT INTO billing_events (id, subscription_id, event_type, amount, processed_at)
+               SELECT g, 1 + g % 2000, (ARRAY['invoice','payment','refund'])[1 + g % 3], g % 10000,
                       now() - (g || ' seconds')::interval
                FROM generate_series(1, 300000) g;
-             INSERT INTO api_endpoints (tenant_id, method, path, type, status)
-               SELECT 'org' || (g % {ORGS}), 'GET', '/p/' || g, (ARRAY['rest','graphql','webhook','rpc'])[1 + g % 4],
+             INSERT INTO api_endpoints (id, tenant_id, method, path, type, status)
+               SELECT g, 'org' || (g % {ORGS}), 'GET', '/p/' || g, (ARRAY['rest','graphql','webhook','rpc'])[1 + g % 4],
                       (ARRAY['active','deprecated','disabled'])[1 + g % 3]
                FROM generate_series(1, 100000) g;
              RESET session_replication_role;
+             INSERT INTO tenant_id_counters (tenant_id, scope, last_id)
+                       SELECT org_id, 'leads', max(id) FROM leads GROUP BY 1
+             UNION ALL SELECT org_id, 'deals', max(id) FROM deals GROUP BY 1
+             UNION ALL SELECT tenant_id, 'collab_activity', max(id) FROM collab_activity GROUP BY 1
+             UNION ALL SELECT tenant_id, 'api_endpoints', max(id) FROM api_endpoints GROUP BY 1
+             UNION ALL SELECT s.tenant_id, 'billing_events', max(b.id) FROM billing_events b
+                       JOIN tenant_subscriptions s ON s.id = b.subscription_id GROUP BY 1;
              ANALYZE;",
             last = ORGS - 1
         ))

@@ -60,7 +60,7 @@
 //! let mut migrations = parapet_migrate::embedded().migrations().to_vec();
 //! migrations.push(index);
 //! let migrator = Migrator::new(migrations)?;
-//! assert_eq!(migrator.migrations().len(), 4);
+//! assert_eq!(migrator.migrations().len(), 5);
 //! # Ok::<(), parapet_migrate::MigrateError>(())
 //! ```
 //!
@@ -115,10 +115,11 @@ mod tests {
             .iter()
             .map(Migration::version)
             .collect();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         assert!(!embedded().migrations()[0].no_transaction());
         assert!(embedded().migrations()[1].no_transaction());
         assert!(!embedded().migrations()[2].no_transaction());
+        assert!(!embedded().migrations()[3].no_transaction());
     }
 
     #[test]

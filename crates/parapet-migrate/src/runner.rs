@@ -98,9 +98,9 @@ impl Migrator {
         Self::new(migrations)
     }
 
-    /// The project's own migrations (`migrations/0001_crm_schema.sql` and
-    /// `migrations/0002_performance_indexes.sql`, `migrations/0003_row_level_security.sql`), compiled
-    /// into the crate.
+    /// The project's own migrations (`migrations/0001_crm_schema.sql`,
+    /// `migrations/0002_performance_indexes.sql`, `migrations/0003_row_level_security.sql` and
+    /// `migrations/0004_tenant_scoped_ids.sql`), compiled into the crate.
     pub fn crm() -> Self {
         Self {
             migrations: vec![
@@ -118,6 +118,11 @@ impl Migrator {
                     3,
                     "row_level_security",
                     include_str!("../../../migrations/0003_row_level_security.sql"),
+                ),
+                Migration::new(
+                    4,
+                    "tenant_scoped_ids",
+                    include_str!("../../../migrations/0004_tenant_scoped_ids.sql"),
                 ),
             ],
         }

@@ -60,22 +60,22 @@ async fn up_then_status_against_a_fresh_database() {
         stdout.contains("applied 0002_performance_indexes (no transaction) in "),
         "{stdout}"
     );
-    assert!(stdout.contains("done: 3 migrations applied"), "{stdout}");
+    assert!(stdout.contains("done: 4 migrations applied"), "{stdout}");
     let client = db.client().await;
-    assert_eq!(history_versions(&client).await, [1, 2, 3]);
+    assert_eq!(history_versions(&client).await, [1, 2, 3, 4]);
 
     // DATABASE_URL works too, and a second `up` has nothing to do.
     let (output, stdout, stderr) = run(cli(&["up"]).env("DATABASE_URL", &url));
     assert!(output.status.success(), "second up: {stderr}");
     assert_eq!(
         stdout.trim(),
-        "nothing to do: all 3 migrations already applied"
+        "nothing to do: all 4 migrations already applied"
     );
 
     let (output, stdout, stderr) = run(&mut cli(&["status", "--database-url", &url]));
     assert!(output.status.success(), "status: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
     assert!(
         lines[0].starts_with("0001_crm_schema: applied at 20"),
         "{stdout}"
@@ -86,6 +86,10 @@ async fn up_then_status_against_a_fresh_database() {
     );
     assert!(
         lines[2].starts_with("0003_row_level_security: applied at 20"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("0004_tenant_scoped_ids: applied at 20"),
         "{stdout}"
     );
 
@@ -204,7 +208,7 @@ fn up_over_verify_full_and_tls_failures_name_the_host_and_the_reason() {
         )
         .env("DATABASE_DIRECT_URL", &full));
     assert!(output.status.success(), "up: {stderr}");
-    assert!(stdout.contains("done: 3 migrations applied"), "{stdout}");
+    assert!(stdout.contains("done: 4 migrations applied"), "{stdout}");
 
     // `--database-url` on the command line wins over both variables.
     let (output, _, stderr) = run(cli(&[

@@ -23,10 +23,11 @@ async fn fresh_database_gets_every_migration_and_table() {
     let client = db.client().await;
 
     let report = embedded().run(&client).await.expect("first run");
-    assert_eq!(report.applied_versions(), [1, 2, 3]);
+    assert_eq!(report.applied_versions(), [1, 2, 3, 4]);
     assert!(!report.applied[0].no_transaction);
     assert!(report.applied[1].no_transaction);
     assert!(!report.applied[2].no_transaction);
+    assert!(!report.applied[3].no_transaction);
     assert!(report.repaired.is_empty());
     assert_eq!(report.already_applied, 0);
     assert!(!report.is_noop());
@@ -52,7 +53,7 @@ async fn fresh_database_gets_every_migration_and_table() {
         )
         .await
         .unwrap();
-    assert_eq!(history.len(), 3);
+    assert_eq!(history.len(), 4);
     for (row, migration) in history.iter().zip(embedded().migrations()) {
         assert_eq!(row.get::<_, i64>(0), migration.version());
         assert_eq!(row.get::<_, &str>(1), migration.name());
@@ -117,6 +118,9 @@ async fn fresh_database_gets_every_migration_and_table() {
         "leads.source text NULL".to_owned(),
         format!("leads.created_at {tz}"),
         format!("leads.updated_at {tz}"),
+        "tenant_id_counters.tenant_id text".to_owned(),
+        "tenant_id_counters.scope text".to_owned(),
+        "tenant_id_counters.last_id bigint".to_owned(),
         "tenant_subscriptions.id bigint".to_owned(),
         "tenant_subscriptions.tenant_id text".to_owned(),
         "tenant_subscriptions.feature text".to_owned(),
@@ -190,10 +194,10 @@ async fn second_run_is_a_no_op() {
     assert!(report.is_noop(), "{report}");
     assert!(report.applied.is_empty());
     assert!(report.repaired.is_empty());
-    assert_eq!(report.already_applied, 3);
+    assert_eq!(report.already_applied, 4);
     assert_eq!(
         report.to_string(),
-        "nothing to do: all 3 migrations already applied"
+        "nothing to do: all 4 migrations already applied"
     );
     assert_eq!(history_rows(&client).await, before);
 
@@ -227,9 +231,9 @@ async fn concurrent_runners_apply_each_migration_once() {
     let mut applied = ra.applied_versions();
     applied.extend(rb.applied_versions());
     applied.sort_unstable();
-    assert_eq!(applied, [1, 2, 3], "a: {ra}\nb: {rb}");
+    assert_eq!(applied, [1, 2, 3, 4], "a: {ra}\nb: {rb}");
     assert!(ra.is_noop() || rb.is_noop(), "a: {ra}\nb: {rb}");
-    assert_eq!(history_versions(&a).await, [1, 2, 3]);
+    assert_eq!(history_versions(&a).await, [1, 2, 3, 4]);
 
     // The lock is released: a third run gets it and has nothing to do.
     assert!(migrator.run(&b).await.unwrap().is_noop());

@@ -1,7 +1,7 @@
 //! The CRM routes. Every query runs on a connection checked out for the request's tenant, with
 //! row-level security confining it to that tenant's rows.
 
-use std::{sync::Arc, time::Duration};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::{
     Json, Router,
@@ -15,15 +15,30 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_postgres::Row;
 
-use crate::problem::{ApiError, Body, Params, RecordId, bad_request, not_found};
+use crate::{
+    problem::{ApiError, Body, Params, RecordId, bad_request, canonical_integer, not_found},
+    ready::Readiness,
+};
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// Purges what a write changes (absent when the cache is off).
     pub cache: Option<CacheHandle>,
-    /// The database `/readyz` checks.
-    pub database_url: Arc<str>,
+    /// What `/readyz` answers from.
+    pub readiness: Readiness,
+}
+
+impl AppState {
+    /// The state of an app served by `stack`: its cache handle, and readiness probed through
+    /// its pools and its cache.
+    pub fn new(stack: &Parapet) -> Self {
+        let cache = stack.cache();
+        Self {
+            readiness: Readiness::new(stack.pools().cloned(), cache.clone()),
+            cache,
+        }
+    }
 }
 
 const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
@@ -98,25 +113,52 @@ async fn purge(state: &AppState, db: &Db, tags: &[&str]) {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PageParams {
-    limit: Option<i64>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
-fn limit(limit: Option<i64>) -> Result<i64, ApiError> {
+/// `limit`: 1 to 100 in canonical form (so `limit=05` is not a second cache entry of
+/// `limit=5`), 20 when absent.
+fn limit(limit: Option<&str>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(20),
-        Some(n @ 1..=100) => Ok(n),
-        Some(_) => Err(bad_request("limit must be between 1 and 100")),
+        Some(raw) => canonical_integer(raw, 1..=100).ok_or_else(|| {
+            bad_request("limit must be an integer from 1 to 100, without leading zeros")
+        }),
     }
 }
 
-/// A cursor is `<key>.<id>` of the last item of the previous page.
-fn cursor(raw: Option<&str>) -> Result<Option<(i64, i64)>, ApiError> {
+/// The latest time a list cursor may name: 9999-12-31T23:59:59.999999Z, in microseconds since
+/// 1970 (PostgreSQL's own range goes further, but no row of this API is that late).
+const MAX_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
+
+/// A cursor is `<key>.<id>` of the last item of the previous page: two integers in canonical
+/// form (digits only, no sign, no leading zero), the key in `keys`, the id positive. Anything
+/// else, out-of-range numbers included, is a 400: the query never sees them.
+fn cursor(
+    raw: Option<&str>,
+    keys: std::ops::RangeInclusive<i64>,
+) -> Result<Option<(i64, i64)>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     raw.split_once('.')
-        .and_then(|(key, id)| Some((key.parse().ok()?, id.parse().ok()?)))
+        .and_then(|(key, id)| {
+            Some((
+                canonical_integer(key, keys)?,
+                canonical_integer(id, 1..=i64::MAX)?,
+            ))
+        })
         .map(Some)
         .ok_or_else(|| bad_request("cursor is not one this API returned"))
+}
+
+/// A cursor of a list ordered by creation time: the time (as microseconds since 1970) and
+/// the id of the last item.
+fn time_cursor(raw: Option<&str>) -> Result<Option<(SystemTime, i64)>, ApiError> {
+    Ok(cursor(raw, 0..=MAX_CURSOR_MICROS)?.map(|(micros, id)| {
+        // In range: 0 ..= MAX_CURSOR_MICROS.
+        let micros = u64::try_from(micros).unwrap_or_default();
+        (UNIX_EPOCH + Duration::from_micros(micros), id)
+    }))
 }
 
 fn next_cursor(rows: &[Row], limit: i64, key_column: &str) -> Option<String> {
@@ -153,8 +195,8 @@ fn lead_columns() -> String {
 }
 
 async fn list_leads(db: Db, Params(params): Params<PageParams>) -> Result<Response, ApiError> {
-    let limit = limit(params.limit)?;
-    let rows = match cursor(params.cursor.as_deref())? {
+    let limit = limit(params.limit.as_deref())?;
+    let rows = match time_cursor(params.cursor.as_deref())? {
         None => {
             db.query(
                 &format!(
@@ -165,15 +207,14 @@ async fn list_leads(db: Db, Params(params): Params<PageParams>) -> Result<Respon
             )
             .await?
         }
-        Some((micros, id)) => {
+        Some((created, id)) => {
             db.query(
                 &format!(
-                    "SELECT {} FROM leads \
-                     WHERE (created_at, id) < (timestamptz 'epoch' + $1::bigint * interval '1 microsecond', $2) \
+                    "SELECT {} FROM leads WHERE (created_at, id) < ($1::timestamptz, $2) \
                      ORDER BY created_at DESC, id DESC LIMIT $3",
                     lead_columns()
                 ),
-                &[&micros, &id, &limit],
+                &[&created, &id, &limit],
             )
             .await?
         }
@@ -310,19 +351,19 @@ fn deal_columns() -> String {
 #[serde(deny_unknown_fields)]
 struct DealParams {
     stage: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
 async fn list_deals(db: Db, Params(params): Params<DealParams>) -> Result<Response, ApiError> {
-    let limit = limit(params.limit)?;
+    let limit = limit(params.limit.as_deref())?;
     let stage = params
         .stage
         .as_deref()
         .map(|s| one_of("stage", s, &STAGES))
         .transpose()?;
     // Largest amount first; the cursor is the last (amount, id).
-    let after = cursor(params.cursor.as_deref())?;
+    let after = cursor(params.cursor.as_deref(), 0..=MAX_AMOUNT)?;
     let (amount, id) = after.unwrap_or((i64::MAX, i64::MAX));
     let sql = format!(
         "SELECT {} FROM deals WHERE ($1::text IS NULL OR stage = $1) AND (amount, id) < ($2, $3) \
@@ -461,8 +502,8 @@ async fn update_deal(
 }
 
 async fn list_activity(db: Db, Params(params): Params<PageParams>) -> Result<Response, ApiError> {
-    let limit = limit(params.limit)?;
-    let (micros, id) = cursor(params.cursor.as_deref())?.unwrap_or((i64::MAX, i64::MAX));
+    let limit = limit(params.limit.as_deref())?;
+    let (created, id) = time_cursor(params.cursor.as_deref())?.unzip();
     let rows = db
         .query(
             &format!(
@@ -470,12 +511,10 @@ async fn list_activity(db: Db, Params(params): Params<PageParams>) -> Result<Res
                  to_char(created_at AT TIME ZONE 'UTC', {TIMESTAMP}) AS created, \
                  (extract(epoch FROM created_at) * 1000000)::bigint AS micros \
                  FROM collab_activity \
-                 WHERE $1 = {max} OR (created_at, id) < \
-                       (timestamptz 'epoch' + $1::bigint * interval '1 microsecond', $2) \
-                 ORDER BY created_at DESC, id DESC LIMIT $3",
-                max = i64::MAX
+                 WHERE $1::timestamptz IS NULL OR (created_at, id) < ($1, $2::bigint) \
+                 ORDER BY created_at DESC, id DESC LIMIT $3"
             ),
-            &[&micros, &id, &limit],
+            &[&created, &id, &limit],
         )
         .await?;
     let next = next_cursor(&rows, limit, "micros");
@@ -533,17 +572,26 @@ async fn subscription(tenant: Tenant, db: Db) -> Result<Response, ApiError> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BillingParams {
-    subscription_id: Option<i64>,
+    subscription_id: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 async fn billing_events(
     db: Db,
     Params(params): Params<BillingParams>,
 ) -> Result<Response, ApiError> {
-    let limit = limit(params.limit)?;
+    let limit = limit(params.limit.as_deref())?;
+    let subscription_id = params
+        .subscription_id
+        .as_deref()
+        .map(|raw| {
+            canonical_integer(raw, 1..=i64::MAX).ok_or_else(|| {
+                bad_request("subscription_id must be a positive integer, without leading zeros")
+            })
+        })
+        .transpose()?;
     let event_type = optional_text("type", params.event_type.as_deref(), 100)?;
     let rows = db
         .query(
@@ -556,7 +604,7 @@ async fn billing_events(
                    AND ($2::text IS NULL OR event_type = $2) \
                  ORDER BY created_at DESC, id DESC LIMIT $3"
             ),
-            &[&params.subscription_id, &event_type, &limit],
+            &[&subscription_id, &event_type, &limit],
         )
         .await?;
     let items = rows
@@ -577,26 +625,25 @@ async fn billing_events(
 }
 
 /// PostgreSQL is required; Redis is an accelerator: without it the API is degraded, not down.
+///
+/// PostgreSQL is asked through the API's own pool, Redis through the cache's own connection
+/// (one server, a Cluster or Sentinel, over TLS or not, exactly as the cache reaches it); one
+/// probe's result answers every call for a second ([`Readiness`]).
 async fn readyz(State(state): State<AppState>) -> Response {
-    let postgres = check_postgres(&state.database_url).await;
-    // Asked through the cache's own connection: one server, a Cluster or Sentinel, over TLS
-    // or not, exactly as the cache reaches it.
-    let redis = match &state.cache {
-        Some(cache) => match cache.shared_tier_ready().await {
-            None => "not configured",
-            Some(true) => "up",
-            Some(false) => "down",
-        },
+    let report = state.readiness.check().await;
+    let redis = match report.redis {
         None => "not configured",
+        Some(true) => "up",
+        Some(false) => "down",
     };
-    let (status, code) = match (postgres, redis) {
+    let (status, code) = match (report.postgres, report.redis) {
         (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
-        (true, "down") => ("degraded", StatusCode::OK),
+        (true, Some(false)) => ("degraded", StatusCode::OK),
         (true, _) => ("ready", StatusCode::OK),
     };
     let body = json!({
         "status": status,
-        "postgres": if postgres { "up" } else { "down" },
+        "postgres": if report.postgres { "up" } else { "down" },
         "redis": redis,
     });
     (
@@ -605,25 +652,4 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Json(body),
     )
         .into_response()
-}
-
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Whether PostgreSQL at `url` answers `SELECT 1` within a second.
-pub async fn check_postgres(url: &str) -> bool {
-    let Ok(config) = parapet_postgres::PgConfig::parse(url) else {
-        return false;
-    };
-    let attempt = async {
-        let (client, connection) = config.connect().await.ok()?;
-        let driver = tokio::spawn(connection);
-        let ok = client.simple_query("SELECT 1").await.is_ok();
-        drop(client);
-        let _ = driver.await;
-        Some(ok)
-    };
-    matches!(
-        tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
-        Ok(Some(true))
-    )
 }

@@ -2,7 +2,7 @@
 //! tests run with theirs, so a test of a deployment mode runs the very start-up the README's
 //! commands do.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use axum::Router;
 use parapet::CacheHandle;
@@ -78,10 +78,7 @@ pub async fn build(
     if admin_token.is_none() {
         tracing::info!("PARAPET_ADMIN_TOKEN is not set: /admin/cache is disabled");
     }
-    let state = AppState {
-        cache: cache.clone(),
-        database_url: Arc::from(app_url.as_str()),
-    };
+    let state = AppState::new(&stack);
     let admin = admin_token.is_some();
     let router = api::router(state, stack, admin_token);
     Ok(Demo {

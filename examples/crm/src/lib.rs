@@ -11,6 +11,7 @@
 pub mod api;
 pub mod app;
 pub mod problem;
+pub mod ready;
 pub mod setup;
 
 /// Start-up errors.

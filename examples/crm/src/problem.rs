@@ -109,7 +109,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// A numeric record id from the path; anything else is a 404 (no record has that id).
+/// `raw` as an integer in `range` when it is written the one way this API writes numbers:
+/// ASCII digits only (no sign, no spaces), no leading zero. Two spellings of one number would
+/// be two URLs, hence two cache entries, for one resource.
+pub fn canonical_integer(raw: &str, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+    let canonical = !raw.is_empty()
+        && raw.bytes().all(|b| b.is_ascii_digit())
+        && (raw == "0" || !raw.starts_with('0'));
+    if !canonical {
+        return None;
+    }
+    // More digits than an i64 holds fail to parse: out of range too.
+    raw.parse::<i64>().ok().filter(|n| range.contains(n))
+}
+
+/// A record id from the path: a positive 64-bit integer in canonical form (`/api/leads/7`,
+/// never `/api/leads/007`, `/api/leads/+7` or `/api/leads/-7`). Anything else is a 400; a
+/// well-formed id the tenant has no record under is the handler's 404.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordId(pub i64);
 
@@ -117,12 +133,51 @@ impl<S: Send + Sync> FromRequestParts<S> for RecordId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(raw)) => match raw.parse::<i64>() {
-                Ok(id) if id > 0 => Ok(Self(id)),
-                _ => Err(not_found("record")),
-            },
-            Err(_) => Err(not_found("record")),
+        let raw = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(raw)| raw)
+            .unwrap_or_default();
+        canonical_integer(&raw, 1..=i64::MAX)
+            .map(Self)
+            .ok_or_else(|| {
+                bad_request(format!(
+                    "a record id is an integer from 1 to {}, written without sign or leading zeros",
+                    i64::MAX
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_integer;
+
+    #[test]
+    fn only_the_canonical_spelling_of_an_integer_in_range_is_one() {
+        let all = 0..=i64::MAX;
+        for (raw, expected) in [
+            ("0", Some(0)),
+            ("7", Some(7)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("9223372036854775808", None),
+            ("99999999999999999999", None),
+            ("007", None),
+            ("00", None),
+            ("+7", None),
+            ("-7", None),
+            ("-0", None),
+            (" 7", None),
+            ("7 ", None),
+            ("", None),
+            ("1e3", None),
+            ("7.0", None),
+            ("٧", None),
+            ("0x10", None),
+        ] {
+            assert_eq!(canonical_integer(raw, all.clone()), expected, "{raw:?}");
         }
+        assert_eq!(canonical_integer("0", 1..=i64::MAX), None);
+        assert_eq!(canonical_integer("101", 1..=100), None);
+        assert_eq!(canonical_integer("100", 1..=100), Some(100));
     }
 }

@@ -240,47 +240,57 @@ pub async fn seed(client: &Client, leads: u32) -> Result<(), Error> {
 
 /// Per table: how many rows a tenant has, how to add rows `$2 + 1 ..= $3` for tenant `$1`, and
 /// the target for `leads` leads.
+///
+/// Each insert reserves its block of ids with `reserve_tenant_ids` (one counter update per
+/// table, `migrations/0004_tenant_scoped_ids.sql`) and numbers the rows itself: numbering them
+/// one by one through the trigger would update the counter row once per row in one transaction.
 fn top_ups(leads: i64) -> [(&'static str, &'static str, i64); 4] {
     [
         (
             "SELECT count(*) FROM leads WHERE org_id = $1",
-            "INSERT INTO leads (org_id, name, email, company, status, source, created_at)
-             SELECT $1, 'Lead ' || i, 'lead' || i || '@' || $1 || '.example',
+            "INSERT INTO leads (id, org_id, name, email, company, status, source, created_at)
+             SELECT r.first + (i - $2::bigint - 1), $1, 'Lead ' || i,
+                    'lead' || i || '@' || $1 || '.example',
                     'Company ' || (i % 997),
                     (ARRAY['new','contacted','qualified','lost','converted'])[1 + i % 5],
                     (ARRAY['web','referral','event','ads'])[1 + i % 4],
                     now() - make_interval(secs => i * 37)
-             FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+             FROM reserve_tenant_ids($1, 'leads', $3::bigint - $2::bigint) AS r (first),
+                  generate_series($2::bigint + 1, $3::bigint) AS i",
             leads,
         ),
         (
             "SELECT count(*) FROM deals WHERE org_id = $1",
-            "INSERT INTO deals (org_id, title, stage, amount, created_at)
-             SELECT $1, 'Deal ' || i,
+            "INSERT INTO deals (id, org_id, title, stage, amount, created_at)
+             SELECT r.first + (i - $2::bigint - 1), $1, 'Deal ' || i,
                     (ARRAY['prospecting','qualification','proposal','negotiation','won','lost'])[1 + i % 6],
                     (i * 7919) % 5000000, now() - make_interval(secs => i * 53)
-             FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+             FROM reserve_tenant_ids($1, 'deals', $3::bigint - $2::bigint) AS r (first),
+                  generate_series($2::bigint + 1, $3::bigint) AS i",
             leads / 4,
         ),
         (
             "SELECT count(*) FROM collab_activity WHERE tenant_id = $1",
-            "INSERT INTO collab_activity (tenant_id, actor, action, subject_type, subject_id, created_at)
-             SELECT $1, 'user' || (i % 25) || '@' || $1 || '.example',
+            "INSERT INTO collab_activity (id, tenant_id, actor, action, subject_type, subject_id, created_at)
+             SELECT r.first + (i - $2::bigint - 1), $1, 'user' || (i % 25) || '@' || $1 || '.example',
                     (ARRAY['created','updated','commented','assigned'])[1 + i % 4],
                     (ARRAY['lead','deal'])[1 + i % 2], i, now() - make_interval(secs => i * 29)
-             FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+             FROM reserve_tenant_ids($1, 'collab_activity', $3::bigint - $2::bigint) AS r (first),
+                  generate_series($2::bigint + 1, $3::bigint) AS i",
             leads / 2,
         ),
         (
             "SELECT count(*) FROM billing_events b JOIN tenant_subscriptions s \
              ON s.id = b.subscription_id WHERE s.tenant_id = $1",
-            "INSERT INTO billing_events (subscription_id, event_type, amount, payload, processed_at, created_at)
-             SELECT (SELECT min(id) FROM tenant_subscriptions WHERE tenant_id = $1),
+            "INSERT INTO billing_events (id, subscription_id, event_type, amount, payload, processed_at, created_at)
+             SELECT r.first + (i - $2::bigint - 1),
+                    (SELECT min(id) FROM tenant_subscriptions WHERE tenant_id = $1),
                     (ARRAY['invoice.created','payment.succeeded','payment.failed','refund.created'])[1 + i % 4],
                     (i * 131) % 100000, jsonb_build_object('n', i),
                     CASE WHEN i % 3 = 0 THEN NULL ELSE now() - make_interval(secs => i * 61) END,
                     now() - make_interval(secs => i * 61)
-             FROM generate_series($2::bigint + 1, $3::bigint) AS i",
+             FROM reserve_tenant_ids($1, 'billing_events', $3::bigint - $2::bigint) AS r (first),
+                  generate_series($2::bigint + 1, $3::bigint) AS i",
             leads / 10,
         ),
     ]

@@ -606,12 +606,13 @@ async fn bad_input_is_a_problem_never_a_server_error() {
             "/api/billing/events?subscription_id=x",
             StatusCode::BAD_REQUEST,
         ),
-        ("/api/leads/abc", StatusCode::NOT_FOUND),
-        ("/api/leads/0", StatusCode::NOT_FOUND),
-        ("/api/leads/-5", StatusCode::NOT_FOUND),
-        ("/api/leads/99999999999999999999", StatusCode::NOT_FOUND),
+        // A malformed id is the client's error; a well-formed one the tenant lacks is a 404.
+        ("/api/leads/abc", StatusCode::BAD_REQUEST),
+        ("/api/leads/0", StatusCode::BAD_REQUEST),
+        ("/api/leads/-5", StatusCode::BAD_REQUEST),
+        ("/api/leads/99999999999999999999", StatusCode::BAD_REQUEST),
         ("/api/leads/987654321", StatusCode::NOT_FOUND),
-        ("/api/deals/1e3", StatusCode::NOT_FOUND),
+        ("/api/deals/1e3", StatusCode::BAD_REQUEST),
         ("/api/nope", StatusCode::NOT_FOUND),
         ("/nope", StatusCode::NOT_FOUND),
     ] {
@@ -829,7 +830,7 @@ async fn bad_input_is_a_problem_never_a_server_error() {
         &json!({ "stage": "won" }),
     )
     .await
-    .assert_problem(StatusCode::NOT_FOUND, "PATCH of a non-numeric id");
+    .assert_problem(StatusCode::BAD_REQUEST, "PATCH of a non-numeric id");
     // Nothing of the above was written.
     let client = app.db.client().await;
     let leads: i64 = client

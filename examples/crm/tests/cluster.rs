@@ -9,7 +9,6 @@
 //! panic too (its guard's drop).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::{Router, body::Body};
@@ -38,11 +37,7 @@ async fn instance(app_url: &str, cluster: &RedisCluster, prefix: &str) -> Router
     assert_eq!(config.redis_cluster_urls.len(), 3);
     assert!(config.cache_local_bytes > 0, "the local tier is on");
     let stack = config.build().await.unwrap();
-    let state = api::AppState {
-        cache: stack.cache(),
-        database_url: Arc::from(app_url),
-    };
-    api::router(state, stack, None)
+    api::router(api::AppState::new(&stack), stack, None)
 }
 
 /// A response: status, `Cache-Status`, JSON body.
