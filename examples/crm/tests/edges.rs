@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::{Router, body::Body};
 use example_crm::app;
-use http::{Method, Request, StatusCode, header};
+use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use parapet_migrate::Migrator;
 use parapet_testkit::unique_prefix;
