@@ -6,7 +6,7 @@
 //! ```
 //!
 //! [`app::build`] starts the demo from variables: [`setup::prepare`] creates, migrates and seeds
-//! the database, [`api::router`] is the app.
+//! the database, [`api::router`] is the app, [`ready::Readiness`] answers `/readyz`.
 
 pub mod api;
 pub mod app;
