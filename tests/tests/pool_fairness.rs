@@ -4,7 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -55,19 +58,22 @@ async fn a_hog_gets_its_share_and_another_tenant_still_gets_in() {
     // The hog asks for every connection of the pool at once and holds what it gets.
     let (release, released) = tokio::sync::watch::channel(false);
     let hog = tenant("hog");
+    let connected = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (pools, hog, mut released) = (pools.clone(), hog.clone(), released.clone());
+            let connected = connected.clone();
             tokio::spawn(async move {
                 let db = pools.checkout(&hog).await?;
                 db.query_one("SELECT 1", &[]).await.unwrap();
+                connected.fetch_add(1, Ordering::SeqCst);
                 released.wait_for(|r| *r).await.unwrap();
                 Ok::<_, PoolError>(())
             })
         })
         .collect();
     eventually("the hog holds its share and waits for more", || {
-        usage_of(&pools, "hog") == (4, 4)
+        connected.load(Ordering::SeqCst) == 4 && usage_of(&pools, "hog") == (4, 4)
     })
     .await;
 
