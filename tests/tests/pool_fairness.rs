@@ -13,7 +13,7 @@ use std::{
 
 use axum::{Router, body::Body, routing::get};
 use http::Request;
-use parapet_pool::{Db, DbError, PoolError, PoolLayer, TenantPools, TenantUsage};
+use parapet_pool::{Db, DbError, PoolError, PoolLayer, TenantPools};
 use parapet_tenant::{Features, StaticDirectory, Tenant, TenantId, TenantLayer, TenantRecord};
 use parapet_tests::TestDb;
 use tower::ServiceExt;
@@ -270,7 +270,6 @@ async fn tenant_usage_is_bounded_to_the_top_and_the_rest() {
     );
     let all: usize = pools.tenant_usage(100).iter().map(|u| u.in_use).sum();
     assert_eq!(all, 7);
-    let _: &[TenantUsage] = &usage;
     drop(held);
 }
 
