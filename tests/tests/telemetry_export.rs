@@ -137,6 +137,7 @@ async fn cache_and_pool_metrics_arrive_over_otlp() {
         assert!(status.unwrap().contains("hit"));
     }
     let stats_before_post = cache.handle().stats();
+    let tenant_bytes_before_post = cache.handle().local_bytes_by_tenant(10);
     tokio::task::block_in_place(|| guard.force_flush()).unwrap();
     assert_eq!(send("POST", "/api/leads").await.0, 200);
 
@@ -168,6 +169,13 @@ async fn cache_and_pool_metrics_arrive_over_otlp() {
     assert_eq!(count.get(&state("idle")), Some(&0), "{count:?}");
     let in_use = int_points(find(first, "parapet.pool.budget.in_use").unwrap());
     assert_eq!(in_use.get(&attrs(&[])), Some(&1));
+    // Per tenant (the busiest, bounded): the held connection is acme's, and nothing waits.
+    let acme = attrs(&[("tenant.id", "acme")]);
+    let per_tenant = int_points(find(first, "parapet.pool.tenant.connections").unwrap());
+    assert_eq!(per_tenant.get(&acme), Some(&1), "{per_tenant:?}");
+    assert_eq!(per_tenant.len(), 1, "{per_tenant:?}");
+    let waiting = int_points(find(first, "parapet.pool.tenant.pending_requests").unwrap());
+    assert_eq!(waiting.get(&acme), Some(&0), "{waiting:?}");
 
     // At shutdown: the values the layers themselves report.
     let last = exports.last().unwrap();
@@ -232,6 +240,21 @@ async fn cache_and_pool_metrics_arrive_over_otlp() {
     let before_post = &exports[1];
     let local = int_points(find(before_post, "parapet.cache.local.size").unwrap())[&attrs(&[])];
     assert_eq!(local, i64::try_from(stats_before_post.local_bytes).unwrap());
+    // The stored response's bytes, as acme's.
+    assert_eq!(
+        tenant_bytes_before_post.len(),
+        1,
+        "{tenant_bytes_before_post:?}"
+    );
+    assert_eq!(tenant_bytes_before_post[0].tenant.as_deref(), Some("acme"));
+    assert!(tenant_bytes_before_post[0].bytes > 0);
+    let by_tenant = int_points(find(before_post, "parapet.cache.local.tenant.size").unwrap());
+    assert_eq!(
+        by_tenant.get(&attrs(&[("tenant.id", "acme")])),
+        Some(&i64::try_from(tenant_bytes_before_post[0].bytes).unwrap()),
+        "{by_tenant:?}"
+    );
+    assert_eq!(single("parapet.cache.local.refused"), 0);
     let requests = int_points(find(before_post, "parapet.cache.requests").unwrap());
     assert_eq!(requests[&result("hit")], 2, "{requests:?}");
     assert_eq!(requests[&result("bypass")], 0, "{requests:?}");

@@ -8,6 +8,7 @@ use parapet_tenant::TenantId;
 use crate::key::{PrimaryKey, tag_index, tenant_prefix};
 use crate::shared::Shared;
 use crate::stats::{CacheStats, bump};
+use crate::store::TenantBytes;
 
 /// Purges entries of the [`CacheLayer`](crate::CacheLayer) it came from (cheap to clone).
 #[derive(Clone)]
@@ -91,5 +92,17 @@ impl CacheHandle {
     #[must_use]
     pub fn stats(&self) -> CacheStats {
         self.shared.counters.snapshot()
+    }
+
+    /// The bytes each tenant's entries hold in the local tier: the `top` tenants holding the
+    /// most, then one entry with `tenant: None` summing the others (only when some were left
+    /// out), so the list is bounded whatever the number of tenants. Empty without a local tier.
+    /// Entries of single-tenant mode belong to no tenant and are not listed.
+    #[must_use]
+    pub fn local_bytes_by_tenant(&self, top: usize) -> Vec<TenantBytes> {
+        self.shared
+            .tenants
+            .as_ref()
+            .map_or_else(Vec::new, |ledger| ledger.top(top))
     }
 }

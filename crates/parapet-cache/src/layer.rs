@@ -13,7 +13,9 @@ use crate::policy::{ConfigError, PolicyConfig};
 use crate::service::CacheService;
 use crate::shared::{Shared, TtlFn};
 use crate::stats::{CacheStats, Counters};
-use crate::store::{MemoryStore, RedisConfig, RedisStore, Store, TieredStore};
+use crate::store::{
+    MemoryStore, RedisConfig, RedisStore, Store, TenantLedger, TieredStore, share_of,
+};
 
 /// A Tower layer that caches responses as an RFC 9111 shared cache, with keys scoped by
 /// tenant. See the [crate docs](crate) for an example.
@@ -67,12 +69,19 @@ pub enum BuildError {
     /// The Redis URL is invalid.
     #[error("invalid redis configuration: {0}")]
     Redis(#[from] redis::RedisError),
+    /// [`CacheLayerBuilder::local_tenant_share`] is not a fraction in `(0, 1]`.
+    #[error("local_tenant_share must be a fraction of the local tier in (0, 1], not {0}")]
+    TenantShare(f64),
 }
+
+/// The prefix of every key unless [`CacheLayerBuilder::prefix`] sets another.
+pub(crate) const DEFAULT_PREFIX: &str = "parapet:cache:";
 
 /// Builds a [`CacheLayer`]: which tiers, the policy, limits and per-route default TTLs.
 #[must_use]
 pub struct CacheLayerBuilder {
     local_bytes: Option<u64>,
+    local_tenant_share: Option<f64>,
     redis: Option<RedisConfig>,
     local_ttl_cap: Duration,
     policy: PolicyConfig,
@@ -91,12 +100,13 @@ impl Default for CacheLayerBuilder {
     fn default() -> Self {
         Self {
             local_bytes: None,
+            local_tenant_share: None,
             redis: None,
             local_ttl_cap: Duration::from_secs(60),
             policy: PolicyConfig::default(),
             route_ttls: Vec::new(),
             ttl_fn: None,
-            prefix: "parapet:cache:".to_owned(),
+            prefix: DEFAULT_PREFIX.to_owned(),
             max_body_size: 1024 * 1024,
             single_tenant: false,
             coalesce_wait: Duration::from_secs(5),
@@ -114,6 +124,7 @@ impl fmt::Debug for CacheLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheLayerBuilder")
             .field("local_bytes", &self.local_bytes)
+            .field("local_tenant_share", &self.local_tenant_share)
             .field("redis", &self.redis)
             .field("prefix", &self.prefix)
             .field("max_body_size", &self.max_body_size)
@@ -128,6 +139,24 @@ impl CacheLayerBuilder {
     /// Without [`redis`](Self::redis) this is the only tier (64 MiB when neither is set).
     pub fn local(mut self, max_bytes: u64) -> Self {
         self.local_bytes = Some(max_bytes);
+        self
+    }
+
+    /// Caps the bytes one tenant's entries may hold in the local tier to a share of it, a
+    /// fraction in `(0, 1]` (off by default: any tenant may fill the tier).
+    ///
+    /// With `0.25`, a tenant whose traffic would fill the tier holds at most a quarter of it,
+    /// so the entries of the others are not evicted to make room for its own. A tenant at its
+    /// share has its new entries **refused** by the local tier (not stored there; with Redis
+    /// they are still stored and served from Redis) until its older entries expire or are
+    /// purged; [`CacheStats::local_refused`](crate::CacheStats::local_refused) counts them.
+    /// Bytes per tenant are counted whether or not a share is set
+    /// ([`CacheHandle::local_bytes_by_tenant`](crate::CacheHandle::local_bytes_by_tenant)).
+    ///
+    /// A value outside `(0, 1]` makes [`build`](Self::build) fail with
+    /// [`BuildError::TenantShare`].
+    pub fn local_tenant_share(mut self, share: f64) -> Self {
+        self.local_tenant_share = Some(share);
         self
     }
 
@@ -216,15 +245,25 @@ impl CacheLayerBuilder {
     /// # Errors
     ///
     /// [`BuildError::Policy`] for invalid policy settings, [`BuildError::Redis`] for an
-    /// invalid Redis URL.
+    /// invalid Redis URL, [`BuildError::TenantShare`] for a share outside `(0, 1]`.
     pub fn build(self) -> Result<CacheLayer, BuildError> {
         self.policy.validate()?;
+        if let Some(share) = self.local_tenant_share
+            && !(share > 0.0 && share <= 1.0)
+        {
+            return Err(BuildError::TenantShare(share));
+        }
         let counters = Arc::new(Counters::default());
         let local_bytes = match (self.local_bytes, &self.redis) {
             (None, None) => Some(64 * 1024 * 1024),
             (bytes, _) => bytes,
         };
-        let local = local_bytes.map(|bytes| MemoryStore::with_counters(bytes, counters.clone()));
+        let local = local_bytes.map(|bytes| {
+            let cap = self.local_tenant_share.map(|share| share_of(share, bytes));
+            let ledger = Arc::new(TenantLedger::new(&self.prefix, cap));
+            MemoryStore::with_counters(bytes, counters.clone(), ledger)
+        });
+        let tenants = local.as_ref().map(|local| local.tenants().clone());
         let redis = match self.redis {
             Some(config) => Some(RedisStore::with_counters(config, counters.clone())?),
             None => None,
@@ -238,7 +277,11 @@ impl CacheLayerBuilder {
             ),
             (Some(local), None) => Arc::new(local),
             (None, Some(redis)) => Arc::new(redis),
-            (None, None) => Arc::new(MemoryStore::with_counters(0, counters.clone())),
+            (None, None) => Arc::new(MemoryStore::with_counters(
+                0,
+                counters.clone(),
+                Arc::new(TenantLedger::new(&self.prefix, None)),
+            )),
         };
         Ok(CacheLayer {
             shared: Arc::new(Shared {
@@ -254,6 +297,7 @@ impl CacheLayerBuilder {
                 tag_headers: self.tag_headers,
                 expose_tags: self.expose_tags,
                 counters,
+                tenants,
                 flights: Arc::default(),
                 refreshes: Arc::default(),
             }),

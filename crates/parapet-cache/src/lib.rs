@@ -94,4 +94,4 @@ pub use layer::{BuildError, CacheLayer, CacheLayerBuilder};
 pub use service::CacheService;
 pub use stats::CacheStats;
 pub use status::CACHE_STATUS;
-pub use store::{MemoryStore, RedisConfig, RedisStore, Store, TieredStore};
+pub use store::{MemoryStore, RedisConfig, RedisStore, Store, TenantBytes, TieredStore};

@@ -12,7 +12,7 @@ use crate::coalesce::Flights;
 use crate::key::{PrimaryKey, tenant_prefix};
 use crate::policy::PolicyConfig;
 use crate::stats::Counters;
-use crate::store::Store;
+use crate::store::{Store, TenantLedger};
 
 /// A per-request default TTL, for responses that carry no freshness information.
 pub(crate) type TtlFn = dyn Fn(&Parts) -> Option<Duration> + Send + Sync;
@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) tag_headers: Vec<HeaderName>,
     pub(crate) expose_tags: bool,
     pub(crate) counters: Arc<Counters>,
+    /// Bytes per tenant in the local tier (`None` without a local tier).
+    pub(crate) tenants: Option<Arc<TenantLedger>>,
     pub(crate) flights: Arc<Flights>,
     pub(crate) refreshes: Arc<Flights>,
 }

@@ -22,6 +22,7 @@ pub(crate) struct Counters {
     pub(crate) breaker_opens: AtomicU64,
     pub(crate) breaker_open: AtomicBool,
     pub(crate) local_bytes: AtomicU64,
+    pub(crate) local_refused: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -50,6 +51,7 @@ impl Counters {
             breaker_opens: get(&self.breaker_opens),
             breaker_open: self.breaker_open.load(Ordering::Relaxed),
             local_bytes: get(&self.local_bytes),
+            local_refused: get(&self.local_refused),
         }
     }
 }
@@ -92,4 +94,7 @@ pub struct CacheStats {
     pub breaker_open: bool,
     /// Approximate bytes held by the local tier at its last write.
     pub local_bytes: u64,
+    /// Entries the local tier refused because their tenant held its share of it (see
+    /// [`CacheLayerBuilder::local_tenant_share`](crate::CacheLayerBuilder::local_tenant_share)).
+    pub local_refused: u64,
 }

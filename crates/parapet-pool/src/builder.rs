@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::{
     Isolation, IsolationScope, PoolError, TenantPools,
     budget::{BudgetRule, server_budget},
+    fair::{default_share, share_of},
 };
 
 /// Builds [`TenantPools`]. Every wait is bounded by default; deadpool's own defaults wait forever.
@@ -12,6 +13,7 @@ use crate::{
 /// | setting | default |
 /// |---|---|
 /// | [`max_per_pool`](Self::max_per_pool) | 20 connections |
+/// | [`tenant_share`](Self::tenant_share) | `max(2, max_per_pool / 4)` connections of the shared pool per tenant (5 of 20); waiting tenants served in turn |
 /// | [`budget`](Self::budget) | per database server (`host:port`): its `max_connections` − `superuser_reserved_connections` − `reserved_connections` − [`reserve`](Self::reserve) (10), divided by [`replicas`](Self::replicas) (1); read at build for the shared server, at the first connection for the others |
 /// | [`max_pools`](Self::max_pools) | 100 (least recently used dropped first) |
 /// | [`wait_timeout`](Self::wait_timeout) | 2 s |
@@ -35,6 +37,7 @@ struct SettingsDraft {
     isolation: Isolation,
     scope: IsolationScope,
     max_per_pool: usize,
+    tenant_share: Option<f64>,
     budget: Option<usize>,
     reserve: usize,
     replicas: usize,
@@ -58,6 +61,8 @@ pub(crate) struct Settings {
     pub(crate) scope: IsolationScope,
     pub(crate) budget_rule: BudgetRule,
     pub(crate) max_per_pool: usize,
+    /// The most connections of one pool a tenant may hold.
+    pub(crate) per_tenant: usize,
     pub(crate) max_pools: usize,
     pub(crate) wait_timeout: Duration,
     pub(crate) create_timeout: Duration,
@@ -91,6 +96,7 @@ impl TenantPools {
                 isolation: Isolation::default(),
                 scope: IsolationScope::default(),
                 max_per_pool: 20,
+                tenant_share: None,
                 budget: None,
                 reserve: 10,
                 replicas: 1,
@@ -174,6 +180,20 @@ impl TenantPoolsBuilder {
         slow_query: Duration
     );
 
+    /// The share of the shared database's pool one tenant may hold at once, a fraction in
+    /// `(0, 1]` of [`max_per_pool`](Self::max_per_pool), rounded up (`0.25` of 20 is 5; `1.0`
+    /// lets one tenant take the whole pool). Default: `max(2, max_per_pool / 4)` connections.
+    /// A tenant whose record names a database of its own has that pool to itself.
+    ///
+    /// Whatever the share, checkouts that wait are served one tenant at a time in turn, so a
+    /// tenant's queue delays another tenant's checkout by at most one turn (in every pool). A value outside
+    /// `(0, 1]` makes [`build`](Self::build) fail with a [`PoolError::Config`] naming
+    /// `tenant_share`.
+    pub fn tenant_share(mut self, share: f64) -> Self {
+        self.settings.tenant_share = Some(share);
+        self
+    }
+
     /// The most connections all pools together may hold open to one database server
     /// (`host:port`), in this process. Without it, each server's budget is read from the server
     /// and divided by [`replicas`](Self::replicas).
@@ -207,6 +227,16 @@ impl TenantPoolsBuilder {
     pub async fn build(self) -> Result<TenantPools, PoolError> {
         let d = self.settings;
         d.isolation.validate().map_err(PoolError::Config)?;
+        let max_per_pool = d.max_per_pool.max(1);
+        let per_tenant = match d.tenant_share {
+            None => default_share(max_per_pool),
+            Some(share) if share > 0.0 && share <= 1.0 => share_of(share, max_per_pool),
+            Some(share) => {
+                return Err(PoolError::Config(format!(
+                    "tenant_share must be a fraction of the pool in (0, 1], not {share}"
+                )));
+            }
+        };
         let mut shared = parapet_postgres::PgConfig::parse(&self.shared_url)
             .map_err(|e| PoolError::Config(format!("the shared database URL is invalid: {e}")))?;
         let settings = Settings {
@@ -220,7 +250,8 @@ impl TenantPoolsBuilder {
                     replicas: d.replicas,
                 },
             },
-            max_per_pool: d.max_per_pool.max(1),
+            max_per_pool,
+            per_tenant,
             max_pools: d.max_pools.max(1),
             wait_timeout: d.wait_timeout,
             create_timeout: d.create_timeout,

@@ -10,6 +10,7 @@ use tokio_postgres::{
 
 use crate::{
     DbError, Isolation, IsolationScope, PoolError,
+    fair::SharePermit,
     manager::Object,
     query::{QueryContext, Run, Statements, timed},
     session::{self, Marks},
@@ -89,6 +90,8 @@ macro_rules! query_methods {
 /// statement (its text only: parameters are never logged).
 pub struct Db {
     obj: Option<Object>,
+    /// The tenant's slot of the pool, returned after the connection is.
+    share: Option<SharePermit>,
     ctx: QueryContext,
     marks: Marks,
     reset_timeout: Duration,
@@ -98,6 +101,7 @@ impl Db {
     /// Enters the tenant's session on `obj`; a connection that cannot be set up is closed.
     pub(crate) async fn checked_out(
         obj: Object,
+        share: Option<SharePermit>,
         isolation: &Isolation,
         ctx: QueryContext,
         timeout: Duration,
@@ -105,6 +109,7 @@ impl Db {
         let obj = session::enter(obj, isolation, ctx.scope, &ctx.tenant, timeout).await?;
         Ok(Self {
             obj: Some(obj),
+            share,
             ctx,
             marks: Marks::default(),
             reset_timeout: timeout,
@@ -181,7 +186,8 @@ impl Db {
 impl Drop for Db {
     fn drop(&mut self) {
         if let Some(obj) = self.obj.take() {
-            session::leave(obj, self.ctx.scope, &self.marks, self.reset_timeout);
+            let share = self.share.take();
+            session::leave(obj, share, self.ctx.scope, &self.marks, self.reset_timeout);
         }
     }
 }

@@ -5,6 +5,10 @@
 //!   pool. Connections per pool, the number of pools, and the connections of all pools together
 //!   to one database server (a budget per `host:port` below its `max_connections`, divided across
 //!   the application's replicas) are bounded; so is every wait.
+//! - Fair shares: in the shared database's pool a tenant holds at most its share of the
+//!   connections ([`TenantPoolsBuilder::tenant_share`], default `max(2, max_per_pool / 4)`),
+//!   and checkouts that wait are served one tenant at a time in turn, so one busy tenant can
+//!   neither take the whole pool nor make the others queue behind it.
 //! - [`Isolation`]: row-level security, schema per tenant, or database per tenant, set for the
 //!   session or for every transaction ([`IsolationScope`]; transaction scope behind
 //!   PgBouncer, pgcat or Supavisor in transaction mode). Nothing set for one checkout reaches
@@ -37,6 +41,7 @@ mod budget;
 mod builder;
 mod db;
 mod error;
+mod fair;
 mod isolation;
 mod layer;
 mod manager;
@@ -49,4 +54,4 @@ pub use db::{Db, DbTransaction};
 pub use error::{DbError, DbRejection, PoolError};
 pub use isolation::{Isolation, IsolationScope};
 pub use layer::{PoolHandle, PoolLayer, PoolService};
-pub use pools::{PoolsStatus, ServerStatus, TargetStatus, TenantPools};
+pub use pools::{PoolsStatus, ServerStatus, TargetStatus, TenantPools, TenantUsage};

@@ -11,12 +11,13 @@ use std::{
 };
 
 use deadpool::managed::{PoolError as DpError, TimeoutType, Timeouts};
-use parapet_tenant::{DatabaseTarget, Tenant};
+use parapet_tenant::{DatabaseTarget, Tenant, TenantId};
 
 use crate::{
     Db, Isolation, PoolError,
     budget::{BudgetRule, Budgets, server_key},
     builder::Settings,
+    fair::{FairGate, SharePermit},
     manager::{BudgetManager, ConnectError, Object, Pool},
     query::QueryContext,
 };
@@ -46,6 +47,7 @@ pub(crate) struct Inner {
 
 struct Entry {
     pool: Pool,
+    gate: Arc<FairGate>,
     label: Arc<str>,
     namespace: Arc<str>,
     last_used_ms: Arc<AtomicU64>,
@@ -91,6 +93,21 @@ pub struct TargetStatus {
     pub waiting: usize,
     /// The pool's maximum size.
     pub max_size: usize,
+    /// The most connections of this pool one tenant may hold at once.
+    pub tenant_share: usize,
+}
+
+/// One tenant's use of the pools (all pools together), for metrics; see
+/// [`TenantPools::tenant_usage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TenantUsage {
+    /// The tenant; `None` for the sum of the tenants left out of the top.
+    pub tenant: Option<TenantId>,
+    /// Connections checked out for it.
+    pub in_use: usize,
+    /// Its checkouts waiting for their turn or for a connection within its share.
+    pub waiting: usize,
 }
 
 const SHARED: &str = "shared";
@@ -128,8 +145,18 @@ impl TenantPools {
         self.start_reaper();
         let s = &self.inner.settings;
         let deadline = Instant::now() + s.wait_timeout;
-        let (obj, namespace) = loop {
-            let (pool, namespace) = self.pool_for(tenant)?;
+        let mut share: Option<SharePermit> = None;
+        let (obj, share, namespace) = loop {
+            let (pool, gate, namespace) = self.pool_for(tenant)?;
+            // The tenant's turn and share first (again when the pool was dropped and made anew).
+            if !share.as_ref().is_some_and(|permit| permit.is_of(&gate)) {
+                // A slot of a dropped pool's gate goes back before waiting for the new one.
+                drop(share.take());
+                match gate.acquire(tenant.id(), deadline).await {
+                    Ok((permit, _)) => share = Some(permit),
+                    Err(_) => return Err(PoolError::Timeout),
+                }
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeouts = Timeouts {
                 wait: Some(remaining.max(Duration::from_millis(1))),
@@ -137,7 +164,7 @@ impl TenantPools {
                 recycle: Some(s.recycle_timeout),
             };
             match pool.timeout_get(&timeouts).await {
-                Ok(obj) => break (obj, namespace),
+                Ok(obj) => break (obj, share.take(), namespace),
                 Err(DpError::Backend(ConnectError::Budget)) => {
                     if Instant::now() >= deadline {
                         return Err(PoolError::BudgetExhausted);
@@ -166,11 +193,11 @@ impl TenantPools {
             scope: s.scope,
             setting: s.isolation.setting_for(tenant.id()),
         };
-        Db::checked_out(obj, &s.isolation, ctx, s.recycle_timeout).await
+        Db::checked_out(obj, share, &s.isolation, ctx, s.recycle_timeout).await
     }
 
     /// The pool of `tenant`'s target, created on first use (once, however many ask at once).
-    fn pool_for(&self, tenant: &Tenant) -> Result<(Pool, Arc<str>), PoolError> {
+    fn pool_for(&self, tenant: &Tenant) -> Result<(Pool, Arc<FairGate>, Arc<str>), PoolError> {
         let s = &self.inner.settings;
         let (key, url): (Arc<str>, Option<&str>) = match (tenant.database(), &s.isolation) {
             (DatabaseTarget::Dedicated(url), _) => (Arc::from(url.as_str()), Some(url)),
@@ -183,7 +210,11 @@ impl TenantPools {
         let mut pools = self.lock();
         if let Some(entry) = pools.get(&key) {
             entry.last_used_ms.store(now, Ordering::Relaxed);
-            return Ok((entry.pool.clone(), entry.namespace.clone()));
+            return Ok((
+                entry.pool.clone(),
+                entry.gate.clone(),
+                entry.namespace.clone(),
+            ));
         }
         let pg = match url {
             None => s.shared.clone(),
@@ -220,16 +251,24 @@ impl TenantPools {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| PoolError::Config(e.to_string()))?;
+        // The share binds in the shared database's pool; a tenant's own database is its own
+        // (tenants naming the same one are still served in turn).
+        let per_tenant = match url {
+            None => s.per_tenant,
+            Some(_) => s.max_per_pool,
+        };
+        let gate = Arc::new(FairGate::new(s.max_per_pool, per_tenant));
         pools.insert(
             key,
             Entry {
                 pool: pool.clone(),
+                gate: gate.clone(),
                 label,
                 namespace: namespace.clone(),
                 last_used_ms: Arc::new(AtomicU64::new(now)),
             },
         );
-        Ok((pool, namespace))
+        Ok((pool, gate, namespace))
     }
 
     /// Closes one idle connection of another pool on the same server (the least recently used
@@ -253,7 +292,7 @@ impl TenantPools {
 
     /// Opens the tenant's pool's minimum idle connections ahead of traffic.
     pub async fn warmup(&self, tenant: &Tenant) -> Result<usize, PoolError> {
-        let (pool, _) = self.pool_for(tenant)?;
+        let (pool, _, _) = self.pool_for(tenant)?;
         let want = self
             .inner
             .settings
@@ -291,12 +330,14 @@ impl TenantPools {
             .values()
             .map(|e| {
                 let st = e.pool.status();
+                let (_, waiting_for_turn) = e.gate.totals();
                 TargetStatus {
                     target: e.label.to_string(),
                     size: st.size,
                     available: st.available,
-                    waiting: st.waiting,
+                    waiting: st.waiting + waiting_for_turn,
                     max_size: st.max_size,
+                    tenant_share: e.gate.per_tenant(),
                 }
             })
             .collect();
@@ -322,6 +363,44 @@ impl TenantPools {
             budget_in_use: servers.iter().map(|s| s.in_use).sum(),
             servers,
         }
+    }
+
+    /// The tenants holding or waiting for connections, all pools together: the `top` with the
+    /// most (waiting first, then in use, then by id), and one entry with `tenant: None` that
+    /// sums the others (present only when some were left out). Bounded whatever the number of
+    /// tenants, for metrics attributes.
+    pub fn tenant_usage(&self, top: usize) -> Vec<TenantUsage> {
+        let gates: Vec<Arc<FairGate>> = self.lock().values().map(|e| e.gate.clone()).collect();
+        let mut by_tenant: HashMap<TenantId, (usize, usize)> = HashMap::new();
+        for gate in gates {
+            for u in gate.tenants() {
+                let sum = by_tenant.entry(u.tenant).or_default();
+                sum.0 += u.in_use;
+                sum.1 += u.waiting;
+            }
+        }
+        let mut all: Vec<TenantUsage> = by_tenant
+            .into_iter()
+            .map(|(tenant, (in_use, waiting))| TenantUsage {
+                tenant: Some(tenant),
+                in_use,
+                waiting,
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            (b.waiting, b.in_use)
+                .cmp(&(a.waiting, a.in_use))
+                .then_with(|| a.tenant.cmp(&b.tenant))
+        });
+        if all.len() > top {
+            let rest = all.split_off(top);
+            all.push(TenantUsage {
+                tenant: None,
+                in_use: rest.iter().map(|u| u.in_use).sum(),
+                waiting: rest.iter().map(|u| u.waiting).sum(),
+            });
+        }
+        all
     }
 
     /// Closes idle connections and drops idle pools now (the reaper does it periodically).
@@ -377,7 +456,12 @@ impl Inner {
             let st = entry.pool.status();
             let in_use = st.size.saturating_sub(st.available);
             let idle_for = now.saturating_sub(entry.last_used_ms.load(Ordering::Relaxed));
-            let keep = in_use > 0 || st.waiting > 0 || idle_for < idle_pool_ms;
+            let (shares_held, waiting_for_turn) = entry.gate.totals();
+            let keep = in_use > 0
+                || st.waiting > 0
+                || shares_held > 0
+                || waiting_for_turn > 0
+                || idle_for < idle_pool_ms;
             if !keep {
                 entry.pool.close();
             }

@@ -47,7 +47,10 @@ use tokio_postgres::{
     types::{ToSql, Type},
 };
 
-use crate::{Isolation, IsolationScope, PoolError, isolation::quote_ident, manager::Object};
+use crate::{
+    Isolation, IsolationScope, PoolError, fair::SharePermit, isolation::quote_ident,
+    manager::Object,
+};
 
 /// Everything of `DISCARD ALL` but `DEALLOCATE ALL` and `DISCARD PLANS`, then the names of the
 /// statements prepared with SQL `PREPARE`, to deallocate one by one.
@@ -117,21 +120,32 @@ pub(crate) async fn enter(
 }
 
 /// Resets the connection in a background task and then returns it to the pool; a connection
-/// that cannot be reset within `timeout` (or outside a Tokio runtime) is closed instead.
-pub(crate) fn leave(obj: Object, scope: IsolationScope, marks: &Marks, timeout: Duration) {
+/// that cannot be reset within `timeout` (or outside a Tokio runtime) is closed instead. The
+/// tenant's slot of the pool (`share`) is returned after the connection, so the checkout it lets
+/// in finds the connection back.
+pub(crate) fn leave(
+    obj: Object,
+    share: Option<SharePermit>,
+    scope: IsolationScope,
+    marks: &Marks,
+    timeout: Duration,
+) {
     if marks.broken.load(Ordering::Relaxed) {
         close(obj);
+        drop(share);
         return;
     }
     let maybe_in_transaction = marks.maybe_in_transaction.load(Ordering::Relaxed);
     if scope == IsolationScope::Transaction && !maybe_in_transaction {
         // Nothing was set for the session, and no transaction is open.
         drop(obj);
+        drop(share);
         return;
     }
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         // No runtime to reset on: close the connection rather than return it dirty.
         close(obj);
+        drop(share);
         return;
     };
     handle.spawn(async move {
@@ -147,6 +161,7 @@ pub(crate) fn leave(obj: Object, scope: IsolationScope, marks: &Marks, timeout: 
                 close(obj);
             }
         }
+        drop(share);
     });
 }
 

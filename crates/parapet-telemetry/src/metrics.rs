@@ -20,6 +20,25 @@ pub use cache::{CACHE_RESULT, CACHE_TIER, observe_cache};
 #[cfg(feature = "pool")]
 pub use pool::observe_pool;
 
+/// How many tenants the per-tenant instruments name (`parapet.pool.tenant.*`,
+/// `parapet.cache.local.tenant.size`): the busiest ones; the others are summed under
+/// [`OTHER_TENANTS`], so the attribute's cardinality stays bounded whatever the number of
+/// tenants.
+pub const TOP_TENANTS: usize = 10;
+
+/// The `tenant.id` of the sum of the tenants outside the top. No tenant id can take this value
+/// (ids start with a lowercase letter or a digit).
+pub const OTHER_TENANTS: &str = "_other";
+
+/// The attribute naming the tenant of a per-tenant instrument.
+pub const TENANT_ID: &str = "tenant.id";
+
+/// `tenant.id` = the tenant, or [`OTHER_TENANTS`] for the sum of the rest.
+#[cfg(any(feature = "cache", feature = "pool"))]
+fn tenant_attribute(tenant: Option<&str>) -> KeyValue {
+    KeyValue::new(TENANT_ID, tenant.unwrap_or(OTHER_TENANTS).to_owned())
+}
+
 /// The explicit bucket boundaries the semantic conventions give `http.server.request.duration`.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

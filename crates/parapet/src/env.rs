@@ -54,6 +54,7 @@ pub enum ConfigError {
 /// | `PARAPET_TENANT_JWT_SECRET` | unset | HS256 secret: the `tenant_id` claim of a bearer JWT names the tenant |
 /// | `PARAPET_CACHE` | `on` | `off` leaves the cache out |
 /// | `PARAPET_CACHE_LOCAL_BYTES` | `67108864` (64 MiB) | bytes of the local tier; `0` for Redis only |
+/// | `PARAPET_CACHE_TENANT_SHARE` | unset: no cap | the fraction in `(0, 1]` of the local tier one tenant's entries may hold; a tenant at its share has new entries refused by the local tier (see [`CacheLayerBuilder::local_tenant_share`](crate::cache::CacheLayerBuilder::local_tenant_share)) |
 /// | `PARAPET_CACHE_PREFIX` | `parapet:cache:` | prefix of every Redis key |
 /// | `PARAPET_CACHE_DEFAULT_TTL` | unset | `prefix=seconds,…`: responses under a path prefix that carry no freshness of their own are cached that long (`/api/=10`) |
 /// | `PARAPET_CACHE_MAX_BODY_BYTES` | the cache's default | larger responses stream through uncached |
@@ -62,6 +63,7 @@ pub enum ConfigError {
 /// | `PARAPET_POOL_BUDGET` | read from each server | connections all pools together may hold to one database server |
 /// | `PARAPET_POOL_REPLICAS` | `1` | processes sharing each server: the budget read from it is divided by this |
 /// | `PARAPET_POOL_MAX_PER_POOL` | `20` | connections one pool may hold |
+/// | `PARAPET_POOL_TENANT_SHARE` | `max(2, max_per_pool / 4)` connections | the fraction in `(0, 1]` of the shared pool one tenant may hold at once (`0.25`); waiting tenants are served in turn whatever the share (see [`TenantPoolsBuilder::tenant_share`](crate::pool::TenantPoolsBuilder::tenant_share)) |
 /// | `PARAPET_POOL_WAIT_TIMEOUT_MS` | `2000` | how long a checkout waits before a 503 |
 /// | `PARAPET_SLOW_QUERY_MS` | `500` | queries slower than this are a WARN |
 /// | `PARAPET_TELEMETRY` | `on` | `off` leaves the telemetry layer out |
@@ -100,6 +102,8 @@ pub struct EnvConfig {
     pub cache: bool,
     /// `PARAPET_CACHE_LOCAL_BYTES`.
     pub cache_local_bytes: u64,
+    /// `PARAPET_CACHE_TENANT_SHARE`.
+    pub cache_tenant_share: Option<Share>,
     /// `PARAPET_CACHE_PREFIX`.
     pub cache_prefix: Option<String>,
     /// `PARAPET_CACHE_DEFAULT_TTL`.
@@ -116,6 +120,8 @@ pub struct EnvConfig {
     pub pool_replicas: usize,
     /// `PARAPET_POOL_MAX_PER_POOL`.
     pub pool_max_per_pool: usize,
+    /// `PARAPET_POOL_TENANT_SHARE`.
+    pub pool_tenant_share: Option<Share>,
     /// `PARAPET_POOL_WAIT_TIMEOUT_MS`.
     pub pool_wait_timeout: Duration,
     /// `PARAPET_SLOW_QUERY_MS`.
@@ -149,6 +155,7 @@ impl std::fmt::Debug for EnvConfig {
             )
             .field("cache", &self.cache)
             .field("cache_local_bytes", &self.cache_local_bytes)
+            .field("cache_tenant_share", &self.cache_tenant_share)
             .field("cache_prefix", &self.cache_prefix)
             .field("cache_default_ttls", &self.cache_default_ttls)
             .field("cache_max_body_bytes", &self.cache_max_body_bytes)
@@ -157,6 +164,7 @@ impl std::fmt::Debug for EnvConfig {
             .field("pool_budget", &self.pool_budget)
             .field("pool_replicas", &self.pool_replicas)
             .field("pool_max_per_pool", &self.pool_max_per_pool)
+            .field("pool_tenant_share", &self.pool_tenant_share)
             .field("pool_wait_timeout", &self.pool_wait_timeout)
             .field("slow_query", &self.slow_query)
             .field("telemetry", &self.telemetry)
@@ -279,6 +287,7 @@ impl EnvConfig {
             tenant_jwt_secret: get("PARAPET_TENANT_JWT_SECRET"),
             cache: switch(&get, "PARAPET_CACHE", true)?,
             cache_local_bytes: number(&get, "PARAPET_CACHE_LOCAL_BYTES")?.unwrap_or(64 << 20),
+            cache_tenant_share: number(&get, "PARAPET_CACHE_TENANT_SHARE")?,
             cache_prefix: get("PARAPET_CACHE_PREFIX"),
             cache_default_ttls: list(&get, "PARAPET_CACHE_DEFAULT_TTL", "")
                 .iter()
@@ -290,6 +299,7 @@ impl EnvConfig {
             pool_budget: number(&get, "PARAPET_POOL_BUDGET")?,
             pool_replicas,
             pool_max_per_pool: number(&get, "PARAPET_POOL_MAX_PER_POOL")?.unwrap_or(20),
+            pool_tenant_share: number(&get, "PARAPET_POOL_TENANT_SHARE")?,
             pool_wait_timeout: millis(&get, "PARAPET_POOL_WAIT_TIMEOUT_MS")?
                 .unwrap_or(Duration::from_secs(2)),
             slow_query: millis(&get, "PARAPET_SLOW_QUERY_MS")?
@@ -340,6 +350,9 @@ impl EnvConfig {
             if let Some(bytes) = self.cache_max_body_bytes {
                 cache = cache.max_body_size(bytes);
             }
+            if let Some(share) = self.cache_tenant_share {
+                cache = cache.local_tenant_share(share.get());
+            }
             builder = builder.cache(cache.build()?);
         }
         let mut pools = TenantPools::builder(self.database_url.clone())
@@ -351,6 +364,9 @@ impl EnvConfig {
             .slow_query(self.slow_query);
         if let Some(budget) = self.pool_budget {
             pools = pools.budget(budget);
+        }
+        if let Some(share) = self.pool_tenant_share {
+            pools = pools.tenant_share(share.get());
         }
         Ok(builder.pools(pools.build().await?).build())
     }
@@ -531,6 +547,41 @@ where
         .transpose()
 }
 
+/// A fraction in `(0, 1]`: the share of a pool or of the local cache tier one tenant may hold.
+///
+/// Parses from a decimal (`0.25`); `0`, negative values, values above 1 and `NaN` are refused.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Share(f64);
+
+// Never NaN (refused when made), so equality is total.
+impl Eq for Share {}
+
+impl Share {
+    /// `share` when it is in `(0, 1]`.
+    #[must_use]
+    pub fn new(share: f64) -> Option<Self> {
+        (share > 0.0 && share <= 1.0).then_some(Self(share))
+    }
+
+    /// The fraction.
+    #[must_use]
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl FromStr for Share {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let share: f64 = s
+            .trim()
+            .parse()
+            .map_err(|e| format!("expected a fraction such as 0.25: {e}"))?;
+        Self::new(share).ok_or_else(|| "expected a fraction in (0, 1], such as 0.25".to_owned())
+    }
+}
+
 fn millis(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -558,6 +609,8 @@ mod tests {
         assert_eq!(c.pool_budget, None);
         assert_eq!(c.pool_replicas, 1);
         assert_eq!(c.pool_max_per_pool, 20);
+        assert_eq!(c.pool_tenant_share, None);
+        assert_eq!(c.cache_tenant_share, None);
         assert_eq!(c.slow_query, Duration::from_millis(500));
         assert_eq!(c.slow_request, Duration::from_secs(1));
         assert_eq!(c.telemetry_exclude, ["/healthz", "/readyz"]);
@@ -590,6 +643,8 @@ mod tests {
             ("PARAPET_POOL_BUDGET", "30"),
             ("PARAPET_POOL_REPLICAS", "3"),
             ("PARAPET_POOL_MAX_PER_POOL", "5"),
+            ("PARAPET_POOL_TENANT_SHARE", "0.4"),
+            ("PARAPET_CACHE_TENANT_SHARE", "1"),
             ("PARAPET_POOL_WAIT_TIMEOUT_MS", "250"),
             ("PARAPET_SLOW_QUERY_MS", "100"),
             ("PARAPET_TELEMETRY", "false"),
@@ -628,6 +683,8 @@ mod tests {
         assert_eq!(c.pool_budget, Some(30));
         assert_eq!(c.pool_replicas, 3);
         assert_eq!(c.pool_max_per_pool, 5);
+        assert_eq!(c.pool_tenant_share, Share::new(0.4));
+        assert_eq!(c.cache_tenant_share.map(Share::get), Some(1.0));
         assert_eq!(c.pool_wait_timeout, Duration::from_millis(250));
         assert_eq!(c.slow_query, Duration::from_millis(100));
         assert_eq!(c.slow_request, Duration::from_millis(300));
@@ -843,5 +900,20 @@ mod tests {
             !text.contains("kv-secret") && text.contains("password=***"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_share_outside_zero_to_one_is_refused_naming_the_variable() {
+        for name in ["PARAPET_POOL_TENANT_SHARE", "PARAPET_CACHE_TENANT_SHARE"] {
+            for value in ["0", "0.0", "-0.1", "1.5", "NaN", "a quarter"] {
+                let err = EnvConfig::from_map([URL, (name, value)]).unwrap_err();
+                match &err {
+                    ConfigError::Invalid { name: named, .. } => assert_eq!(*named, name),
+                    other => panic!("{name}={value}: {other}"),
+                }
+                assert!(err.to_string().starts_with(name), "{err}");
+            }
+            assert!(EnvConfig::from_map([URL, (name, "0.25")]).is_ok());
+        }
     }
 }

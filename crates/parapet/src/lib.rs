@@ -59,7 +59,7 @@ mod env;
 mod ext;
 mod stack;
 
-pub use env::{ConfigError, EnvConfig};
+pub use env::{ConfigError, EnvConfig, Share};
 pub use ext::ServiceBuilderExt;
 pub use stack::{Maybe, MaybeFuture, Parapet, ParapetBuilder, ParapetService};
 

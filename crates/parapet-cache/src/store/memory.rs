@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use moka::Expiry;
 use moka::future::Cache;
 
+use super::share::TenantLedger;
 use super::{Found, Store, Tier};
 use crate::entry::StoredValue;
 use crate::stats::{Counters, bump};
@@ -56,6 +57,8 @@ pub struct MemoryStore {
     /// Tenant generations (this tier alone is the authority when there is no Redis).
     generations: Arc<Mutex<HashMap<Bytes, u64>>>,
     counters: Arc<Counters>,
+    /// Bytes per tenant, and the cap per tenant when one is set.
+    tenants: Arc<TenantLedger>,
 }
 
 /// One set of keys, each with the instant its entry expires.
@@ -109,17 +112,31 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A local tier holding at most about `max_bytes` bytes.
+    /// A local tier holding at most about `max_bytes` bytes (counted per tenant for keys under
+    /// the cache's default prefix, not capped per tenant).
     #[must_use]
     pub fn new(max_bytes: u64) -> Self {
-        Self::with_counters(max_bytes, Arc::default())
+        Self::with_counters(
+            max_bytes,
+            Arc::default(),
+            Arc::new(TenantLedger::new(crate::layer::DEFAULT_PREFIX, None)),
+        )
     }
 
-    pub(crate) fn with_counters(max_bytes: u64, counters: Arc<Counters>) -> Self {
+    pub(crate) fn with_counters(
+        max_bytes: u64,
+        counters: Arc<Counters>,
+        tenants: Arc<TenantLedger>,
+    ) -> Self {
+        let ledger = tenants.clone();
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_, slot: &Slot| slot.weight)
             .expire_after(SlotExpiry)
+            // Every way an entry leaves (evicted, expired, replaced, removed, not admitted).
+            .eviction_listener(move |key: Arc<Bytes>, slot: Slot, _| {
+                ledger.release(&key, u64::from(slot.weight));
+            })
             .support_invalidation_closures()
             .build();
         let indexes = Cache::builder()
@@ -136,6 +153,7 @@ impl MemoryStore {
             indexes,
             generations: Arc::default(),
             counters,
+            tenants,
         }
     }
 
@@ -165,6 +183,12 @@ impl MemoryStore {
         let Ok(weight) = u32::try_from(weight) else {
             return;
         };
+        if !self.tenants.admit(key, u64::from(weight)) {
+            // The tenant is at its share: not kept here, and not its previous value either.
+            bump(&self.counters.local_refused);
+            self.cache.invalidate(key).await;
+            return;
+        }
         let slot = Slot { value, ttl, weight };
         self.cache.insert(Bytes::copy_from_slice(key), slot).await;
         self.counters
@@ -290,6 +314,11 @@ impl MemoryStore {
             tracing::warn!(%error, "local cache purge failed; clearing the local tier");
             self.clear();
         }
+    }
+
+    /// The ledger of bytes per tenant.
+    pub(crate) fn tenants(&self) -> &Arc<TenantLedger> {
+        &self.tenants
     }
 
     /// Drops every entry.
@@ -428,5 +457,145 @@ mod tests {
         let min_weight = u64::try_from(value(100).weight() + 40).unwrap();
         assert!(store.entry_count() <= capacity / min_weight);
         assert!(store.entry_count() > 1_000);
+    }
+
+    fn capped(capacity: u64, share: Option<f64>) -> MemoryStore {
+        let cap = share.map(|share| super::super::share_of(share, capacity));
+        MemoryStore::with_counters(
+            capacity,
+            Arc::default(),
+            Arc::new(TenantLedger::new("p:", cap)),
+        )
+    }
+
+    fn key(tenant: &str, i: usize) -> crate::PrimaryKey {
+        crate::PrimaryKey::new("p:", Some(tenant), 0, &format!("/items/{i}"))
+    }
+
+    /// A tenant that writes (and rereads) eight times the tier: with a share of half the tier
+    /// it holds at most that half, and the other tenant's entries all stay.
+    async fn flood(store: &MemoryStore) -> usize {
+        let ttl = Duration::from_secs(60);
+        for i in 0..50 {
+            store
+                .put(key("victim", i).as_bytes(), value(1024), ttl)
+                .await;
+        }
+        for round in 0..3 {
+            for i in 0..2_000 {
+                let k = key("flood", i);
+                if store.get(k.as_bytes()).await.is_none() {
+                    store.put(k.as_bytes(), value(1024), ttl).await;
+                }
+                if i % 200 == 199 || round > 0 && i % 50 == 0 {
+                    store.run_pending_tasks().await;
+                }
+            }
+        }
+        store.run_pending_tasks().await;
+        let mut kept = 0;
+        for i in 0..50 {
+            if store.cache.get(key("victim", i).as_bytes()).await.is_some() {
+                kept += 1;
+            }
+        }
+        kept
+    }
+
+    #[tokio::test]
+    async fn a_capped_flooding_tenant_cannot_evict_another_tenants_entries() {
+        let capacity = 256 * 1024;
+        let store = capped(capacity, Some(0.5));
+        assert_eq!(
+            flood(&store).await,
+            50,
+            "every entry of the other tenant stayed"
+        );
+        let by_tenant = store.tenants().top(10);
+        let bytes = |t: &str| {
+            by_tenant
+                .iter()
+                .find(|b| b.tenant.as_deref() == Some(t))
+                .map_or(0, |b| b.bytes)
+        };
+        assert!(bytes("flood") <= capacity / 2, "{by_tenant:?}");
+        assert!(
+            bytes("flood") > capacity / 4,
+            "it did get its share: {by_tenant:?}"
+        );
+        assert!(bytes("victim") > 50 * 1024, "{by_tenant:?}");
+        assert!(store.counters.local_refused.load(Ordering::Relaxed) > 0);
+        // The ledger agrees with moka's own weighing once maintenance has run.
+        assert_eq!(store.tenants().total(), store.weighted_size());
+    }
+
+    #[tokio::test]
+    async fn without_a_cap_the_same_flood_evicts_the_other_tenant() {
+        let capacity = 256 * 1024;
+        let store = capped(capacity, None);
+        let kept = flood(&store).await;
+        assert!(
+            kept < 50,
+            "the flood is strong enough to evict: {kept} kept"
+        );
+        assert_eq!(store.counters.local_refused.load(Ordering::Relaxed), 0);
+        assert_eq!(store.tenants().total(), store.weighted_size());
+    }
+
+    #[tokio::test]
+    async fn bytes_per_tenant_follow_replacements_expiry_and_purges() {
+        let store = capped(1 << 20, None);
+        let a = key("a", 1);
+        store
+            .put(a.as_bytes(), value(1000), Duration::from_secs(60))
+            .await;
+        store
+            .put(a.as_bytes(), value(2000), Duration::from_secs(60))
+            .await;
+        store
+            .put(
+                key("b", 1).as_bytes(),
+                value(500),
+                Duration::from_millis(30),
+            )
+            .await;
+        store.run_pending_tasks().await;
+        assert_eq!(store.tenants().total(), store.weighted_size());
+        let top = store.tenants().top(1);
+        assert_eq!(top[0].tenant.as_deref(), Some("a"));
+        let replacement = value(2000).weight() + a.as_bytes().len();
+        assert_eq!(top[0].bytes, u64::try_from(replacement).unwrap(), "{top:?}");
+        // moka sweeps expired entries on its timer wheel's ticks (about a second apart).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.tenants().top(10).len() > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            store.run_pending_tasks().await;
+        }
+        assert_eq!(store.tenants().top(10).len(), 1, "b's entry expired");
+        store.purge_prefix(&crate::tenant_prefix("p:", Some("a")));
+        store.run_pending_tasks().await;
+        assert!(store.tenants().top(10).is_empty());
+        assert_eq!(store.weighted_size(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_replacement_removes_the_old_value() {
+        // A share of 3 KiB: the first value fits (about 2 KiB with the entry's overhead), its
+        // replacement does not, and the first must not stay in its place.
+        let store = capped(30 * 1024, Some(0.1));
+        let a = key("a", 1);
+        store
+            .put(a.as_bytes(), value(1000), Duration::from_secs(60))
+            .await;
+        assert!(store.get(a.as_bytes()).await.is_some());
+        store
+            .put(a.as_bytes(), value(2500), Duration::from_secs(60))
+            .await;
+        assert!(
+            store.get(a.as_bytes()).await.is_none(),
+            "not the outdated value"
+        );
+        store.run_pending_tasks().await;
+        assert_eq!(store.tenants().total(), 0);
     }
 }

@@ -16,12 +16,15 @@ mod redis;
 mod redis_config;
 mod redis_target;
 mod sentinel;
+mod share;
 mod subscriber;
 mod tiered;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::redis_config::RedisConfig;
+pub use self::share::TenantBytes;
+pub(crate) use self::share::{TenantLedger, share_of};
 pub use self::tiered::TieredStore;
 
 /// Which tier answered a lookup.

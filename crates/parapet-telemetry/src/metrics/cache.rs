@@ -23,6 +23,8 @@ pub const CACHE_TIER: &str = "cache.tier";
 /// | `parapet.cache.coalesced` | counter, `{request}` | | `coalesced` |
 /// | `parapet.cache.invalidations` | counter, `{key}` | | `invalidations` |
 /// | `parapet.cache.local.size` | up-down counter, `By` | | `local_bytes` |
+/// | `parapet.cache.local.tenant.size` | up-down counter, `By` | `tenant.id`: the [`TOP_TENANTS`](super::TOP_TENANTS) tenants holding the most, the rest summed as [`OTHER_TENANTS`](super::OTHER_TENANTS) | [`CacheHandle::local_bytes_by_tenant`] |
+/// | `parapet.cache.local.refused` | counter, `{response}` | | `local_refused` (the tenant held its share of the local tier) |
 /// | `parapet.cache.redis.errors` | counter, `{error}` | | `redis_errors` |
 /// | `parapet.cache.redis.skipped` | counter, `{operation}` | | `redis_skipped` (breaker open) |
 /// | `parapet.cache.breaker.opens` | counter, `{open}` | | `breaker_opens` |
@@ -147,6 +149,28 @@ pub fn observe_cache(meter: &Meter, cache: CacheHandle) {
                 i64::try_from(handle.stats().local_bytes).unwrap_or(i64::MAX),
                 &[],
             );
+        })
+        .build();
+    counter(
+        "parapet.cache.local.refused",
+        "{response}",
+        "Entries the local tier refused because their tenant held its share of it.",
+        |s, o| o.observe(s.local_refused, &[]),
+    );
+    let handle = cache.clone();
+    meter
+        .i64_observable_up_down_counter("parapet.cache.local.tenant.size")
+        .with_unit("By")
+        .with_description(
+            "Bytes held by each tenant's entries in the local cache tier (the busiest tenants; the rest summed).",
+        )
+        .with_callback(move |o| {
+            for held in handle.local_bytes_by_tenant(super::TOP_TENANTS) {
+                o.observe(
+                    i64::try_from(held.bytes).unwrap_or(i64::MAX),
+                    &[super::tenant_attribute(held.tenant.as_deref())],
+                );
+            }
         })
         .build();
     meter

@@ -14,6 +14,8 @@ use parapet_pool::TenantPools;
 /// | `parapet.pool.budget.in_use` | up-down counter, `{connection}` | | `budget_in_use` |
 /// | `parapet.pool.budget.limit` | up-down counter, `{connection}` | | `budget` |
 /// | `parapet.pool.count` | up-down counter, `{pool}` | | live pools |
+/// | `parapet.pool.tenant.connections` | up-down counter, `{connection}` | `tenant.id`: the [`TOP_TENANTS`](super::TOP_TENANTS) busiest tenants, the rest summed as [`OTHER_TENANTS`](super::OTHER_TENANTS) | [`TenantPools::tenant_usage`]: `in_use` |
+/// | `parapet.pool.tenant.pending_requests` | up-down counter, `{request}` | `tenant.id`, as above | [`TenantPools::tenant_usage`]: `waiting` (for the tenant's turn or for a connection within its share) |
 ///
 /// The `db.client.connection.*` names and attributes are the (development) database client
 /// semantic conventions; the pool name is the target's label: `shared`, or the host and database
@@ -101,6 +103,34 @@ pub fn observe_pool(meter: &Meter, pools: TenantPools) {
         .with_unit("{connection}")
         .with_description("The global connection budget shared by all pools.")
         .with_callback(move |o| o.observe(count(p.status().budget), &[]))
+        .build();
+    let p = pools.clone();
+    meter
+        .i64_observable_up_down_counter("parapet.pool.tenant.connections")
+        .with_unit("{connection}")
+        .with_description(
+            "Connections checked out per tenant (the busiest tenants; the rest summed).",
+        )
+        .with_callback(move |o| {
+            for u in p.tenant_usage(super::TOP_TENANTS) {
+                let tenant = u.tenant.as_ref().map(|t| t.as_str());
+                o.observe(count(u.in_use), &[super::tenant_attribute(tenant)]);
+            }
+        })
+        .build();
+    let p = pools.clone();
+    meter
+        .i64_observable_up_down_counter("parapet.pool.tenant.pending_requests")
+        .with_unit("{request}")
+        .with_description(
+            "Checkouts waiting per tenant, for the tenant's turn or a connection within its share (the busiest tenants; the rest summed).",
+        )
+        .with_callback(move |o| {
+            for u in p.tenant_usage(super::TOP_TENANTS) {
+                let tenant = u.tenant.as_ref().map(|t| t.as_str());
+                o.observe(count(u.waiting), &[super::tenant_attribute(tenant)]);
+            }
+        })
         .build();
     meter
         .i64_observable_up_down_counter("parapet.pool.count")
