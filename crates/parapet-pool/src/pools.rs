@@ -166,7 +166,7 @@ impl TenantPools {
             scope: s.scope,
             setting: s.isolation.setting_for(tenant.id()),
         };
-        Db::checked_out(obj, &s.isolation, ctx, s.recycle_timeout).await
+        Ok(Db::checked_out(obj, ctx, s.recycle_timeout))
     }
 
     /// The pool of `tenant`'s target, created on first use (once, however many ask at once).
