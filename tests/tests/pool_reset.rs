@@ -166,7 +166,12 @@ async fn checkouts_of_every_kind(pools: &TenantPools, scope: IsolationScope, rou
         db.batch_execute("SELECT 1; INSERT INTO log VALUES ('batch')")
             .await
             .unwrap();
-        db.client().simple_query("SELECT 1").await.unwrap();
+        db.client()
+            .await
+            .unwrap()
+            .simple_query("SELECT 1")
+            .await
+            .unwrap();
         drop(db);
         if scope == IsolationScope::Session {
             // Raw BEGIN ... COMMIT, and a transaction left open, then failed.

@@ -1,6 +1,6 @@
 //! [`Db`]: a connection checked out for one tenant, timed and reset when it goes back.
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::atomic::AtomicBool, time::Duration};
 
 use parapet_tenant::TenantId;
 use tokio_postgres::{
@@ -9,7 +9,7 @@ use tokio_postgres::{
 };
 
 use crate::{
-    DbError, Isolation, IsolationScope, PoolError,
+    DbError, IsolationScope,
     fair::SharePermit,
     manager::Object,
     query::{QueryContext, Run, Statements, timed},
@@ -71,7 +71,8 @@ macro_rules! query_methods {
 ///
 /// What a statement runs in depends on the [`IsolationScope`]:
 ///
-/// - **Session** (default): the tenant is set for the session at checkout; each method is one
+/// - **Session** (default): the tenant is set for the session by the checkout's first statement,
+///   in the same round trip (see [`IsolationScope::Session`]); each method is one
 ///   statement (autocommit, unless inside [`transaction`](Self::transaction)); statements are
 ///   prepared once per connection and cached. When the `Db` is dropped the connection is reset
 ///   in the background before it goes back: an open transaction is rolled back, and settings
@@ -94,26 +95,36 @@ pub struct Db {
     share: Option<SharePermit>,
     ctx: QueryContext,
     marks: Marks,
+    /// Whether the tenant's session setting is in force on the connection (session scope).
+    /// Until it is, the first statement carries it in its own round trip.
+    entered: AtomicBool,
     reset_timeout: Duration,
 }
 
 impl Db {
-    /// Enters the tenant's session on `obj`; a connection that cannot be set up is closed.
-    pub(crate) async fn checked_out(
+    /// A checkout of `obj` for the context's tenant. In session scope the tenant's setting is
+    /// not sent yet: the first statement carries it in its own round trip.
+    pub(crate) fn checked_out(
         obj: Object,
         share: Option<SharePermit>,
-        isolation: &Isolation,
         ctx: QueryContext,
         timeout: Duration,
-    ) -> Result<Self, PoolError> {
-        let obj = session::enter(obj, isolation, ctx.scope, &ctx.tenant, timeout).await?;
-        Ok(Self {
+    ) -> Self {
+        let entered = ctx.scope == IsolationScope::Transaction || ctx.setting.is_none();
+        Self {
             obj: Some(obj),
             share,
             ctx,
             marks: Marks::default(),
+            entered: AtomicBool::new(entered),
             reset_timeout: timeout,
-        })
+        }
+    }
+
+    /// Makes sure the tenant's session setting is in force before something the first-statement
+    /// pipeline cannot carry (a transaction, raw SQL, the bare client).
+    async fn enter(&self) -> Result<(), DbError> {
+        self.statements().enter().await
     }
 
     fn obj(&self) -> &Object {
@@ -134,6 +145,7 @@ impl Db {
                 IsolationScope::Session => Run::Cached,
                 IsolationScope::Transaction => Run::Autocommit,
             },
+            entered: Some(&self.entered),
         }
     }
 
@@ -148,6 +160,7 @@ impl Db {
     ///
     /// In transaction scope its first statement sets the tenant (`set_config(.., true)`).
     pub async fn transaction(&mut self) -> Result<DbTransaction<'_>, DbError> {
+        self.enter().await?;
         let Self {
             obj, ctx, marks, ..
         } = self;
@@ -174,12 +187,14 @@ impl Db {
         Ok(tx)
     }
 
-    /// The underlying client, for what the methods above do not cover. Queries run through it
-    /// are not timed nor traced; in transaction scope they run outside any transaction, without
-    /// the tenant's setting.
-    pub fn client(&self) -> &tokio_postgres::Client {
+    /// The underlying client, for what the methods above do not cover, once the tenant's
+    /// session setting is in force (in session scope it is sent with the first statement, so
+    /// this may take a round trip). Queries run through it are not timed nor traced; in
+    /// transaction scope they run outside any transaction, without the tenant's setting.
+    pub async fn client(&self) -> Result<&tokio_postgres::Client, DbError> {
+        self.enter().await?;
         self.marks.maybe_in_transaction();
-        self.obj()
+        Ok(self.obj())
     }
 }
 
@@ -219,6 +234,8 @@ impl DbTransaction<'_> {
                 IsolationScope::Session => Run::Cached,
                 IsolationScope::Transaction => Run::Uncached,
             },
+            // The transaction began after the tenant's setting was entered.
+            entered: None,
         }
     }
 

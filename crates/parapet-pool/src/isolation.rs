@@ -147,7 +147,8 @@ impl Isolation {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IsolationScope {
-    /// The setting is made for the connection's session at checkout and reset at return.
+    /// The setting is made for the connection's session with the checkout's first statement
+    /// (in its round trip) and reset at return.
     #[default]
     Session,
     /// The setting is made inside every transaction, which every statement runs in.

@@ -193,7 +193,7 @@ impl TenantPools {
             scope: s.scope,
             setting: s.isolation.setting_for(tenant.id()),
         };
-        Db::checked_out(obj, share, &s.isolation, ctx, s.recycle_timeout).await
+        Ok(Db::checked_out(obj, share, ctx, s.recycle_timeout))
     }
 
     /// The pool of `tenant`'s target, created on first use (once, however many ask at once).

@@ -3,7 +3,10 @@
 
 use std::{
     future::Future,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -16,7 +19,10 @@ use tokio_postgres::{
 };
 use tracing::Instrument;
 
-use crate::{DbError, IsolationScope, session::Marks};
+use crate::{
+    DbError, IsolationScope,
+    session::{self, Marks},
+};
 
 /// What every query of a checkout is reported with, and how it sets its tenant.
 #[derive(Debug, Clone)]
@@ -53,6 +59,10 @@ pub(crate) struct Statements<'a> {
     pub(crate) ctx: &'a QueryContext,
     pub(crate) marks: &'a Marks,
     pub(crate) run: Run,
+    /// Session scope on the checkout itself: whether the tenant's session setting is in force.
+    /// `None` where nothing is to be entered (transaction scope, or inside a transaction that
+    /// began after entering).
+    pub(crate) entered: Option<&'a AtomicBool>,
 }
 
 impl Statements<'_> {
@@ -91,6 +101,7 @@ impl Statements<'_> {
     /// Runs statements without parameters (the simple query protocol, no prepared statement).
     /// Raw SQL may open a transaction, so the checkout is marked for the reset to look.
     pub(crate) async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
+        self.enter().await?;
         let client = self.client;
         let result = match self.run {
             Run::Cached | Run::Uncached => {
@@ -125,8 +136,16 @@ impl Statements<'_> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<F::Output, DbError> {
-        if matches!(operation_name(sql).as_str(), "BEGIN" | "START") {
+        let operation = operation_name(sql);
+        if matches!(operation.as_str(), "BEGIN" | "START") {
             self.marks.maybe_in_transaction();
+        }
+        if self.needs_entry() {
+            if PIPELINED.contains(&operation.as_str()) {
+                let result = timed(self.ctx, sql, self.entering::<F>(sql, params)).await;
+                return self.checked(result);
+            }
+            self.enter().await?;
         }
         let client = self.client;
         let result = timed(self.ctx, sql, async {
@@ -144,6 +163,72 @@ impl Statements<'_> {
         })
         .await;
         self.checked(result)
+    }
+
+    fn needs_entry(&self) -> bool {
+        self.entered.is_some_and(|e| !e.load(Ordering::Acquire))
+    }
+
+    /// Sends the tenant's session setting on a round trip of its own, if it is not in force yet.
+    /// A connection whose setting fails is not reused.
+    pub(crate) async fn enter(&self) -> Result<(), DbError> {
+        let Some(entered) = self.entered.filter(|e| !e.load(Ordering::Acquire)) else {
+            return Ok(());
+        };
+        match session::enter(self.client, self.ctx).await {
+            Ok(()) => {
+                entered.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                self.marks.broken();
+                Err(e)
+            }
+        }
+    }
+
+    /// The first statement of a session-scope checkout, carrying the tenant's setting in its
+    /// round trip: `BEGIN`, `set_config(.., false)`, the statement (or its prepare, when the
+    /// connection has not prepared it yet) and `COMMIT`, sent together.
+    ///
+    /// The transaction is what makes it safe: if the setting fails, the transaction is aborted
+    /// and the statement is refused with it, so it never runs without its tenant. If the
+    /// statement fails, `COMMIT` rolls back and the setting with it; the next statement carries
+    /// it again. A statement that was not prepared yet is executed in a second round trip,
+    /// after `COMMIT`, with the setting already in force.
+    async fn entering<F: Fetch>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<F::Output, tokio_postgres::Error> {
+        let client = self.client;
+        let was_marked = self.marks.is_maybe_in_transaction();
+        // If this future is dropped half way, the transaction may stay open: the reset looks.
+        self.marks.maybe_in_transaction();
+        let (begin, set, output, commit) = tokio::join!(
+            biased;
+            client.batch_execute("BEGIN"),
+            session::set_session(client, self.ctx),
+            async {
+                let stmt = self.cache.prepare(client, sql).await?;
+                F::prepared(client, &stmt, params).await
+            },
+            client.batch_execute("COMMIT"),
+        );
+        if commit.is_ok() && !was_marked {
+            self.marks.settled();
+        }
+        begin?;
+        if let Err(e) = set {
+            self.marks.broken();
+            return Err(e);
+        }
+        let output = output?;
+        commit?;
+        if let Some(entered) = self.entered {
+            entered.store(true, Ordering::Release);
+        }
+        Ok(output)
     }
 
     /// `BEGIN`, the tenant's setting and the prepare in one round trip; the statement (unnamed),
@@ -233,6 +318,12 @@ impl Statements<'_> {
         })
     }
 }
+
+/// Statements the first-statement pipeline may wrap in a transaction: they mean the same inside
+/// one. Anything else (`VACUUM`, `CREATE INDEX CONCURRENTLY`, `BEGIN`, ...) enters first.
+const PIPELINED: &[&str] = &[
+    "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE", "MERGE",
+];
 
 /// Said with errors that show a transaction-mode pooler moving statements between server
 /// connections in session scope.

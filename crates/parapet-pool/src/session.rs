@@ -1,7 +1,9 @@
 //! A checkout's session lifecycle: entering the tenant's context when a connection is checked
 //! out, and leaving it (the reset) before the connection goes back to the pool.
 //!
-//! **Session scope.** Entering sets the tenant for the session. Leaving makes the connection as
+//! **Session scope.** Entering sets the tenant for the session: the checkout's first statement
+//! carries the setting in its round trip (`Statements::entering` in `query.rs`), or [`enter`]
+//! sends it alone before a transaction, raw SQL or the bare client. Leaving makes the connection as
 //! it was when it was opened, with what `DISCARD ALL` does, statement by statement:
 //! `CLOSE ALL` (`WITH HOLD` cursors), `SET SESSION AUTHORIZATION DEFAULT` (and with it any
 //! `SET ROLE`), `RESET ALL` (the tenant setting, `search_path`, every `SET`), `UNLISTEN *`,
@@ -40,7 +42,6 @@ use std::{
 };
 
 use deadpool::managed::Object as DpObject;
-use parapet_tenant::TenantId;
 use tokio_postgres::{
     SimpleQueryMessage,
     error::SqlState,
@@ -48,8 +49,8 @@ use tokio_postgres::{
 };
 
 use crate::{
-    Isolation, IsolationScope, PoolError, fair::SharePermit, isolation::quote_ident,
-    manager::Object,
+    DbError, IsolationScope, fair::SharePermit, isolation::quote_ident, manager::Object,
+    query::QueryContext,
 };
 
 /// Everything of `DISCARD ALL` but `DEALLOCATE ALL` and `DISCARD PLANS`, then the names of the
@@ -80,43 +81,39 @@ impl Marks {
         self.maybe_in_transaction.store(false, Ordering::Relaxed);
     }
 
+    pub(crate) fn is_maybe_in_transaction(&self) -> bool {
+        self.maybe_in_transaction.load(Ordering::Relaxed)
+    }
+
     /// The connection must not be reused.
     pub(crate) fn broken(&self) {
         self.broken.store(true, Ordering::Relaxed);
     }
 }
 
-/// Applies `tenant`'s isolation to a freshly checked-out connection, within `timeout`: in
-/// session scope the setting, in transaction scope nothing.
-///
-/// A connection that cannot be set up is closed, not returned to the pool.
-pub(crate) async fn enter(
-    obj: Object,
-    isolation: &Isolation,
-    scope: IsolationScope,
-    tenant: &TenantId,
-    timeout: Duration,
-) -> Result<Object, PoolError> {
-    if scope == IsolationScope::Transaction {
-        return Ok(obj);
-    }
-    let Some((name, value)) = isolation.setting_for(tenant) else {
-        return Ok(obj);
+/// `set_config(<setting>, <id>, false)`: the tenant's setting for the rest of the session, as an
+/// unnamed statement (nothing prepared).
+pub(crate) async fn set_session(
+    client: &tokio_postgres::Client,
+    ctx: &QueryContext,
+) -> Result<(), tokio_postgres::Error> {
+    let Some((name, value)) = &ctx.setting else {
+        return Ok(());
     };
-    // Typed, so an unnamed statement: one round trip, nothing prepared.
-    let params: [(&(dyn ToSql + Sync), Type); 2] = [(&name, Type::TEXT), (&value, Type::TEXT)];
-    let set = obj.query_typed("SELECT set_config($1, $2, false)", &params);
-    match tokio::time::timeout(timeout, set).await {
-        Ok(Ok(_)) => Ok(obj),
-        Ok(Err(e)) => {
-            close(obj);
-            Err(PoolError::from_connect(e))
-        }
-        Err(_) => {
-            close(obj);
-            Err(PoolError::Unavailable(None))
-        }
-    }
+    let params: [(&(dyn ToSql + Sync), Type); 2] = [(name, Type::TEXT), (value, Type::TEXT)];
+    client
+        .query_typed("SELECT set_config($1, $2, false)", &params)
+        .await
+        .map(drop)
+}
+
+/// Enters the tenant's session on a round trip of its own, for what cannot carry the setting in
+/// its first statement's round trip (a transaction, raw SQL, the bare client).
+pub(crate) async fn enter(
+    client: &tokio_postgres::Client,
+    ctx: &QueryContext,
+) -> Result<(), DbError> {
+    set_session(client, ctx).await.map_err(DbError::new)
 }
 
 /// Resets the connection in a background task and then returns it to the pool; a connection
