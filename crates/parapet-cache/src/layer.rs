@@ -256,6 +256,7 @@ impl CacheLayerBuilder {
                 counters,
                 flights: Arc::default(),
                 refreshes: Arc::default(),
+                epochs: crate::epoch::Epochs::default(),
             }),
         })
     }
