@@ -132,6 +132,16 @@ async fn store_entry(
     if retention.is_zero() {
         return false;
     }
+    // Invalidations of the tenant wait until the entry and its tag indexes are stored; one
+    // that began after the request was sent means the response may predate it: not stored.
+    let Some(_no_invalidation) = shared
+        .epochs
+        .store_guard(key.tenant_prefix(), sent.epoch)
+        .await
+    else {
+        bump(&shared.counters.store_skipped);
+        return false;
+    };
     let value = StoredValue::Response(Arc::clone(entry));
     if entry.vary.is_empty() {
         shared.store.put(key.as_bytes(), value, retention).await;
@@ -185,6 +195,15 @@ pub(crate) async fn restore(
     if retention.is_zero() {
         return;
     }
+    // As in `store_entry`: an invalidation since the revalidation was sent wins.
+    let Some(_no_invalidation) = shared
+        .epochs
+        .store_guard(key.tenant_prefix(), sent.epoch)
+        .await
+    else {
+        bump(&shared.counters.store_skipped);
+        return;
+    };
     let value = StoredValue::Response(Arc::clone(entry));
     shared.store.put(store_key, value, retention).await;
     if let Some(marker) = marker {

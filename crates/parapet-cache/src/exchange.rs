@@ -38,6 +38,9 @@ pub(crate) struct Sent {
     pub(crate) policy: PolicyConfig,
     /// When the request was sent (RFC 9111 §4.2.3 `request_time`).
     pub(crate) request_time: SystemTime,
+    /// The tenant's invalidation epoch before the request was sent: its response is stored
+    /// only if no invalidation of the tenant began since.
+    pub(crate) epoch: u64,
 }
 
 /// Sends a request upstream and returns what was sent with the outcome.
@@ -70,6 +73,7 @@ where
     if let Some(entry) = validators {
         parts.headers.extend(conditional_headers(&entry.headers));
     }
+    let epoch = shared.epochs.current(key.tenant_prefix()).await;
     let request_time = SystemTime::now();
     let result = upstream.call(Request::from_parts(parts, body)).await;
     let sent = Sent {
@@ -79,6 +83,7 @@ where
         headers,
         policy,
         request_time,
+        epoch,
     };
     (sent, result)
 }

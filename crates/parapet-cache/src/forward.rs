@@ -62,6 +62,10 @@ where
         &headers,
         response.headers(),
     );
+    if !targets.is_empty() {
+        let tenant_prefix = crate::key::tenant_prefix(&shared.prefix, tenant);
+        shared.epochs.bump(&tenant_prefix).await;
+    }
     for target in &targets {
         let key = shared.key_for(tenant, target).await;
         shared.store.delete(key.as_bytes()).await;

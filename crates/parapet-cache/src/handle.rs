@@ -46,6 +46,7 @@ impl CacheHandle {
     /// [`TieredStore`](crate::TieredStore)).
     pub async fn purge(&self, tenant: Option<&TenantId>, path_and_query: &str) {
         let key = self.key_for(tenant, path_and_query).await;
+        self.shared.epochs.bump(key.tenant_prefix()).await;
         self.shared.store.delete(key.as_bytes()).await;
         bump(&self.shared.counters.invalidations);
     }
@@ -58,6 +59,7 @@ impl CacheHandle {
     /// have been gone).
     pub async fn purge_tag(&self, tenant: Option<&TenantId>, tag: &str) -> usize {
         let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
+        self.shared.epochs.bump(&prefix).await;
         let members = self.shared.store.index_take(&tag_index(&prefix, tag)).await;
         for key in &members {
             self.shared.store.delete(key).await;
@@ -75,6 +77,7 @@ impl CacheHandle {
     /// only reached this instance's local tier: try again).
     pub async fn purge_tenant(&self, tenant: Option<&TenantId>) -> bool {
         let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
+        self.shared.epochs.bump(&prefix).await;
         let purged = self.shared.store.purge_tenant(&prefix).await;
         bump(&self.shared.counters.invalidations);
         purged

@@ -300,6 +300,7 @@ impl CacheLayerBuilder {
                 tenants,
                 flights: Arc::default(),
                 refreshes: Arc::default(),
+                epochs: crate::epoch::Epochs::default(),
             }),
         })
     }

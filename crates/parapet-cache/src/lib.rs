@@ -69,6 +69,7 @@ mod body;
 mod coalesce;
 mod encoding;
 mod entry;
+mod epoch;
 mod exchange;
 mod fill;
 mod forward;

@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName};
 
 use crate::coalesce::Flights;
+use crate::epoch::Epochs;
 use crate::key::{PrimaryKey, tenant_prefix};
 use crate::policy::PolicyConfig;
 use crate::stats::Counters;
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) tenants: Option<Arc<TenantLedger>>,
     pub(crate) flights: Arc<Flights>,
     pub(crate) refreshes: Arc<Flights>,
+    /// Per-tenant invalidation counters: a fill that overlapped an invalidation does not store.
+    pub(crate) epochs: Epochs,
 }
 
 impl fmt::Debug for Shared {

@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     pub(crate) revalidated: AtomicU64,
     pub(crate) bypass: AtomicU64,
     pub(crate) stored: AtomicU64,
+    pub(crate) store_skipped: AtomicU64,
     pub(crate) coalesced: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) local_hits: AtomicU64,
@@ -40,6 +41,7 @@ impl Counters {
             revalidated: get(&self.revalidated),
             bypass: get(&self.bypass),
             stored: get(&self.stored),
+            store_skipped: get(&self.store_skipped),
             coalesced: get(&self.coalesced),
             invalidations: get(&self.invalidations),
             local_hits: get(&self.local_hits),
@@ -72,6 +74,9 @@ pub struct CacheStats {
     pub bypass: u64,
     /// Responses stored.
     pub stored: u64,
+    /// Responses not stored because an invalidation of their tenant began while they were
+    /// fetched (they may predate it).
+    pub store_skipped: u64,
     /// Requests that waited for another request's miss instead of calling the inner service.
     pub coalesced: u64,
     /// Primary keys invalidated (unsafe methods and purges).

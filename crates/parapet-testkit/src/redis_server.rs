@@ -30,7 +30,8 @@ impl RedisServer {
         server
     }
 
-    /// Starts the process again with the same arguments (after [`stop`](Self::stop)).
+    /// Starts the process again on the same port with the same arguments (after
+    /// [`stop`](Self::stop)): empty, as after a crash, since it keeps no files.
     pub fn restart(&mut self) {
         let port = self.port;
         let mut child = Command::new("redis-server")
@@ -63,12 +64,40 @@ impl RedisServer {
         self.child = Some(child);
     }
 
-    /// Kills the process (the test's own, never the shared server).
+    /// Kills the process (the test's own, never the shared server); a paused one too.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the process (`SIGSTOP`): it keeps its port and its connections, the kernel
+    /// still accepts new ones, but nothing is answered until [`resume`](Self::resume). This is
+    /// a hung Redis, which a test cannot get from `DEBUG SLEEP` on a server it shares.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [`pause`](Self::pause)d process run again (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self
+            .child
+            .as_ref()
+            .expect("the redis-server is running (not stopped)");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("the kill command runs");
+        assert!(
+            status.success(),
+            "kill {signal} {} failed: {status}",
+            child.id()
+        );
     }
 
     /// `redis://127.0.0.1:<port>`.

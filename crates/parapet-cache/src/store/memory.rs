@@ -278,9 +278,12 @@ impl Store for MemoryStore {
         .boxed()
     }
 
+    /// Drains the index in place rather than removing it: an `index_add` holding the index
+    /// while it was removed would insert it back over one made since, losing that one's
+    /// members (keys no local purge could find again while Redis is unreachable).
     fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
         async move {
-            match self.indexes.remove(index).await {
+            match self.indexes.get(index).await {
                 Some(entry) => {
                     let now = Instant::now();
                     lock(&entry.members)
@@ -597,5 +600,45 @@ mod tests {
         );
         store.run_pending_tasks().await;
         assert_eq!(store.tenants().total(), 0);
+    }
+
+    /// Every member added is returned by exactly one take, however adds and takes interleave
+    /// (an add holding an index that a take removed used to insert it back over a newer one,
+    /// losing the newer one's members).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_adds_and_takes_lose_no_member() {
+        let store = MemoryStore::new(1 << 20);
+        let adders: Vec<_> = (0..4)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..500 {
+                        let member = format!("{t}-{i}");
+                        store
+                            .index_add(b"tag", member.as_bytes(), Duration::from_secs(60))
+                            .await;
+                    }
+                })
+            })
+            .collect();
+        let taker = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut taken = Vec::new();
+                for _ in 0..500 {
+                    taken.extend(store.index_take(b"tag").await);
+                    tokio::task::yield_now().await;
+                }
+                taken
+            })
+        };
+        for adder in adders {
+            adder.await.unwrap();
+        }
+        let mut taken = taker.await.unwrap();
+        taken.extend(store.index_take(b"tag").await);
+        let unique: std::collections::HashSet<_> = taken.iter().cloned().collect();
+        assert_eq!(unique.len(), taken.len(), "no member taken twice");
+        assert_eq!(unique.len(), 2_000, "every member taken once");
     }
 }

@@ -2,7 +2,7 @@
 //! Redis pub/sub.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -34,9 +34,16 @@ type Tombstones = moka::future::Cache<Bytes, ()>;
 /// up to 5 s) until it lands or the tombstone's lifetime (10 min) ends. So a stale copy left
 /// in Redis is not served by any instance that heard of the invalidation, and is removed once
 /// Redis takes deletes again.
+///
+/// A value read from Redis is copied into the local tier only if no local removal (a delete,
+/// a purge, another instance's announcement) happened while it was read: otherwise a read
+/// that fetched the old copy just before a purge deleted it would put it back after the
+/// purge, where no later purge finds it (it is in no local tag index).
 #[derive(Debug)]
 pub struct TieredStore {
     local: MemoryStore,
+    /// Local removals so far (see above).
+    removals: Arc<AtomicU64>,
     redis: Arc<RedisStore>,
     tombstones: Tombstones,
     local_ttl_cap: Duration,
@@ -54,6 +61,7 @@ impl TieredStore {
     pub fn new(local: MemoryStore, redis: RedisStore) -> Self {
         Self {
             local,
+            removals: Arc::default(),
             redis: Arc::new(redis),
             tombstones: moka::future::Cache::builder()
                 .max_capacity(100_000)
@@ -118,6 +126,7 @@ impl TieredStore {
         }
         let listener = Listener {
             local: self.local.clone(),
+            removals: Arc::clone(&self.removals),
             generations: self.redis.generations().clone(),
             repair: self.repair(),
         };
@@ -208,6 +217,7 @@ impl Repair {
 /// Applies other instances' invalidations to this instance's local tier.
 struct Listener {
     local: MemoryStore,
+    removals: Arc<AtomicU64>,
     generations: Generations,
     repair: Repair,
 }
@@ -215,12 +225,14 @@ struct Listener {
 impl Handler for Listener {
     /// Invalidations may have been missed while unsubscribed: forget everything local.
     fn gap(&self) {
+        self.removals.fetch_add(1, Ordering::SeqCst);
         self.local.clear();
         self.generations.invalidate_all();
     }
 
     fn message<'a>(&'a self, payload: &'a [u8]) -> BoxFuture<'a, ()> {
         async move {
+            self.removals.fetch_add(1, Ordering::SeqCst);
             match payload {
                 [b'k', key @ ..] => {
                     self.local.delete(key).await;
@@ -256,9 +268,16 @@ impl Store for TieredStore {
             if self.has_tombstone(key) {
                 return None;
             }
+            let removals = self.removals.load(Ordering::SeqCst);
             let found = self.redis.get(key).await?;
             let ttl = self.fill_ttl(&found.value);
             self.local.put(key, found.value.clone(), ttl).await;
+            // A removal since the read may have missed this copy (it came after it), or have
+            // come before it (the copy may be what it removed): take it back out. A removal
+            // after this check happens after the put and removes it itself.
+            if self.removals.load(Ordering::SeqCst) != removals {
+                self.local.delete(key).await;
+            }
             Some(found)
         }
         .boxed()
@@ -280,6 +299,7 @@ impl Store for TieredStore {
     fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool> {
         async move {
             self.ensure_subscribed();
+            self.removals.fetch_add(1, Ordering::SeqCst);
             self.local.delete(key).await;
             let deleted = self.redis.delete(key).await;
             if deleted {
@@ -310,6 +330,7 @@ impl Store for TieredStore {
         async move {
             self.ensure_subscribed();
             let bumped = self.redis.purge_tenant(tenant_prefix).await;
+            self.removals.fetch_add(1, Ordering::SeqCst);
             self.local.purge_prefix(tenant_prefix);
             self.publish(b'p', tenant_prefix).await;
             bumped
