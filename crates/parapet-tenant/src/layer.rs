@@ -20,7 +20,7 @@ use tower_service::Service;
 
 use crate::{
     CachedDirectory, HeaderResolver, RequestHead, ResolveTenant, ResolverChain, TenantRejection,
-    directory::BoxFuture,
+    TenantSlot, directory::BoxFuture,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -199,11 +199,17 @@ where
         // A cached, active tenant: no await, no box and no allocated id; the inner service is
         // called now.
         if let Some(tenant) = self.config.directory.cached(id.as_str()) {
+            if let Some(slot) = req.extensions().get::<TenantSlot>() {
+                slot.fill(tenant.id().clone());
+            }
             drop(id); // it borrows the request
             req.extensions_mut().insert(tenant);
             return ResponseFuture::inner(self.inner.call(req));
         }
         let id = id.into_owned();
+        if let Some(slot) = req.extensions().get::<TenantSlot>() {
+            slot.fill(id.clone());
+        }
         // Call the service that was driven to readiness; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
