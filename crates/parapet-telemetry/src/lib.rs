@@ -100,7 +100,9 @@ mod memory;
 pub mod metrics;
 mod otlp;
 mod propagation;
+mod route;
 mod span;
+mod tracer;
 
 pub use error::TelemetryError;
 pub use fields::SpanFieldsLayer;

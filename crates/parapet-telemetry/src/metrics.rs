@@ -5,7 +5,7 @@
 //! [`MemoryMonitor`](crate::MemoryMonitor).
 
 use opentelemetry::{
-    KeyValue,
+    KeyValue, Value,
     metrics::{Histogram, Meter, UpDownCounter},
 };
 use opentelemetry_semantic_conventions::{attribute, metric};
@@ -67,30 +67,36 @@ impl Instruments {
     }
 
     /// Records one finished request: the active count goes down, the duration is recorded with
-    /// the method, scheme, status, route and error type.
+    /// the method, scheme, status, route and error type. The attribute set is built on the stack
+    /// from values that are `'static` or integers (the route is interned), so nothing is
+    /// allocated for it.
     pub(crate) fn finished(
         &self,
-        active: &[KeyValue],
+        active: &[KeyValue; 2],
         seconds: f64,
         status: Option<u16>,
-        route: Option<&str>,
-        error_type: Option<&str>,
+        route: Option<&'static str>,
+        error_type: Option<Value>,
     ) {
         self.active.add(-1, active);
-        let mut attributes = Vec::with_capacity(5);
-        attributes.extend_from_slice(active);
-        if let Some(status) = status {
-            attributes.push(KeyValue::new(
-                attribute::HTTP_RESPONSE_STATUS_CODE,
-                i64::from(status),
-            ));
+        let [method, scheme] = active.clone();
+        let mut attributes = [
+            method,
+            scheme,
+            KeyValue::new("", false),
+            KeyValue::new("", false),
+            KeyValue::new("", false),
+        ];
+        let mut len = 2;
+        let optional = [
+            status.map(|s| KeyValue::new(attribute::HTTP_RESPONSE_STATUS_CODE, i64::from(s))),
+            route.map(|r| KeyValue::new(attribute::HTTP_ROUTE, r)),
+            error_type.map(|e| KeyValue::new(attribute::ERROR_TYPE, e)),
+        ];
+        for kv in optional.into_iter().flatten() {
+            attributes[len] = kv;
+            len += 1;
         }
-        if let Some(route) = route {
-            attributes.push(KeyValue::new(attribute::HTTP_ROUTE, route.to_owned()));
-        }
-        if let Some(error_type) = error_type {
-            attributes.push(KeyValue::new(attribute::ERROR_TYPE, error_type.to_owned()));
-        }
-        self.duration.record(seconds, &attributes);
+        self.duration.record(seconds, &attributes[..len]);
     }
 }
