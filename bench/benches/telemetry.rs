@@ -81,7 +81,7 @@ fn telemetry(c: &mut Criterion) {
 
     bench_one(&mut group, &rt, "bare", routes());
 
-    // parapet: tracing spans bridged by tracing-opentelemetry.
+    // parapet: the server span made with the OpenTelemetry API under TelemetryBuilder's subscriber.
     for (id, sampler, metrics) in [
         ("parapet_spans", "parentbased_always_on", false),
         ("parapet_spans_metrics", "parentbased_always_on", true),

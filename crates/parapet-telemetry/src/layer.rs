@@ -19,7 +19,7 @@ use tower_service::Service;
 
 use crate::{
     fields::recorded_tenant,
-    metrics::Instruments,
+    metrics::{ActiveKey, Instruments},
     propagation,
     route::{KnownMethod, Route, RouteCache},
     span::{self, RequestHead, ServerSpan, TARGET},
@@ -35,8 +35,16 @@ type Filter = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
 /// The span is named `{METHOD} {route}` from axum's [`MatchedPath`] (the method alone when no
 /// route matched), carries the stable HTTP attributes of the semantic conventions, continues the
 /// trace of an incoming W3C `traceparent`, and is marked as an error on 5xx responses and service
-/// errors. It declares empty `tenant.id` and `cache.status` fields that parapet's inner layers fill
-/// in. Add it with [`Router::layer`](axum::Router::layer) so the route is known.
+/// errors. It puts a [`TenantSlot`] into the request, which parapet-tenant's `TenantLayer` fills,
+/// and sets `tenant.id` from it and `cache.status` from the response's last `Cache-Status` member.
+/// Add it with [`Router::layer`](axum::Router::layer) so the route is known (each route's service
+/// then keeps its interned span name).
+///
+/// Under the subscriber [`TelemetryBuilder`](crate::TelemetryBuilder) builds, the span is an
+/// OpenTelemetry span made with its API, and its context is current while the request runs, so
+/// `tracing` spans and events of the handler land in it. Under any other subscriber the span is a
+/// `tracing` span, started through that subscriber's OpenTelemetry layer, declaring `tenant.id`
+/// and `cache.status` for inner layers to record.
 ///
 /// # Example
 ///
@@ -69,6 +77,19 @@ struct Config {
     meter: Option<Meter>,
     slow_threshold: Option<Duration>,
     instruments: Arc<OnceLock<Instruments>>,
+}
+
+impl Config {
+    /// The instruments, made from the meter on first use.
+    fn instruments(&self) -> &Instruments {
+        self.instruments.get_or_init(|| {
+            let meter = self
+                .meter
+                .clone()
+                .unwrap_or_else(|| opentelemetry::global::meter("parapet-telemetry"));
+            Instruments::new(&meter)
+        })
+    }
 }
 
 impl Default for TelemetryLayer {
@@ -246,20 +267,9 @@ where
         };
         let span = ServerSpan::start(&req, &head, propagation::extract_parent(req.headers()));
         let metrics = self.config.metrics.then(|| {
-            let instruments =
-                self.config
-                    .instruments
-                    .get_or_init(|| {
-                        let meter =
-                            self.config.meter.clone().unwrap_or_else(|| {
-                                opentelemetry::global::meter("parapet-telemetry")
-                            });
-                        Instruments::new(&meter)
-                    })
-                    .clone();
-            let active = Instruments::active_attributes(method.name(), scheme);
-            instruments.started(&active);
-            (instruments, active)
+            let key = ActiveKey::new(method, scheme);
+            self.config.instruments().started(key);
+            key
         });
         let tenant = TenantSlot::new();
         req.extensions_mut().insert(tenant.clone());
@@ -304,7 +314,7 @@ struct State {
     start: Instant,
     route: Option<&'static Route>,
     tenant: TenantSlot,
-    metrics: Option<(Instruments, [KeyValue; 2])>,
+    metrics: Option<ActiveKey>,
     config: Arc<Config>,
 }
 
@@ -339,7 +349,7 @@ impl State {
         };
         let recording = span.is_recording();
         let tenant = self.tenant.get();
-        let (status, error_type) = match result {
+        let (status, service_error) = match result {
             Ok(response) => {
                 let status = response.status();
                 let error_type = status
@@ -373,7 +383,7 @@ impl State {
                 if self.config.traceparent_in_response {
                     propagation::inject(span.context(), response.headers_mut());
                 }
-                (Some(status.as_u16()), error_type)
+                (Some(status.as_u16()), None)
             }
             Err(error) => {
                 let error_type = std::any::type_name::<E>();
@@ -381,13 +391,15 @@ impl State {
                 if recording {
                     span.set_attributes([KeyValue::new(attribute::ERROR_TYPE, error_type)]);
                 }
-                (None, Some(Value::from(error_type)))
+                (None, Some(error_type))
             }
         };
         let route = self.route.map(Route::path);
-        if let Some((instruments, active)) = self.metrics.take() {
+        if let Some(key) = self.metrics.take() {
             let seconds = elapsed.as_secs_f64();
-            instruments.finished(&active, seconds, status, route, error_type);
+            self.config
+                .instruments()
+                .finished(key, seconds, status, route, service_error);
         }
         if self.config.slow_threshold.is_some_and(|t| elapsed >= t) {
             let recorded;
@@ -437,8 +449,8 @@ fn cache_status(headers: &http::HeaderMap) -> Option<Value> {
 /// `http.server.active_requests`, and its span still ends.
 impl Drop for State {
     fn drop(&mut self) {
-        if let Some((instruments, active)) = self.metrics.take() {
-            instruments.cancelled(&active);
+        if let Some(key) = self.metrics.take() {
+            self.config.instruments().cancelled(key);
         }
         if let Some(span) = self.span.take() {
             span.end();

@@ -13,8 +13,11 @@ use std::{
 
 use http::Method;
 
+/// How many [`KnownMethod`]s there are.
+pub(crate) const METHODS: usize = 10;
+
 /// The methods the semantic conventions name, then `_OTHER` (whose span name is `HTTP`).
-const METHODS: [&str; 10] = [
+const METHOD_NAMES: [&str; METHODS] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
 ];
 const OTHER: usize = 9;
@@ -39,9 +42,14 @@ impl KnownMethod {
         })
     }
 
+    /// A dense index, `0..METHODS`.
+    pub(crate) fn index(self) -> usize {
+        self.0
+    }
+
     /// `http.request.method`: the method, or `_OTHER`.
     pub(crate) fn name(self) -> &'static str {
-        METHODS[self.0]
+        METHOD_NAMES[self.0]
     }
 
     /// The span name of a request no route matched: the method, or `HTTP`.
@@ -49,7 +57,7 @@ impl KnownMethod {
         if self.0 == OTHER {
             "HTTP"
         } else {
-            METHODS[self.0]
+            METHOD_NAMES[self.0]
         }
     }
 }
@@ -58,7 +66,7 @@ impl KnownMethod {
 #[derive(Debug)]
 pub(crate) struct Route {
     path: &'static str,
-    names: [&'static str; 10],
+    names: [&'static str; METHODS],
 }
 
 impl Route {
@@ -66,7 +74,7 @@ impl Route {
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         let path = leak(path.to_owned());
         let names = std::array::from_fn(|i| {
-            let method = if i == OTHER { "HTTP" } else { METHODS[i] };
+            let method = if i == OTHER { "HTTP" } else { METHOD_NAMES[i] };
             leak(format!("{method} {path}"))
         });
         Self { path, names }

@@ -31,8 +31,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// For every request: the resolvers name a tenant id (they must agree), the cached directory looks
 /// it up, unknown and suspended tenants are refused, and the tenant (record and features) is
 /// inserted into the request extensions, where the [`Tenant`](crate::Tenant) extractor finds it.
-/// The id is recorded as `tenant.id` on the current tracing span, when that span declared the
-/// field (parapet's telemetry layer does).
+/// The id is left in the request's [`TenantSlot`](crate::TenantSlot) when an outer layer put one
+/// there (parapet's telemetry layer does, for its span), and recorded as `tenant.id` on the
+/// current tracing span when that span declared the field.
 ///
 /// # Example
 ///
