@@ -12,75 +12,23 @@
 //! `cargo bench -p parapet-bench --bench telemetry -- --warm-up-time 1 --measurement-time 3`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::{future::Future, hint::black_box, time::Duration};
+use std::hint::black_box;
 
-use axum::{Router, body::Body, routing::get};
+use axum::{Router, body::Body};
 use criterion::{
     BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
-use http::Request;
 use opentelemetry::global;
 use opentelemetry_instrumentation_tower::http::server::LayerBuilder;
 use opentelemetry_sdk::{
-    Resource,
-    error::OTelSdkResult,
-    metrics::{SdkMeterProvider, Temporality, data::ResourceMetrics, exporter::PushMetricExporter},
+    metrics::SdkMeterProvider,
     propagation::TraceContextPropagator,
-    trace::{BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter},
+    trace::{Sampler, SdkTracerProvider},
 };
+use parapet_bench::telemetry::{DropMetrics, batch, request, routes};
 use parapet_telemetry::{TelemetryBuilder, TelemetryLayer};
 use tower::{Service, ServiceExt};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-
-/// Drops every batch: the export side costs the same (nothing) for every variant.
-#[derive(Debug)]
-struct DropSpans;
-
-impl SpanExporter for DropSpans {
-    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        drop(batch);
-        std::future::ready(Ok(()))
-    }
-
-    fn set_resource(&mut self, _resource: &Resource) {}
-}
-
-/// Drops every metric export.
-#[derive(Debug)]
-struct DropMetrics;
-
-impl PushMetricExporter for DropMetrics {
-    fn export(&self, _metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
-        std::future::ready(Ok(()))
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
-
-fn batch() -> BatchSpanProcessor {
-    BatchSpanProcessor::builder(DropSpans).build()
-}
-
-fn routes() -> Router {
-    Router::new().route("/leads/{id}", get(|| async { "lead" }))
-}
-
-fn request() -> Request<Body> {
-    Request::get("/leads/42")
-        .header("host", "localhost:3000")
-        .body(Body::empty())
-        .unwrap()
-}
 
 /// parapet's pipeline as `init()` builds it (no OTLP endpoint), with the dropping exporters.
 fn parapet(
@@ -133,7 +81,7 @@ fn telemetry(c: &mut Criterion) {
 
     bench_one(&mut group, &rt, "bare", routes());
 
-    // parapet: tracing spans bridged by tracing-opentelemetry.
+    // parapet: the server span made with the OpenTelemetry API under TelemetryBuilder's subscriber.
     for (id, sampler, metrics) in [
         ("parapet_spans", "parentbased_always_on", false),
         ("parapet_spans_metrics", "parentbased_always_on", true),

@@ -13,8 +13,9 @@ Criterion, in process (`bench/benches/telemetry.rs`): `GET /leads/42` on an axum
 answered `200`, on a current-thread runtime, through each layer. Every variant exports the same
 way: spans to a batch span processor in front of an exporter that drops them, metrics to a
 60 s periodic reader in front of one that drops them. parapet's variants run the subscriber
-`TelemetryBuilder` builds (tracing + tracing-opentelemetry); tower-http's `TraceLayer` runs
-through the same one, with its span and response event at INFO so they are exported too;
+`TelemetryBuilder` builds (the server span made with the OpenTelemetry API, handler spans through
+tracing-opentelemetry); tower-http's `TraceLayer` runs through the same subscriber, with its span
+and response event at INFO so they are exported too;
 opentelemetry-instrumentation-tower (OIT) calls the OpenTelemetry API from the global
 providers. Medians; the machine is shared, so compare the ratios of one run.
 

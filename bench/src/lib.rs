@@ -154,3 +154,70 @@ pub fn acme_request() -> Request<Body> {
         .insert("x-tenant-id", HeaderValue::from_static("acme"));
     request
 }
+
+/// What the telemetry benchmarks share: every variant exports the same way, to exporters that
+/// drop what they get, so export costs the same (nothing) for all; the route and the request.
+pub mod telemetry {
+    use std::{future::Future, time::Duration};
+
+    use axum::{Router, body::Body, http::Request, routing::get};
+    use opentelemetry_sdk::{
+        Resource,
+        error::OTelSdkResult,
+        metrics::{Temporality, data::ResourceMetrics, exporter::PushMetricExporter},
+        trace::{BatchSpanProcessor, SpanData, SpanExporter},
+    };
+
+    /// Drops every batch of spans.
+    #[derive(Debug)]
+    pub struct DropSpans;
+
+    impl SpanExporter for DropSpans {
+        fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+            drop(batch);
+            std::future::ready(Ok(()))
+        }
+
+        fn set_resource(&mut self, _resource: &Resource) {}
+    }
+
+    /// Drops every metric export.
+    #[derive(Debug)]
+    pub struct DropMetrics;
+
+    impl PushMetricExporter for DropMetrics {
+        fn export(&self, _metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
+            std::future::ready(Ok(()))
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn temporality(&self) -> Temporality {
+            Temporality::Cumulative
+        }
+    }
+
+    /// A batch span processor in front of [`DropSpans`].
+    pub fn batch() -> BatchSpanProcessor {
+        BatchSpanProcessor::builder(DropSpans).build()
+    }
+
+    /// The route every variant serves: `GET /leads/{id}` answering `200 lead`.
+    pub fn routes() -> Router {
+        Router::new().route("/leads/{id}", get(|| async { "lead" }))
+    }
+
+    /// `GET /leads/42` with a `Host` header.
+    pub fn request() -> Request<Body> {
+        Request::get("/leads/42")
+            .header("host", "localhost:3000")
+            .body(Body::empty())
+            .unwrap()
+    }
+}

@@ -13,11 +13,12 @@ use tracing_subscriber::{
 
 use crate::span::TARGET;
 
-/// A `tracing-subscriber` layer that remembers the `tenant.id` recorded on parapet's request span,
-/// so that the slow-request warning can name the tenant.
+/// A `tracing-subscriber` layer that remembers the `tenant.id` recorded on parapet's request span
+/// when that span is a `tracing` span (under a subscriber you built yourself), so that the
+/// slow-request warning can name a tenant some layer other than parapet-tenant's recorded.
 ///
-/// [`init`](crate::init) installs it. Add it yourself when you build your own subscriber:
-/// without it, the warning says `tenant.id = "-"` (the span itself still carries the tenant).
+/// [`init`](crate::init) installs it. The tenant `TenantLayer` resolves reaches the warning
+/// without it, through the request's `TenantSlot`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SpanFieldsLayer {
     _private: (),

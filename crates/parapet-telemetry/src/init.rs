@@ -21,6 +21,7 @@ use crate::{
     export::{ExportRuntime, OnRuntime},
     otlp::{self, Signal},
     span,
+    tracer::ServerTracer,
 };
 
 /// The targets whose `info` spans always reach OpenTelemetry: the request span and the pool's
@@ -230,17 +231,24 @@ impl TelemetryBuilder {
         // lose their parent (davidB/axum-tracing-opentelemetry#148); so must parapet-pool's
         // `db.query` spans, which carry the slow-query events. A target the filter names
         // explicitly keeps the level it was given.
-        let mut otel_filter = parse(&filter)?;
-        for target in OTEL_TARGETS {
-            if !filter.contains(target) {
-                otel_filter = otel_filter.add_directive(format!("{target}=info").parse().map_err(
-                    |e: tracing_subscriber::filter::ParseError| TelemetryError::InvalidEnv {
-                        name: "RUST_LOG",
-                        reason: e.to_string(),
-                    },
-                )?);
+        let otel_filter = || -> Result<EnvFilter, TelemetryError> {
+            let mut otel_filter = parse(&filter)?;
+            for target in OTEL_TARGETS {
+                if !filter.contains(target) {
+                    otel_filter =
+                        otel_filter.add_directive(format!("{target}=info").parse().map_err(
+                            |e: tracing_subscriber::filter::ParseError| {
+                                TelemetryError::InvalidEnv {
+                                    name: "RUST_LOG",
+                                    reason: e.to_string(),
+                                }
+                            },
+                        )?);
+                }
             }
-        }
+            Ok(otel_filter)
+        };
+        let tracer = tracer_provider.tracer("parapet-telemetry");
         // No `busy_ns`/`idle_ns`, `thread.*` or `target` attributes: they are not semantic
         // conventions, a task's thread says little in async code, and tracking inactivity
         // reads the clock on every poll of every span.
@@ -248,8 +256,11 @@ impl TelemetryBuilder {
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_target(false)
-            .with_tracer(tracer_provider.tracer("parapet-telemetry"))
-            .with_filter(otel_filter);
+            .with_tracer(tracer.clone())
+            .with_filter(otel_filter()?);
+        // The telemetry layer's tracer, and the events outside `tracing` spans, on the same
+        // filter: an event the OpenTelemetry layer would not see is not added either.
+        let server_tracer = ServerTracer::new(tracer).with_filter(otel_filter()?);
         let fmt_layer = if self.log_output {
             Some(tracing_subscriber::fmt::layer().with_filter(parse(&filter)?))
         } else {
@@ -257,6 +268,7 @@ impl TelemetryBuilder {
         };
         let subscriber = tracing_subscriber::registry()
             .with(SpanFieldsLayer::new())
+            .with(server_tracer)
             .with(otel_layer)
             .with(fmt_layer);
         let guard = TelemetryGuard::new(tracer_provider, meter_provider, warnings, runtime)

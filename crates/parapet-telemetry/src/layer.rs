@@ -11,18 +11,22 @@ use std::{
 
 use axum::extract::MatchedPath;
 use http::{Request, Response, request::Parts};
-use opentelemetry::{KeyValue, metrics::Meter};
+use opentelemetry::{KeyValue, Value, metrics::Meter};
+use opentelemetry_semantic_conventions::attribute;
+use parapet_tenant::TenantSlot;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     fields::recorded_tenant,
-    metrics::Instruments,
+    metrics::{ActiveKey, Instruments},
     propagation,
-    span::{TARGET, method_name, request_span},
+    route::{KnownMethod, Route, RouteCache},
+    span::{self, RequestHead, ServerSpan, TARGET},
 };
+
+const TENANT_ID: &str = "tenant.id";
+const CACHE_STATUS: &str = "cache.status";
 
 type Filter = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
 
@@ -31,8 +35,16 @@ type Filter = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
 /// The span is named `{METHOD} {route}` from axum's [`MatchedPath`] (the method alone when no
 /// route matched), carries the stable HTTP attributes of the semantic conventions, continues the
 /// trace of an incoming W3C `traceparent`, and is marked as an error on 5xx responses and service
-/// errors. It declares empty `tenant.id` and `cache.status` fields that parapet's inner layers fill
-/// in. Add it with [`Router::layer`](axum::Router::layer) so the route is known.
+/// errors. It puts a [`TenantSlot`] into the request, which parapet-tenant's `TenantLayer` fills,
+/// and sets `tenant.id` from it and `cache.status` from the response's last `Cache-Status` member.
+/// Add it with [`Router::layer`](axum::Router::layer) so the route is known (each route's service
+/// then keeps its interned span name).
+///
+/// Under the subscriber [`TelemetryBuilder`](crate::TelemetryBuilder) builds, the span is an
+/// OpenTelemetry span made with its API, and its context is current while the request runs, so
+/// `tracing` spans and events of the handler land in it. Under any other subscriber the span is a
+/// `tracing` span, started through that subscriber's OpenTelemetry layer, declaring `tenant.id`
+/// and `cache.status` for inner layers to record.
 ///
 /// # Example
 ///
@@ -65,6 +77,19 @@ struct Config {
     meter: Option<Meter>,
     slow_threshold: Option<Duration>,
     instruments: Arc<OnceLock<Instruments>>,
+}
+
+impl Config {
+    /// The instruments, made from the meter on first use.
+    fn instruments(&self) -> &Instruments {
+        self.instruments.get_or_init(|| {
+            let meter = self
+                .meter
+                .clone()
+                .unwrap_or_else(|| opentelemetry::global::meter("parapet-telemetry"));
+            Instruments::new(&meter)
+        })
+    }
 }
 
 impl Default for TelemetryLayer {
@@ -158,6 +183,7 @@ impl<S> Layer<S> for TelemetryLayer {
         Telemetry {
             inner,
             config: self.config.clone(),
+            routes: Arc::new(RouteCache::default()),
         }
     }
 }
@@ -167,6 +193,8 @@ impl<S> Layer<S> for TelemetryLayer {
 pub struct Telemetry<S> {
     inner: S,
     config: Arc<Config>,
+    /// `Router::layer` makes one service per route: its route, interned.
+    routes: Arc<RouteCache>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Telemetry<S> {
@@ -207,23 +235,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let req = match &self.config.filter {
-            Some(filter) => {
-                let (parts, body) = req.into_parts();
-                if !filter(&parts) {
-                    let req = Request::from_parts(parts, body);
-                    return ResponseFuture {
-                        inner: self.inner.call(req),
-                        state: None,
-                    };
-                }
-                Request::from_parts(parts, body)
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if let Some(filter) = &self.config.filter {
+            let (parts, body) = req.into_parts();
+            let traced = filter(&parts);
+            req = Request::from_parts(parts, body);
+            if !traced {
+                return ResponseFuture {
+                    inner: self.inner.call(req),
+                    state: None,
+                };
             }
-            None => req,
-        };
+        }
         let start = Instant::now();
-        let method = method_name(req.method());
+        let method = KnownMethod::of(req.method());
         let scheme = req.uri().scheme_str().map_or("http", |s| {
             if s.eq_ignore_ascii_case("https") {
                 "https"
@@ -231,35 +256,34 @@ where
                 "http"
             }
         });
-        let route = req.extensions().get::<MatchedPath>().cloned();
-        let span = request_span(&req, method, scheme, route.as_ref());
-        if let Some(parent) = propagation::extract_parent(req.headers()) {
-            // Only fails when no OpenTelemetry layer is installed: there is nothing to parent then.
-            let _ = span.set_parent(parent);
-        }
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|path| self.routes.get(path.as_str()));
+        let head = RequestHead {
+            method,
+            scheme,
+            route,
+        };
+        let span = ServerSpan::start(&req, &head, propagation::extract_parent(req.headers()));
         let metrics = self.config.metrics.then(|| {
-            let instruments =
-                self.config
-                    .instruments
-                    .get_or_init(|| {
-                        let meter =
-                            self.config.meter.clone().unwrap_or_else(|| {
-                                opentelemetry::global::meter("parapet-telemetry")
-                            });
-                        Instruments::new(&meter)
-                    })
-                    .clone();
-            let active = Instruments::active_attributes(method, scheme);
-            instruments.started(&active);
-            (instruments, active)
+            let key = ActiveKey::new(method, scheme);
+            self.config.instruments().started(key);
+            key
         });
-        let inner = span.in_scope(|| self.inner.call(req));
+        let tenant = TenantSlot::new();
+        req.extensions_mut().insert(tenant.clone());
+        let inner = {
+            let _scope = span.enter();
+            self.inner.call(req)
+        };
         ResponseFuture {
             inner,
             state: Some(State {
-                span,
+                span: Some(span),
                 start,
                 route,
+                tenant,
                 metrics,
                 config: self.config.clone(),
             }),
@@ -285,10 +309,12 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 struct State {
-    span: Span,
+    /// `None` once ended.
+    span: Option<ServerSpan>,
     start: Instant,
-    route: Option<MatchedPath>,
-    metrics: Option<(Instruments, [KeyValue; 2])>,
+    route: Option<&'static Route>,
+    tenant: TenantSlot,
+    metrics: Option<ActiveKey>,
     config: Arc<Config>,
 }
 
@@ -301,9 +327,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let entered = this.state.as_ref().map(|state| state.span.enter());
+        let scope = this
+            .state
+            .as_ref()
+            .and_then(|state| state.span.as_ref())
+            .map(ServerSpan::enter);
         let mut result = ready!(this.inner.poll(cx));
-        drop(entered);
+        drop(scope);
         if let Some(mut state) = this.state.take() {
             state.finish(&mut result);
         }
@@ -314,57 +344,116 @@ where
 impl State {
     fn finish<B, E: fmt::Display>(&mut self, result: &mut Result<Response<B>, E>) {
         let elapsed = self.start.elapsed();
-        let span = &self.span;
-        let (status, error_type) = match result {
+        let Some(span) = self.span.take() else {
+            return;
+        };
+        let recording = span.is_recording();
+        let tenant = self.tenant.get();
+        let (status, service_error) = match result {
             Ok(response) => {
                 let status = response.status();
-                span.record("http.response.status_code", i64::from(status.as_u16()));
-                if self.config.traceparent_in_response {
-                    propagation::inject(&span.context(), response.headers_mut());
+                let error_type = status
+                    .is_server_error()
+                    .then(|| span::status_error_type(status));
+                if recording {
+                    // A bridged span got `tenant.id` and `cache.status` through `tracing`.
+                    let direct = span.is_direct();
+                    let cache_status = direct.then(|| cache_status(response.headers())).flatten();
+                    span.set_attributes(
+                        [
+                            Some(KeyValue::new(
+                                attribute::HTTP_RESPONSE_STATUS_CODE,
+                                i64::from(status.as_u16()),
+                            )),
+                            error_type
+                                .clone()
+                                .map(|e| KeyValue::new(attribute::ERROR_TYPE, e)),
+                            tenant.filter(|_| direct).map(|t| {
+                                KeyValue::new(TENANT_ID, Value::from(Arc::<str>::from(t.clone())))
+                            }),
+                            cache_status.map(|c| KeyValue::new(CACHE_STATUS, c)),
+                        ]
+                        .into_iter()
+                        .flatten(),
+                    );
                 }
                 if status.is_server_error() {
-                    span.record("otel.status_code", "ERROR");
-                    span.record("error.type", status.as_str());
-                    (Some(status.as_u16()), Some(status.as_str().to_owned()))
-                } else {
-                    (Some(status.as_u16()), None)
+                    span.set_error("");
                 }
+                if self.config.traceparent_in_response {
+                    propagation::inject(span.context(), response.headers_mut());
+                }
+                (Some(status.as_u16()), None)
             }
             Err(error) => {
                 let error_type = std::any::type_name::<E>();
-                span.record("otel.status_code", "ERROR");
-                span.record("otel.status_description", error.to_string());
-                span.record("error.type", error_type);
-                (None, Some(error_type.to_owned()))
+                span.set_error(error.to_string());
+                if recording {
+                    span.set_attributes([KeyValue::new(attribute::ERROR_TYPE, error_type)]);
+                }
+                (None, Some(error_type))
             }
         };
-        let route = self.route.as_ref().map(MatchedPath::as_str);
-        if let Some((instruments, active)) = self.metrics.take() {
+        let route = self.route.map(Route::path);
+        if let Some(key) = self.metrics.take() {
             let seconds = elapsed.as_secs_f64();
-            instruments.finished(&active, seconds, status, route, error_type.as_deref());
+            self.config
+                .instruments()
+                .finished(key, seconds, status, route, service_error);
         }
         if self.config.slow_threshold.is_some_and(|t| elapsed >= t) {
-            let tenant = recorded_tenant(span);
+            let recorded;
+            let tenant = match tenant {
+                Some(tenant) => tenant.as_str(),
+                None => {
+                    recorded = span.bridge().and_then(recorded_tenant);
+                    recorded.as_deref().unwrap_or("-")
+                }
+            };
             let route = route.unwrap_or("-");
-            let tenant = tenant.as_deref().unwrap_or("-");
             let duration_ms = elapsed.as_secs_f64() * 1000.0;
-            tracing::event!(
-                target: TARGET,
-                parent: span,
-                tracing::Level::WARN,
-                { "http.route" = route, "tenant.id" = tenant, duration_ms },
-                "slow request"
-            );
+            // A bridged span takes the event as its child; a direct one is current while the
+            // event is emitted, and `ServerTracer` adds it to the span.
+            match span.bridge() {
+                Some(parent) => tracing::event!(
+                    target: TARGET,
+                    parent: parent,
+                    tracing::Level::WARN,
+                    { "http.route" = route, "tenant.id" = tenant, duration_ms },
+                    "slow request"
+                ),
+                None => {
+                    let _scope = span.enter();
+                    tracing::event!(
+                        target: TARGET,
+                        tracing::Level::WARN,
+                        { "http.route" = route, "tenant.id" = tenant, duration_ms },
+                        "slow request"
+                    );
+                }
+            }
         }
+        span.end();
     }
 }
 
+/// `cache.status` of a direct span: the last `Cache-Status` member, the one of the cache closest
+/// to the client (RFC 9211 §2), which is parapet's cache when it ran.
+fn cache_status(headers: &http::HeaderMap) -> Option<Value> {
+    let last = headers.get_all("cache-status").iter().next_back()?;
+    let text = last.to_str().ok()?;
+    Some(Value::from(text.to_owned()))
+}
+
 /// A request whose future is dropped before it completes (the client went away) still leaves
-/// `http.server.active_requests`.
+/// `http.server.active_requests`, and its span still ends.
 impl Drop for State {
     fn drop(&mut self) {
-        if let Some((instruments, active)) = self.metrics.take() {
-            instruments.cancelled(&active);
+        if let Some(key) = self.metrics.take() {
+            self.config.instruments().cancelled(key);
+        }
+        if let Some(span) = self.span.take() {
+            span.end();
         }
     }
 }

@@ -5,9 +5,13 @@
 //!   (`http.request.method`, `http.route`, `http.response.status_code` as an integer, `url.*`,
 //!   `server.*`, `client.address`, `user_agent.original`, `error.type`), the W3C `traceparent` of
 //!   the caller continued, status Error on 5xx and service errors only, and the
-//!   `http.server.request.duration` / `http.server.active_requests` metrics. Inner parapet layers
-//!   record `tenant.id` and `cache.status` on it; handler spans and parapet-pool's `db.query`
-//!   spans nest under it. A request slower than 1 s is a WARN event on its span.
+//!   `http.server.request.duration` / `http.server.active_requests` metrics. It carries
+//!   `tenant.id` (which parapet-tenant's `TenantLayer` leaves in a `TenantSlot`) and
+//!   `cache.status` (the response's `Cache-Status`); handler spans, parapet-pool's `db.query`
+//!   spans and handler events nest under it. A request slower than 1 s is a WARN event on its
+//!   span. Under the subscriber [`TelemetryBuilder`] builds, the span is made with the
+//!   OpenTelemetry API (nothing per field goes through `tracing`); under another one with
+//!   tracing-opentelemetry's layer, it is a `tracing` span started through that layer.
 //! - [`init`] / [`TelemetryBuilder`]: the tracer and meter providers, the OTLP exporters
 //!   (`http/protobuf` or `grpc`, per signal: endpoint, protocol, headers, timeout, gzip), the
 //!   sampler and the resource, all from the standard `OTEL_*` variables; a `tracing` subscriber
@@ -100,7 +104,9 @@ mod memory;
 pub mod metrics;
 mod otlp;
 mod propagation;
+mod route;
 mod span;
+mod tracer;
 
 pub use error::TelemetryError;
 pub use fields::SpanFieldsLayer;

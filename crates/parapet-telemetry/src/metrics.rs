@@ -4,11 +4,18 @@
 //! parapet-pool's status (`observe_pool`). `process.memory.usage` comes from
 //! [`MemoryMonitor`](crate::MemoryMonitor).
 
+use std::{
+    collections::HashMap,
+    sync::{OnceLock, RwLock},
+};
+
 use opentelemetry::{
-    KeyValue,
-    metrics::{Histogram, Meter, UpDownCounter},
+    KeyValue, Value,
+    metrics::{BoundHistogram, BoundUpDownCounter, Histogram, Meter, UpDownCounter},
 };
 use opentelemetry_semantic_conventions::{attribute, metric};
+
+use crate::route::{KnownMethod, METHODS};
 
 #[cfg(feature = "cache")]
 mod cache;
@@ -44,11 +51,65 @@ pub const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
+/// How many attribute sets of `http.server.request.duration` get a bound handle; further sets
+/// are recorded unbound (the SDK's own cardinality limit is 2,000 per instrument).
+const BOUND_DURATIONS: usize = 2000;
+
+/// What a request's `http.server.active_requests` attributes are made of.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActiveKey {
+    method: KnownMethod,
+    https: bool,
+}
+
+impl ActiveKey {
+    pub(crate) fn new(method: KnownMethod, scheme: &'static str) -> Self {
+        Self {
+            method,
+            https: scheme == "https",
+        }
+    }
+
+    fn index(self) -> usize {
+        self.method.index() * 2 + usize::from(self.https)
+    }
+
+    fn attributes(self) -> [KeyValue; 2] {
+        [
+            KeyValue::new(attribute::HTTP_REQUEST_METHOD, self.method.name()),
+            KeyValue::new(
+                attribute::URL_SCHEME,
+                if self.https { "https" } else { "http" },
+            ),
+        ]
+    }
+}
+
+/// What a request's `http.server.request.duration` attributes are made of. Every part is an
+/// integer or a `'static` string (the route is interned), so a key is cheap to hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct DurationKey {
+    method: usize,
+    https: bool,
+    status: Option<u16>,
+    route: Option<&'static str>,
+    /// The error type of a service error (a 5xx's is its status).
+    error: Option<&'static str>,
+}
+
 /// The instruments of one [`TelemetryLayer`](crate::TelemetryLayer), created on first use.
-#[derive(Debug, Clone)]
+///
+/// Both are used through handles bound to an attribute set (OpenTelemetry's bound instruments),
+/// made on the first request with that set: the SDK then adds to the set's aggregator directly
+/// instead of hashing and looking up the attributes on every measurement (three per request).
+/// The sets are few (method, scheme, status, route), so the handles live as long as the layer.
+#[derive(Debug)]
 pub(crate) struct Instruments {
     duration: Histogram<f64>,
     active: UpDownCounter<i64>,
+    /// `http.server.active_requests` by method and scheme.
+    active_bound: [OnceLock<BoundUpDownCounter<i64>>; METHODS * 2],
+    duration_bound: RwLock<HashMap<DurationKey, BoundHistogram<f64>>>,
 }
 
 impl Instruments {
@@ -65,51 +126,77 @@ impl Instruments {
                 .with_unit("{request}")
                 .with_description("Number of active HTTP server requests.")
                 .build(),
+            active_bound: std::array::from_fn(|_| OnceLock::new()),
+            duration_bound: RwLock::new(HashMap::new()),
         }
     }
 
-    /// The attributes of `http.server.active_requests`.
-    pub(crate) fn active_attributes(method: &'static str, scheme: &'static str) -> [KeyValue; 2] {
-        [
-            KeyValue::new(attribute::HTTP_REQUEST_METHOD, method),
-            KeyValue::new(attribute::URL_SCHEME, scheme),
-        ]
+    fn active(&self, key: ActiveKey) -> &BoundUpDownCounter<i64> {
+        self.active_bound[key.index()].get_or_init(|| self.active.bind(&key.attributes()))
     }
 
-    pub(crate) fn started(&self, attributes: &[KeyValue]) {
-        self.active.add(1, attributes);
+    pub(crate) fn started(&self, key: ActiveKey) {
+        self.active(key).add(1);
     }
 
     /// A request dropped before its response: only the active count goes down.
-    pub(crate) fn cancelled(&self, active: &[KeyValue]) {
-        self.active.add(-1, active);
+    pub(crate) fn cancelled(&self, key: ActiveKey) {
+        self.active(key).add(-1);
     }
 
     /// Records one finished request: the active count goes down, the duration is recorded with
-    /// the method, scheme, status, route and error type.
+    /// the method, scheme, status, route and error type (`error` is a service error's type; a
+    /// 5xx's is its status code).
     pub(crate) fn finished(
         &self,
-        active: &[KeyValue],
+        key: ActiveKey,
         seconds: f64,
         status: Option<u16>,
-        route: Option<&str>,
-        error_type: Option<&str>,
+        route: Option<&'static str>,
+        error: Option<&'static str>,
     ) {
-        self.active.add(-1, active);
-        let mut attributes = Vec::with_capacity(5);
-        attributes.extend_from_slice(active);
-        if let Some(status) = status {
-            attributes.push(KeyValue::new(
-                attribute::HTTP_RESPONSE_STATUS_CODE,
-                i64::from(status),
-            ));
+        self.active(key).add(-1);
+        let duration_key = DurationKey {
+            method: key.method.index(),
+            https: key.https,
+            status,
+            route,
+            error,
+        };
+        if let Ok(bound) = self.duration_bound.read()
+            && let Some(histogram) = bound.get(&duration_key)
+        {
+            histogram.record(seconds);
+            return;
         }
-        if let Some(route) = route {
-            attributes.push(KeyValue::new(attribute::HTTP_ROUTE, route.to_owned()));
+        let [method, scheme] = key.attributes();
+        let error_type = match (error, status) {
+            (Some(error), _) => Some(Value::from(error)),
+            (None, Some(status)) if status >= 500 => Some(Value::from(status.to_string())),
+            _ => None,
+        };
+        let attributes: Vec<KeyValue> = [
+            Some(method),
+            Some(scheme),
+            status.map(|s| KeyValue::new(attribute::HTTP_RESPONSE_STATUS_CODE, i64::from(s))),
+            route.map(|r| KeyValue::new(attribute::HTTP_ROUTE, r)),
+            error_type.map(|e| KeyValue::new(attribute::ERROR_TYPE, e)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let Ok(mut bound) = self.duration_bound.write() else {
+            self.duration.record(seconds, &attributes);
+            return;
+        };
+        if bound.len() >= BOUND_DURATIONS {
+            drop(bound);
+            self.duration.record(seconds, &attributes);
+            return;
         }
-        if let Some(error_type) = error_type {
-            attributes.push(KeyValue::new(attribute::ERROR_TYPE, error_type.to_owned()));
-        }
-        self.duration.record(seconds, &attributes);
+        bound
+            .entry(duration_key)
+            .or_insert_with(|| self.duration.bind(&attributes))
+            .record(seconds);
     }
 }

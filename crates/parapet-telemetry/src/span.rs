@@ -1,26 +1,44 @@
-//! The request span: its name and its HTTP semantic-convention attributes.
+//! The server span: how it is started, its HTTP semantic-convention attributes, and how the
+//! request's own work runs inside it.
+//!
+//! Two ways to start it, chosen per request by the `tracing` subscriber in use:
+//!
+//! - **Direct**: the subscriber was built by [`TelemetryBuilder`](crate::TelemetryBuilder), so it
+//!   carries the tracer ([`ServerTracer`]). The span is an OpenTelemetry span built with the
+//!   OpenTelemetry API, its attributes passed once, and its context is attached around every poll
+//!   of the request: tracing-opentelemetry starts a `tracing` span that has no `tracing` parent
+//!   under the current OpenTelemetry context, so handler spans and parapet-pool's `db.query`
+//!   spans nest under it, and [`ServerTracer`] puts handler events that are in no `tracing` span
+//!   on it. Nothing goes through the `tracing` layers per field.
+//! - **Bridged**: any other subscriber (one an application assembled with tracing-opentelemetry's
+//!   layer, say). A `tracing` span is opened, started through the subscriber's OpenTelemetry
+//!   layer (whose tracer it uses), given its name and attributes through the OpenTelemetry API,
+//!   and entered around every poll, as before. It declares `tenant.id` and `cache.status` so
+//!   layers that record them on the current `tracing` span still reach it.
 
-use axum::extract::{ConnectInfo, MatchedPath};
-use http::{Method, Request, Version};
-use tracing::{Span, field::Empty};
+use std::{borrow::Cow, time::SystemTime};
+
+use axum::extract::ConnectInfo;
+use http::{HeaderMap, Request, Version};
+use opentelemetry::{
+    Context, ContextGuard, KeyValue, Value,
+    trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Tracer as _},
+};
+use opentelemetry_semantic_conventions::attribute;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{
+    route::{KnownMethod, Route},
+    tracer::ServerTracer,
+};
 
 /// The `tracing` target of the request span and of the slow-request warning.
 pub(crate) const TARGET: &str = "parapet_telemetry";
 
-pub(crate) fn method_name(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "_OTHER",
-    }
-}
+/// Room for every attribute the span can get: the request's ten, the status, the error type,
+/// the tenant and the cache status.
+const ATTRIBUTES: usize = 14;
 
 fn protocol_version(version: Version) -> &'static str {
     match version {
@@ -44,59 +62,176 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
     }
 }
 
-pub(crate) fn request_span<B>(
-    req: &Request<B>,
-    method: &'static str,
-    scheme: &'static str,
-    route: Option<&MatchedPath>,
-) -> Span {
-    let name = match (method, route) {
-        ("_OTHER", Some(route)) => format!("HTTP {}", route.as_str()),
-        ("_OTHER", None) => "HTTP".to_owned(),
-        (method, Some(route)) => format!("{method} {}", route.as_str()),
-        (method, None) => method.to_owned(),
-    };
-    // Every value is known now: passed at creation, they reach the subscriber in one visit
-    // instead of one `record` (and one dispatch through every layer) each.
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    let (address, port) = host.map_or((None, None), |host| {
-        let (address, port) = split_host(host);
-        (Some(address), port.map(i64::from))
-    });
-    let agent = req
-        .headers()
-        .get(http::header::USER_AGENT)
-        .and_then(|h| h.to_str().ok());
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|ConnectInfo(addr)| tracing::field::display(addr.ip()));
-    tracing::info_span!(
-        target: TARGET,
-        "HTTP request",
-        otel.name = name,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        http.request.method = method,
-        url.path = req.uri().path(),
-        url.scheme = scheme,
-        url.query = req.uri().query(),
-        http.route = route.map(MatchedPath::as_str),
-        http.response.status_code = Empty,
-        server.address = address,
-        server.port = port,
-        network.protocol.version = protocol_version(req.version()),
-        user_agent.original = agent,
-        client.address = client,
-        error.type = Empty,
-        tenant.id = Empty,
-        cache.status = Empty,
-    )
+/// What the span is named and tagged with, read from the request head.
+pub(crate) struct RequestHead {
+    pub(crate) method: KnownMethod,
+    pub(crate) scheme: &'static str,
+    pub(crate) route: Option<&'static Route>,
+}
+
+impl RequestHead {
+    fn span_name(&self) -> &'static str {
+        match self.route {
+            Some(route) => route.span_name(self.method),
+            None => self.method.span_name(),
+        }
+    }
+
+    /// The request's attributes, those it has (no empty values).
+    fn attributes<B>(&self, req: &Request<B>) -> impl Iterator<Item = KeyValue> {
+        let uri = req.uri();
+        let headers = req.headers();
+        let host =
+            header_str(headers, http::header::HOST).or_else(|| uri.authority().map(|a| a.as_str()));
+        let (address, port) = host.map_or((None, None), |host| {
+            let (address, port) = split_host(host);
+            (Some(address), port)
+        });
+        let client = req
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        [
+            Some(KeyValue::new(
+                attribute::HTTP_REQUEST_METHOD,
+                self.method.name(),
+            )),
+            Some(KeyValue::new(attribute::URL_PATH, uri.path().to_owned())),
+            Some(KeyValue::new(attribute::URL_SCHEME, self.scheme)),
+            uri.query()
+                .map(|q| KeyValue::new(attribute::URL_QUERY, q.to_owned())),
+            self.route
+                .map(|r| KeyValue::new(attribute::HTTP_ROUTE, r.path())),
+            address.map(|a| KeyValue::new(attribute::SERVER_ADDRESS, a.to_owned())),
+            port.map(|p| KeyValue::new(attribute::SERVER_PORT, i64::from(p))),
+            Some(KeyValue::new(
+                attribute::NETWORK_PROTOCOL_VERSION,
+                protocol_version(req.version()),
+            )),
+            header_str(headers, http::header::USER_AGENT)
+                .map(|a| KeyValue::new(attribute::USER_AGENT_ORIGINAL, a.to_owned())),
+            client.map(|c| KeyValue::new(attribute::CLIENT_ADDRESS, c)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|h| h.to_str().ok())
+}
+
+/// The server span of one request.
+pub(crate) struct ServerSpan {
+    /// The context whose span is the server span (an empty one when nothing traces).
+    cx: Context,
+    /// The `tracing` span it was started through, when bridged.
+    bridge: Option<tracing::Span>,
+}
+
+/// While alive, the request runs inside its server span.
+pub(crate) struct Scope<'a> {
+    _direct: Option<ContextGuard>,
+    _bridged: Option<tracing::span::Entered<'a>>,
+}
+
+impl ServerSpan {
+    /// Starts the span of `req`, a child of `parent` (the caller's, from `traceparent`) or else
+    /// of the current context.
+    pub(crate) fn start<B>(req: &Request<B>, head: &RequestHead, parent: Option<Context>) -> Self {
+        let direct = tracing::dispatcher::get_default(|dispatch| {
+            let tracer = dispatch.downcast_ref::<ServerTracer>()?;
+            let parent = parent.clone().unwrap_or_else(Context::current);
+            let builder = SpanBuilder::from_name(head.span_name())
+                .with_kind(SpanKind::Server)
+                .with_start_time(SystemTime::now())
+                .with_attributes(Vec::with_capacity(ATTRIBUTES));
+            // Sampling first: a span sampled out is never given its attributes.
+            let mut span = tracer.tracer().build_with_context(builder, &parent);
+            if opentelemetry::trace::Span::is_recording(&span) {
+                opentelemetry::trace::Span::set_attributes(&mut span, head.attributes(req));
+            }
+            Some(parent.with_span(span))
+        });
+        if let Some(cx) = direct {
+            return Self { cx, bridge: None };
+        }
+        let span = tracing::info_span!(
+            target: TARGET,
+            "HTTP request",
+            otel.kind = "server",
+            tenant.id = Empty,
+            cache.status = Empty,
+        );
+        if let Some(parent) = parent {
+            // Only fails when no OpenTelemetry layer is installed: there is nothing to parent then.
+            let _ = span.set_parent(parent);
+        }
+        let cx = span.context();
+        let otel = cx.span();
+        if otel.is_recording() {
+            otel.update_name(Cow::Borrowed(head.span_name()));
+            otel.set_attributes(head.attributes(req));
+        }
+        Self {
+            cx,
+            bridge: Some(span),
+        }
+    }
+
+    /// Whether the span was started with the OpenTelemetry API (not through a `tracing` span).
+    pub(crate) fn is_direct(&self) -> bool {
+        self.bridge.is_none()
+    }
+
+    /// The context of the span, for `traceparent` in the response.
+    pub(crate) fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// The `tracing` span it was started through, when bridged.
+    pub(crate) fn bridge(&self) -> Option<&tracing::Span> {
+        self.bridge.as_ref()
+    }
+
+    /// Makes the span current until the returned scope is dropped.
+    pub(crate) fn enter(&self) -> Scope<'_> {
+        match &self.bridge {
+            Some(span) => Scope {
+                _direct: None,
+                _bridged: Some(span.enter()),
+            },
+            None => Scope {
+                _direct: Some(self.cx.clone().attach()),
+                _bridged: None,
+            },
+        }
+    }
+
+    pub(crate) fn is_recording(&self) -> bool {
+        self.cx.span().is_recording()
+    }
+
+    /// Sets attributes in one go (one lock of the span).
+    pub(crate) fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>) {
+        self.cx.span().set_attributes(attributes);
+    }
+
+    pub(crate) fn set_error(&self, description: impl Into<Cow<'static, str>>) {
+        self.cx.span().set_status(Status::error(description));
+    }
+
+    /// Ends the span now (a bridged one ends when its `tracing` span closes).
+    pub(crate) fn end(self) {
+        if self.bridge.is_none() {
+            self.cx.span().end();
+        }
+    }
+}
+
+/// `error.type` of a 5xx response: its code.
+pub(crate) fn status_error_type(status: http::StatusCode) -> Value {
+    Value::from(status.as_str().to_owned())
 }
 
 #[cfg(test)]
@@ -112,12 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn normalises_methods() {
-        assert_eq!(method_name(&Method::GET), "GET");
-        assert_eq!(
-            method_name(&Method::from_bytes(b"PURGE").unwrap()),
-            "_OTHER"
-        );
+    fn protocol_versions() {
         assert_eq!(protocol_version(Version::HTTP_11), "1.1");
         assert_eq!(protocol_version(Version::HTTP_2), "2");
     }

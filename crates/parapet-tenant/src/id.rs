@@ -59,6 +59,13 @@ impl FromStr for TenantId {
     }
 }
 
+/// The id's shared string, without copying it (for a span attribute, say).
+impl From<TenantId> for Arc<str> {
+    fn from(id: TenantId) -> Self {
+        id.0
+    }
+}
+
 impl AsRef<str> for TenantId {
     fn as_ref(&self) -> &str {
         &self.0

@@ -20,7 +20,7 @@ use tower_service::Service;
 
 use crate::{
     CachedDirectory, HeaderResolver, RequestHead, ResolveTenant, ResolverChain, TenantRejection,
-    directory::BoxFuture,
+    TenantSlot, directory::BoxFuture,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,8 +31,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// For every request: the resolvers name a tenant id (they must agree), the cached directory looks
 /// it up, unknown and suspended tenants are refused, and the tenant (record and features) is
 /// inserted into the request extensions, where the [`Tenant`](crate::Tenant) extractor finds it.
-/// The id is recorded as `tenant.id` on the current tracing span, when that span declared the
-/// field (parapet's telemetry layer does).
+/// The id is left in the request's [`TenantSlot`](crate::TenantSlot) when an outer layer put one
+/// there (parapet's telemetry layer does, for its span), and recorded as `tenant.id` on the
+/// current tracing span when that span declared the field.
 ///
 /// # Example
 ///
@@ -199,11 +200,17 @@ where
         // A cached, active tenant: no await, no box and no allocated id; the inner service is
         // called now.
         if let Some(tenant) = self.config.directory.cached(id.as_str()) {
+            if let Some(slot) = req.extensions().get::<TenantSlot>() {
+                slot.fill(tenant.id().clone());
+            }
             drop(id); // it borrows the request
             req.extensions_mut().insert(tenant);
             return ResponseFuture::inner(self.inner.call(req));
         }
         let id = id.into_owned();
+        if let Some(slot) = req.extensions().get::<TenantSlot>() {
+            slot.fill(id.clone());
+        }
         // Call the service that was driven to readiness; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

@@ -51,6 +51,7 @@ mod layer;
 pub mod problem;
 mod rejection;
 pub mod resolve;
+mod slot;
 mod tenant;
 
 pub use directory::{
@@ -69,4 +70,5 @@ pub use resolve::{
     HeaderResolver, HostResolver, PathResolver, RequestHead, ResolveTenant, ResolvedId,
     ResolverChain,
 };
+pub use slot::TenantSlot;
 pub use tenant::{DatabaseTarget, Features, Tenant, TenantRecord, TenantStatus};
