@@ -21,7 +21,7 @@ mod tiered;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
-pub use self::redis_config::RedisConfig;
+pub use self::redis_config::{RedisConfig, redact_url};
 pub use self::tiered::TieredStore;
 
 /// Which tier answered a lookup.
