@@ -18,12 +18,25 @@ use tokio_postgres::Row;
 use crate::problem::{ApiError, Body, Params, RecordId, bad_request, not_found};
 
 /// What the handlers share.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AppState {
     /// Purges what a write changes (absent when the cache is off).
     pub cache: Option<CacheHandle>,
     /// The database `/readyz` checks.
     pub database_url: Arc<str>,
+}
+
+impl std::fmt::Debug for AppState {
+    /// The database URL's password is replaced by `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("cache", &self.cache)
+            .field(
+                "database_url",
+                &parapet_postgres::redact(&self.database_url),
+            )
+            .finish()
+    }
 }
 
 const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
