@@ -12,6 +12,7 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use parapet_tenant::TenantId;
 use parapet_tenant::problem::Problem;
+use sha2::{Digest, Sha256};
 use tower_service::Service;
 
 use crate::handle::CacheHandle;
@@ -19,7 +20,10 @@ use crate::handle::CacheHandle;
 /// An admin service that purges the cache, to mount in a `Router` (e.g.
 /// `Router::new().nest_service("/admin/cache", handle.purge_service(token))`).
 ///
-/// Every request needs `Authorization: Bearer <token>`. Routes (relative to the mount point,
+/// Every request needs `Authorization: Bearer <token>` (the scheme in any case). The service
+/// keeps only the token's SHA-256 digest and compares digests in constant time, so neither the
+/// token's bytes nor its length leak through response times; an empty token accepts nothing.
+/// Routes (relative to the mount point,
 /// method `POST` or `DELETE`; tenant `_` means the single-tenant keys):
 ///
 /// - `/tenant/{tenant}`: every entry of the tenant;
@@ -32,7 +36,8 @@ use crate::handle::CacheHandle;
 #[derive(Clone)]
 pub struct PurgeService {
     handle: CacheHandle,
-    token: Arc<str>,
+    /// The token's SHA-256 digest; `None` for an empty token, which accepts nothing.
+    token: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for PurgeService {
@@ -59,18 +64,24 @@ impl PurgeService {
     pub fn new(handle: CacheHandle, token: impl Into<Arc<str>>) -> Self {
         Self {
             handle,
-            token: token.into(),
+            token: Some(token.into())
+                .filter(|token| !token.is_empty())
+                .map(|token| digest(token.as_bytes())),
         }
     }
 
     fn authorized(&self, request: &Parts) -> bool {
-        let presented = request
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        !self.token.is_empty() && constant_time_eq(presented.as_bytes(), self.token.as_bytes())
+        let Some(expected) = &self.token else {
+            return false;
+        };
+        let mut values = request.headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return false;
+        };
+        let Some(presented) = bearer_token(value.as_bytes()) else {
+            return false;
+        };
+        constant_time_eq(&digest(presented), expected)
     }
 }
 
@@ -169,12 +180,25 @@ impl PurgeService {
     }
 }
 
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// The token of an `Authorization: Bearer <token>` value: the scheme is case-insensitive
+/// (RFC 9110 §11.1), spaces around the token are ignored.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.starts_with(b" ") {
+        return None;
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    Some(rest.trim_ascii())
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Compares two digests without an early exit on the first differing byte. Both have the
+/// same length whatever the token's, so the length does not leak either.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 /// Decodes `%XX` escapes (and `+` as a space is *not* applied); `None` on a bad escape or
@@ -200,11 +224,57 @@ fn percent_decode(input: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn parts(authorization: &[&str]) -> Parts {
+        let mut request = Request::post("/tenant/acme");
+        for value in authorization {
+            request = request.header(header::AUTHORIZATION, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_token_is_checked_by_digest_with_any_case_of_bearer() {
+        let service = PurgeService {
+            handle: crate::CacheLayer::builder()
+                .local(1024)
+                .build()
+                .unwrap()
+                .handle(),
+            token: Some(digest(b"s3cret-token")),
+        };
+        for ok in [
+            "Bearer s3cret-token",
+            "bearer s3cret-token",
+            "BEARER s3cret-token",
+            "Bearer   s3cret-token ",
+        ] {
+            assert!(service.authorized(&parts(&[ok])), "{ok}");
+        }
+        for refused in [
+            "Bearer s3cret-toke",
+            "Bearer s3cret-token2",
+            "Bearer ",
+            "Bearer",
+            "Bearers3cret-token",
+            "Basic s3cret-token",
+            "s3cret-token",
+            "",
+        ] {
+            assert!(!service.authorized(&parts(&[refused])), "{refused:?}");
+        }
+        assert!(!service.authorized(&parts(&[])));
+        assert!(!service.authorized(&parts(&["Bearer s3cret-token", "Bearer s3cret-token"])));
+        // Only the digest is kept: the token is in no field, and an empty one accepts nothing.
+        assert!(!format!("{service:?}").contains("s3cret"));
+        let empty = PurgeService::new(service.handle.clone(), "");
+        assert!(empty.token.is_none() && !empty.authorized(&parts(&["Bearer "])));
+    }
+
     #[test]
     fn helpers() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(&digest(b"abc"), &digest(b"abc")));
+        assert!(!constant_time_eq(&digest(b"abc"), &digest(b"abd")));
+        assert!(!constant_time_eq(&digest(b"abc"), &digest(b"ab")));
         assert_eq!(percent_decode("%2Fa%3Fq%3D1").as_deref(), Some("/a?q=1"));
         assert_eq!(percent_decode("a%2"), None);
         assert_eq!(percent_decode("%zz"), None);

@@ -26,10 +26,20 @@ use crate::{
 /// | [`isolation`](Self::isolation) | [`Isolation::RowLevelSecurity`] on `app.tenant_id` |
 /// | [`scope`](Self::scope) | [`IsolationScope::Session`]; [`IsolationScope::Transaction`] behind a transaction-mode pooler |
 #[must_use]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TenantPoolsBuilder {
     shared_url: String,
     settings: SettingsDraft,
+}
+
+impl std::fmt::Debug for TenantPoolsBuilder {
+    /// The shared URL's password is replaced by `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantPoolsBuilder")
+            .field("shared_url", &parapet_postgres::redact(&self.shared_url))
+            .field("settings", &self.settings)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -284,5 +294,23 @@ impl TenantPoolsBuilder {
             Settings { shared, ..settings },
             known,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_shared_urls_password() {
+        for url in [
+            "postgres://app:pool-secret@db:5432/crm",
+            "postgres://app@db/crm?password=pool-secret",
+            "host=db user=app password='pool-secret' dbname=crm",
+        ] {
+            let debug = format!("{:?}", TenantPools::builder(url));
+            assert!(!debug.contains("pool-secret"), "{debug}");
+            assert!(debug.contains("db"), "{debug}");
+        }
     }
 }

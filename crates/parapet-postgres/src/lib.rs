@@ -36,6 +36,7 @@
 
 mod connect;
 mod error;
+mod redact;
 mod tls;
 mod url;
 
@@ -44,4 +45,5 @@ pub use connect::{
     is_tls_failure, tls_error,
 };
 pub use error::ConfigError;
+pub use redact::redact;
 pub use url::{PgConfig, PgConnection, SslMode};

@@ -102,15 +102,26 @@ impl TenantLayer {
 
 impl TenantLayerBuilder {
     /// Adds a resolver; they run in the order added and must agree. Without any, the
-    /// [`HeaderResolver`] (`x-tenant-id`) is used.
+    /// [`HeaderResolver`] (`x-tenant-id`) is used. A resolver that authenticates (a
+    /// [`JwtResolver`](crate::JwtResolver)) is the authority: every request then needs a valid
+    /// credential, and the other resolvers may only name its tenant (see
+    /// [`ResolverChain`]).
     pub fn resolver(mut self, resolver: impl ResolveTenant) -> Self {
         self.resolvers = self.resolvers.push(resolver);
         self
     }
 
+    /// Adds a resolver as the authority (see [`ResolverChain::authority`]): for a resolver of
+    /// your own that verifies a credential.
+    pub fn authority(mut self, resolver: impl ResolveTenant) -> Self {
+        self.resolvers = self.resolvers.authority(resolver);
+        self
+    }
+
     /// Lets requests that name no tenant through without one (for health checks and public
     /// routes); handlers take `Option<Tenant>`. Malformed, unknown or suspended tenants are still
-    /// refused.
+    /// refused, and so is a request that names a tenant without the credential an authority
+    /// requires.
     pub fn optional(mut self, optional: bool) -> Self {
         self.optional = optional;
         self

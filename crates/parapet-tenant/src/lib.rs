@@ -6,7 +6,8 @@
 //!   ever panicking, safe to put in keys, paths and SQL identifiers.
 //! - [Resolvers](resolve): the tenant named by a [header](HeaderResolver), a
 //!   [subdomain](HostResolver), a [path prefix](PathResolver) or a [JWT claim](JwtResolver),
-//!   chained so that they must agree. The module docs say which are safe on the open internet.
+//!   chained so that they must agree; a JWT resolver is the chain's authority, which the other
+//!   sources may only narrow. The module docs say which are safe on the open internet.
 //! - A [`TenantDirectory`] ([`StaticDirectory`], [`PgDirectory`] on the `tenants` table) behind a
 //!   [`CachedDirectory`] (moka; unknown ids cached briefly and boundedly; one query per id however
 //!   many requests ask at once; every query timed out).
@@ -64,11 +65,11 @@ pub use feature::{FeatureFuture, RequireFeature, RequireFeatureLayer};
 pub use id::{TenantId, TenantIdError, TenantIdRule};
 pub use layer::{ResponseFuture, TenantLayer, TenantLayerBuilder, TenantService};
 pub use rejection::{MalformedReason, TenantRejection, TokenError};
-#[cfg(feature = "jwt")]
-pub use resolve::JwtResolver;
 pub use resolve::{
     HeaderResolver, HostResolver, PathResolver, RequestHead, ResolveTenant, ResolvedId,
     ResolverChain,
 };
+#[cfg(feature = "jwt")]
+pub use resolve::{JwtConfigError, JwtResolver};
 pub use slot::TenantSlot;
 pub use tenant::{DatabaseTarget, Features, Tenant, TenantRecord, TenantStatus};

@@ -14,7 +14,8 @@ use crate::{id::TenantIdError, problem::Problem};
 /// |---|---|
 /// | [`Missing`](Self::Missing) | 400, or 401 with `WWW-Authenticate: Bearer` when a JWT resolver is in use |
 /// | [`Malformed`](Self::Malformed), [`Ambiguous`](Self::Ambiguous) | 400 |
-/// | [`InvalidToken`](Self::InvalidToken) | 401 with `WWW-Authenticate: Bearer` |
+/// | [`InvalidToken`](Self::InvalidToken), [`Unauthenticated`](Self::Unauthenticated) | 401 with `WWW-Authenticate: Bearer` |
+/// | [`NotGranted`](Self::NotGranted) | 403 |
 /// | [`Suspended`](Self::Suspended), [`FeatureNotEnabled`](Self::FeatureNotEnabled) | 403 |
 /// | [`Unknown`](Self::Unknown) | 404 |
 /// | [`DirectoryUnavailable`](Self::DirectoryUnavailable) | 503 with `Retry-After` |
@@ -42,6 +43,13 @@ pub enum TenantRejection {
     /// The bearer token could not be verified.
     #[error("the bearer token is not valid: {0}")]
     InvalidToken(TokenError),
+    /// The request names a tenant (header, host, path) but carries no credential, and the
+    /// chain has an authority (a JWT resolver): only a credential may name the tenant.
+    #[error("the request names a tenant but carries no credential for it")]
+    Unauthenticated,
+    /// The request names another tenant (header, host, path) than its credential grants.
+    #[error("the credential does not grant the tenant the request names")]
+    NotGranted,
     /// No tenant has this id.
     #[error("unknown tenant")]
     Unknown,
@@ -87,9 +95,12 @@ pub enum TokenError {
     /// The signature does not verify, or the algorithm is not one that is accepted (`none`).
     #[error("the signature does not verify")]
     Signature,
-    /// The token has expired (`exp`) or is not valid yet (`nbf`).
+    /// The token has expired (`exp`).
     #[error("the token has expired")]
     Expired,
+    /// The token is not valid yet (`nbf`).
+    #[error("the token is not valid yet")]
+    NotYetValid,
     /// The `aud` or `iss` claim is not the expected one.
     #[error("the token was not issued for this service")]
     WrongAudienceOrIssuer,
@@ -104,12 +115,16 @@ impl TenantRejection {
     /// The HTTP status this rejection answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Missing { bearer: true } | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::Missing { bearer: true } | Self::InvalidToken(_) | Self::Unauthenticated => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::Missing { bearer: false } | Self::Malformed { .. } | Self::Ambiguous => {
                 StatusCode::BAD_REQUEST
             }
             Self::Unknown => StatusCode::NOT_FOUND,
-            Self::Suspended | Self::FeatureNotEnabled { .. } => StatusCode::FORBIDDEN,
+            Self::Suspended | Self::FeatureNotEnabled { .. } | Self::NotGranted => {
+                StatusCode::FORBIDDEN
+            }
             Self::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -138,6 +153,8 @@ impl TenantRejection {
             Self::Malformed { .. } => ("tenant-malformed", "Malformed tenant"),
             Self::Ambiguous => ("tenant-ambiguous", "Ambiguous tenant"),
             Self::InvalidToken(_) => ("invalid-token", "Invalid bearer token"),
+            Self::Unauthenticated => ("unauthenticated", "Authentication required"),
+            Self::NotGranted => ("tenant-not-granted", "Tenant not granted"),
             Self::Unknown => ("tenant-unknown", "Unknown tenant"),
             Self::Suspended => ("tenant-suspended", "Tenant suspended"),
             Self::FeatureNotEnabled { .. } => ("feature-not-enabled", "Feature not enabled"),
@@ -182,6 +199,8 @@ mod tests {
             ),
             (TenantRejection::Ambiguous, 400),
             (TenantRejection::InvalidToken(TokenError::Expired), 401),
+            (TenantRejection::Unauthenticated, 401),
+            (TenantRejection::NotGranted, 403),
             (TenantRejection::Unknown, 404),
             (TenantRejection::Suspended, 403),
             (

@@ -9,6 +9,7 @@ use common::*;
 use http::{Request, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use parapet_tenant::{HeaderResolver, HostResolver, JwtResolver, PathResolver};
+use tower::ServiceExt;
 
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
@@ -169,7 +170,7 @@ fn hs256(claims: serde_json::Value, secret: &[u8]) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(secret),
+        &EncodingKey::from_secret(secret).unwrap(),
     )
     .unwrap()
 }
@@ -190,6 +191,7 @@ fn unsigned_token(claims: &serde_json::Value) -> String {
 #[tokio::test]
 async fn jwt_resolver_table() {
     let app = app(JwtResolver::hs256(SECRET)
+        .unwrap()
         .audience("crm")
         .issuer("https://auth.test"));
     let with = |f: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
@@ -294,6 +296,37 @@ async fn jwt_resolver_table() {
             401,
         ),
         (
+            "not valid yet",
+            bearer_req(&hs256(
+                with(&|c| {
+                    c.insert("nbf".into(), exp_in(3600).into());
+                }),
+                SECRET,
+            )),
+            401,
+        ),
+        (
+            "aud of another type",
+            bearer_req(&hs256(
+                with(&|c| {
+                    c.insert("aud".into(), serde_json::json!({ "aud": "crm" }));
+                }),
+                SECRET,
+            )),
+            401,
+        ),
+        (
+            "lower-case scheme",
+            Request::get("/whoami")
+                .header(
+                    "authorization",
+                    format!("bearer {}", hs256(claims("acme"), SECRET)),
+                )
+                .body(Body::empty())
+                .unwrap(),
+            200,
+        ),
+        (
             "uppercase claim",
             bearer_req(&hs256(claims("ACME"), SECRET)),
             400,
@@ -342,6 +375,103 @@ async fn jwt_rs256_and_algorithm_confusion() {
     ];
     run_table(&app, cases).await;
     assert!(JwtResolver::rs256_pem(b"not a pem").is_err());
+}
+
+/// A JWT beside the identifying sources: the token decides, they may only narrow it.
+#[tokio::test]
+async fn beside_a_jwt_no_source_names_a_tenant_without_a_token() {
+    let app = app_chain(|b| {
+        b.resolver(HeaderResolver::new())
+            .resolver(HostResolver::new("example.com"))
+            .resolver(PathResolver::new("/t"))
+            .resolver(
+                JwtResolver::hs256(SECRET)
+                    .unwrap()
+                    .audience("crm")
+                    .issuer("https://auth.test"),
+            )
+    });
+    let acme = hs256(claims("acme"), SECRET);
+    let req = |headers: &[(&str, String)], path: &str| {
+        let mut b = Request::get(path);
+        for (name, value) in headers {
+            b = b.header(*name, value);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let bearer = ("authorization", format!("Bearer {acme}"));
+    let header = |t: &str| ("x-tenant-id", t.to_owned());
+    let host = |h: &str| ("host", h.to_owned());
+    let cases: Vec<(&str, Request<Body>, u16)> = vec![
+        ("header alone", req(&[header("globex")], "/whoami"), 401),
+        (
+            "host alone",
+            req(&[host("globex.example.com")], "/whoami"),
+            401,
+        ),
+        ("path alone", req(&[], "/t/globex/whoami"), 401),
+        ("nothing", req(&[], "/whoami"), 401),
+        ("token", req(std::slice::from_ref(&bearer), "/whoami"), 200),
+        (
+            "token and agreeing sources",
+            req(
+                &[bearer.clone(), header("acme"), host("acme.example.com")],
+                "/t/acme/whoami",
+            ),
+            200,
+        ),
+        (
+            "token for acme, header globex",
+            req(&[bearer.clone(), header("globex")], "/whoami"),
+            403,
+        ),
+        (
+            "token for acme, host globex",
+            req(&[bearer.clone(), host("globex.example.com")], "/whoami"),
+            403,
+        ),
+        (
+            "token for acme, path globex",
+            req(std::slice::from_ref(&bearer), "/t/globex/whoami"),
+            403,
+        ),
+        (
+            "expired token, header acme",
+            req(
+                &[
+                    (
+                        "authorization",
+                        format!(
+                            "Bearer {}",
+                            hs256(
+                                serde_json::json!({ "tenant_id": "acme", "aud": "crm", "iss": "https://auth.test", "exp": exp_in(-3600) }),
+                                SECRET
+                            )
+                        ),
+                    ),
+                    header("acme"),
+                ],
+                "/whoami",
+            ),
+            401,
+        ),
+    ];
+    run_table(&app, cases).await;
+
+    // An optional layer lets a request that names nothing through, but not one that names a
+    // tenant without a token.
+    let optional = app_chain(|b| {
+        b.resolver(HeaderResolver::new())
+            .resolver(JwtResolver::hs256(SECRET).unwrap())
+            .optional(true)
+    });
+    let res = optional
+        .clone()
+        .oneshot(req(&[header("globex")], "/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().contains_key("www-authenticate"));
 }
 
 #[tokio::test]

@@ -3,8 +3,9 @@
 use std::{collections::HashMap, path::PathBuf, str::FromStr, time::Duration};
 
 use http::HeaderName;
-use parapet_cache::{CacheLayer, RedisConfig};
+use parapet_cache::{CacheLayer, RedisConfig, store::redact_url};
 use parapet_pool::{Isolation, IsolationScope, TenantPools};
+use parapet_postgres::redact;
 use parapet_telemetry::TelemetryLayer;
 use parapet_tenant::{
     HeaderResolver, HostResolver, JwtResolver, PathResolver, PgDirectory, TenantLayer,
@@ -47,11 +48,14 @@ pub enum ConfigError {
 /// | `REDIS_CLUSTER_URLS` | unset | a Redis Cluster instead (not with `REDIS_URL`): seed nodes `redis://h1:7000,redis://h2:7001,…` (all `redis://` or all `rediss://`); the rest of the cluster is discovered from them (see [`RedisConfig::cluster`]) |
 /// | `PARAPET_REDIS_CA_CERT` | unset: public roots | PEM file of the CA that signed the Redis servers' certificates (`rediss://`, one server or a Cluster's nodes) |
 /// | `PARAPET_REDIS_CLIENT_CERT`, `PARAPET_REDIS_CLIENT_KEY` | unset | PEM files of a client certificate and its key (mutual TLS); both or neither |
-/// | `PARAPET_TENANT_HEADER` | `x-tenant-id` | header naming the tenant; empty to disable |
+/// | `PARAPET_TENANT_HEADER` | `x-tenant-id`; off when `PARAPET_TENANT_JWT_SECRET` is set | header naming the tenant; empty to disable. Beside a JWT, set it explicitly to turn it on: it may then only name the token's tenant |
 /// | `PARAPET_TENANT_HOST` | unset | base domain: `{tenant}.<base>` names the tenant |
 /// | `PARAPET_TENANT_APEX_HOSTS` | `127.0.0.1,[::1]` | hosts that name no tenant (with `PARAPET_TENANT_HOST`): requests to them use the other resolvers |
 /// | `PARAPET_TENANT_PATH_PREFIX` | unset | path prefix: `<prefix>/{tenant}/…` names the tenant |
-/// | `PARAPET_TENANT_JWT_SECRET` | unset | HS256 secret: the `tenant_id` claim of a bearer JWT names the tenant |
+/// | `PARAPET_TENANT_JWT_SECRET` | unset | HS256 secret, at least 32 bytes: the `tenant_id` claim of a bearer JWT names the tenant, and every request needs a valid token (the header, host and path may only name the token's tenant) |
+/// | `PARAPET_TENANT_JWT_AUDIENCE` | unset: not checked | the `aud` the tokens must carry (set it in production) |
+/// | `PARAPET_TENANT_JWT_ISSUER` | unset: not checked | the `iss` the tokens must carry (set it in production) |
+/// | `PARAPET_TENANT_JWT_LEEWAY_SECS` | `60` | clock skew allowed on `exp` and `nbf`, at most 300 |
 /// | `PARAPET_CACHE` | `on` | `off` leaves the cache out |
 /// | `PARAPET_CACHE_LOCAL_BYTES` | `67108864` (64 MiB) | bytes of the local tier; `0` for Redis only |
 /// | `PARAPET_CACHE_TENANT_SHARE` | unset: no cap | the fraction in `(0, 1]` of the local tier one tenant's entries may hold; a tenant at its share has new entries refused by the local tier (see [`CacheLayerBuilder::local_tenant_share`](crate::cache::CacheLayerBuilder::local_tenant_share)) |
@@ -73,8 +77,8 @@ pub enum ConfigError {
 ///
 /// `OTEL_*` variables (service name, OTLP endpoint and protocol, sampler) are read by
 /// [`parapet_telemetry::init`], which installs the exporters the layer's spans go to.
-/// Its `Debug` output hides secrets (URL passwords, a libpq `password=`, the JWT secret), so it
-/// can be logged.
+/// Its `Debug` output hides secrets (URL passwords, a `password=` in a URL's query or a libpq
+/// key=value string, the JWT secret), so it can be logged; so do its errors.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EnvConfig {
@@ -96,8 +100,14 @@ pub struct EnvConfig {
     pub tenant_apex_hosts: Vec<String>,
     /// `PARAPET_TENANT_PATH_PREFIX`.
     pub tenant_path_prefix: Option<String>,
-    /// `PARAPET_TENANT_JWT_SECRET`.
+    /// `PARAPET_TENANT_JWT_SECRET` (at least 32 bytes when set).
     pub tenant_jwt_secret: Option<String>,
+    /// `PARAPET_TENANT_JWT_AUDIENCE`.
+    pub tenant_jwt_audience: Option<String>,
+    /// `PARAPET_TENANT_JWT_ISSUER`.
+    pub tenant_jwt_issuer: Option<String>,
+    /// `PARAPET_TENANT_JWT_LEEWAY_SECS`.
+    pub tenant_jwt_leeway: Duration,
     /// `PARAPET_CACHE`.
     pub cache: bool,
     /// `PARAPET_CACHE_LOCAL_BYTES`.
@@ -138,10 +148,14 @@ pub struct EnvConfig {
 
 impl std::fmt::Debug for EnvConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let cluster: Vec<String> = self.redis_cluster_urls.iter().map(|u| redact(u)).collect();
+        let cluster: Vec<String> = self
+            .redis_cluster_urls
+            .iter()
+            .map(|u| redact_url(u))
+            .collect();
         f.debug_struct("EnvConfig")
             .field("database_url", &redact(&self.database_url))
-            .field("redis_url", &self.redis_url.as_deref().map(redact))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_cluster_urls", &cluster)
             .field("redis_ca_cert", &self.redis_ca_cert)
             .field("redis_client_cert", &self.redis_client_cert)
@@ -153,6 +167,9 @@ impl std::fmt::Debug for EnvConfig {
                 "tenant_jwt_secret",
                 &self.tenant_jwt_secret.as_ref().map(|_| "***"),
             )
+            .field("tenant_jwt_audience", &self.tenant_jwt_audience)
+            .field("tenant_jwt_issuer", &self.tenant_jwt_issuer)
+            .field("tenant_jwt_leeway", &self.tenant_jwt_leeway)
             .field("cache", &self.cache)
             .field("cache_local_bytes", &self.cache_local_bytes)
             .field("cache_tenant_share", &self.cache_tenant_share)
@@ -206,7 +223,25 @@ impl EnvConfig {
                 .filter(|v| !v.is_empty())
         };
         let database_url = get("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?;
+        let tenant_jwt_secret = get("PARAPET_TENANT_JWT_SECRET");
+        if let Some(secret) = &tenant_jwt_secret
+            && secret.len() < JwtResolver::MIN_SECRET_LEN
+        {
+            return Err(ConfigError::Invalid {
+                name: "PARAPET_TENANT_JWT_SECRET",
+                // Never the secret itself.
+                value: "***".to_owned(),
+                reason: format!(
+                    "{} bytes long; an HS256 secret needs at least {} (generate one with `openssl rand -base64 48`)",
+                    secret.len(),
+                    JwtResolver::MIN_SECRET_LEN
+                ),
+            });
+        }
         let tenant_header = match vars.get("PARAPET_TENANT_HEADER").map(|v| v.trim()) {
+            // Beside a JWT the header is off unless asked for: a request must not name a tenant
+            // without a token.
+            None if tenant_jwt_secret.is_some() => None,
             None => Some(HeaderName::from_static("x-tenant-id")),
             Some("") => None,
             Some(name) => Some(
@@ -284,7 +319,10 @@ impl EnvConfig {
             tenant_host: get("PARAPET_TENANT_HOST"),
             tenant_apex_hosts: list(&get, "PARAPET_TENANT_APEX_HOSTS", "127.0.0.1,[::1]"),
             tenant_path_prefix: get("PARAPET_TENANT_PATH_PREFIX"),
-            tenant_jwt_secret: get("PARAPET_TENANT_JWT_SECRET"),
+            tenant_jwt_secret,
+            tenant_jwt_audience: get("PARAPET_TENANT_JWT_AUDIENCE"),
+            tenant_jwt_issuer: get("PARAPET_TENANT_JWT_ISSUER"),
+            tenant_jwt_leeway: jwt_leeway(&get)?,
             cache: switch(&get, "PARAPET_CACHE", true)?,
             cache_local_bytes: number(&get, "PARAPET_CACHE_LOCAL_BYTES")?.unwrap_or(64 << 20),
             cache_tenant_share: number(&get, "PARAPET_CACHE_TENANT_SHARE")?,
@@ -407,40 +445,32 @@ impl EnvConfig {
             layer = layer.resolver(PathResolver::new(prefix));
         }
         if let Some(secret) = &self.tenant_jwt_secret {
-            layer = layer.resolver(JwtResolver::hs256(secret.as_bytes()));
+            layer = layer.resolver(self.jwt_resolver(secret)?);
         }
         Ok(layer.build())
     }
-}
 
-/// A URL (or a libpq `key=value` string) with its password replaced, for error messages and
-/// `Debug`.
-fn redact(url: &str) -> String {
-    if !url.contains("://") {
-        // libpq's key=value form: `host=db user=app password=secret dbname=crm`.
-        return url
-            .split_whitespace()
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
+    /// The JWT resolver: the authority of the chain, so every request needs a valid token.
+    fn jwt_resolver(&self, secret: &str) -> Result<JwtResolver, ConfigError> {
+        let mut jwt = JwtResolver::hs256(secret.as_bytes()).map_err(|e| ConfigError::Invalid {
+            name: "PARAPET_TENANT_JWT_SECRET",
+            value: "***".to_owned(),
+            reason: e.to_string(),
+        })?;
+        jwt = jwt.leeway(self.tenant_jwt_leeway.as_secs());
+        if let Some(audience) = &self.tenant_jwt_audience {
+            jwt = jwt.audience(audience);
         }
-        _ => url.to_owned(),
+        if let Some(issuer) = &self.tenant_jwt_issuer {
+            jwt = jwt.issuer(issuer);
+        }
+        if self.tenant_jwt_audience.is_none() || self.tenant_jwt_issuer.is_none() {
+            tracing::warn!(
+                "PARAPET_TENANT_JWT_AUDIENCE or PARAPET_TENANT_JWT_ISSUER is not set: tokens \
+                 issued with this secret for another service are accepted"
+            );
+        }
+        Ok(jwt)
     }
 }
 
@@ -454,7 +484,11 @@ fn cluster_urls(
     let urls = list(get, NAME, "");
     let invalid = |reason: &str| ConfigError::Invalid {
         name: NAME,
-        value: urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
+        value: urls
+            .iter()
+            .map(|u| redact_url(u))
+            .collect::<Vec<_>>()
+            .join(","),
         reason: reason.to_owned(),
     };
     if urls.is_empty() {
@@ -482,6 +516,20 @@ fn cluster_urls(
         ));
     }
     Ok(urls)
+}
+
+/// `PARAPET_TENANT_JWT_LEEWAY_SECS`: seconds, at most [`JwtResolver::MAX_LEEWAY`].
+fn jwt_leeway(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
+    const NAME: &str = "PARAPET_TENANT_JWT_LEEWAY_SECS";
+    match number::<u64>(get, NAME)? {
+        None => Ok(Duration::from_secs(JwtResolver::DEFAULT_LEEWAY)),
+        Some(secs) if secs > JwtResolver::MAX_LEEWAY => Err(ConfigError::Invalid {
+            name: NAME,
+            value: secs.to_string(),
+            reason: format!("at most {} seconds", JwtResolver::MAX_LEEWAY),
+        }),
+        Some(secs) => Ok(Duration::from_secs(secs)),
+    }
 }
 
 fn list(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> Vec<String> {
@@ -594,6 +642,8 @@ mod tests {
     use super::*;
 
     const URL: (&str, &str) = ("DATABASE_URL", "postgres://app:secret@127.0.0.1:5432/crm");
+    /// An HS256 secret of the minimum length.
+    const SECRET: &str = "jwt-secret-jwt-secret-jwt-secret";
 
     #[test]
     fn defaults() {
@@ -618,6 +668,9 @@ mod tests {
         assert!(c.redis_cluster_urls.is_empty());
         assert_eq!((c.redis_ca_cert, c.redis_client_cert), (None, None));
         assert_eq!(c.tenant_apex_hosts, ["127.0.0.1", "[::1]"]);
+        assert_eq!(c.tenant_jwt_secret, None);
+        assert_eq!((c.tenant_jwt_audience, c.tenant_jwt_issuer), (None, None));
+        assert_eq!(c.tenant_jwt_leeway, Duration::from_secs(60));
     }
 
     #[test]
@@ -632,7 +685,10 @@ mod tests {
             ("PARAPET_TENANT_HOST", "example.com"),
             ("PARAPET_TENANT_PATH_PREFIX", "/t"),
             ("PARAPET_TENANT_APEX_HOSTS", "api.example.com"),
-            ("PARAPET_TENANT_JWT_SECRET", "s3cret"),
+            ("PARAPET_TENANT_JWT_SECRET", SECRET),
+            ("PARAPET_TENANT_JWT_AUDIENCE", "crm-api"),
+            ("PARAPET_TENANT_JWT_ISSUER", "https://auth.example.com"),
+            ("PARAPET_TENANT_JWT_LEEWAY_SECS", "15"),
             ("PARAPET_CACHE", "off"),
             ("PARAPET_CACHE_LOCAL_BYTES", "1024"),
             ("PARAPET_CACHE_PREFIX", "app:"),
@@ -666,7 +722,13 @@ mod tests {
         assert_eq!(c.tenant_host.as_deref(), Some("example.com"));
         assert_eq!(c.tenant_path_prefix.as_deref(), Some("/t"));
         assert_eq!(c.tenant_apex_hosts, ["api.example.com"]);
-        assert_eq!(c.tenant_jwt_secret.as_deref(), Some("s3cret"));
+        assert_eq!(c.tenant_jwt_secret.as_deref(), Some(SECRET));
+        assert_eq!(c.tenant_jwt_audience.as_deref(), Some("crm-api"));
+        assert_eq!(
+            c.tenant_jwt_issuer.as_deref(),
+            Some("https://auth.example.com")
+        );
+        assert_eq!(c.tenant_jwt_leeway, Duration::from_secs(15));
         assert!(!c.cache && !c.telemetry && c.traceparent_response);
         assert_eq!(c.cache_local_bytes, 1024);
         assert_eq!(c.cache_prefix.as_deref(), Some("app:"));
@@ -846,6 +908,117 @@ mod tests {
         assert_eq!(err.to_string(), "DATABASE_URL is not set");
     }
 
+    #[test]
+    fn a_short_jwt_secret_stops_the_start_naming_the_variable_not_the_secret() {
+        for secret in ["s3cret", "31-bytes-31-bytes-31-bytes-31-b"] {
+            let err =
+                EnvConfig::from_map([URL, ("PARAPET_TENANT_JWT_SECRET", secret)]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("PARAPET_TENANT_JWT_SECRET="), "{text}");
+            assert!(text.contains("at least 32"), "{text}");
+            assert!(!text.contains(secret), "{text}");
+        }
+        let err =
+            EnvConfig::from_map([URL, ("PARAPET_TENANT_JWT_LEEWAY_SECS", "3600")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("PARAPET_TENANT_JWT_LEEWAY_SECS=\"3600\": at most 300"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_jwt_secret_turns_the_header_off_unless_it_is_asked_for() {
+        let c = EnvConfig::from_map([URL, ("PARAPET_TENANT_JWT_SECRET", SECRET)]).unwrap();
+        assert_eq!(c.tenant_header, None);
+        let c = EnvConfig::from_map([
+            URL,
+            ("PARAPET_TENANT_JWT_SECRET", SECRET),
+            ("PARAPET_TENANT_HEADER", "x-tenant-id"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.tenant_header,
+            Some(HeaderName::from_static("x-tenant-id"))
+        );
+    }
+
+    /// The tenant layer the variables build answers `headers` with this status; resolution
+    /// fails before any lookup, so no database is reached.
+    async fn status_of(vars: &[(&str, &str)], headers: &[(&str, &str)]) -> u16 {
+        use tower::{Layer, ServiceExt};
+        let config = EnvConfig::from_map(vars.iter().copied()).unwrap();
+        let layer = config.tenant_layer().unwrap();
+        let inner = tower::service_fn(|_: http::Request<axum::body::Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::empty()))
+        });
+        let mut req = http::Request::get("/api/leads");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = layer
+            .layer(inner)
+            .oneshot(req.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers()[http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        res.status().as_u16()
+    }
+
+    fn token(tenant: &str, aud: &str) -> String {
+        let exp = jsonwebtoken::get_current_timestamp() + 600;
+        let claims = serde_json::json!({ "tenant_id": tenant, "aud": aud, "iss": "https://auth.test", "exp": exp });
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+        format!("Bearer {token}")
+    }
+
+    #[tokio::test]
+    async fn with_a_jwt_secret_no_request_names_a_tenant_without_a_token() {
+        let jwt = [
+            URL,
+            ("PARAPET_TENANT_JWT_SECRET", SECRET),
+            ("PARAPET_TENANT_JWT_AUDIENCE", "crm"),
+            ("PARAPET_TENANT_JWT_ISSUER", "https://auth.test"),
+            ("PARAPET_TENANT_HOST", "localhost"),
+        ];
+        let acme = token("acme", "crm");
+        // No token: the header (off by default here) and the host name no tenant on their own.
+        assert_eq!(status_of(&jwt, &[("x-tenant-id", "globex")]).await, 401);
+        assert_eq!(status_of(&jwt, &[("host", "globex.localhost")]).await, 401);
+        assert_eq!(status_of(&jwt, &[]).await, 401);
+        // A token for acme may not be pointed at globex.
+        assert_eq!(
+            status_of(
+                &jwt,
+                &[("authorization", &acme), ("host", "globex.localhost")]
+            )
+            .await,
+            403
+        );
+        // A token for another audience is refused.
+        let other = token("acme", "billing");
+        assert_eq!(status_of(&jwt, &[("authorization", &other)]).await, 401);
+        // The header turned on explicitly beside the JWT may only agree with the token.
+        let mut with_header = jwt.to_vec();
+        with_header.push(("PARAPET_TENANT_HEADER", "x-tenant-id"));
+        assert_eq!(
+            status_of(&with_header, &[("x-tenant-id", "globex")]).await,
+            401
+        );
+        assert_eq!(
+            status_of(
+                &with_header,
+                &[("authorization", &acme), ("x-tenant-id", "globex")]
+            )
+            .await,
+            403
+        );
+    }
+
     #[tokio::test]
     async fn an_unreadable_redis_ca_is_an_error_at_build() {
         let c = EnvConfig::from_map([
@@ -882,12 +1055,51 @@ mod tests {
         let config = EnvConfig::from_map([
             ("DATABASE_URL", "postgres://app:pg-secret@db/crm"),
             ("REDIS_URL", "rediss://default:redis-secret@cache:6380"),
-            ("PARAPET_TENANT_JWT_SECRET", "jwt-secret"),
+            ("PARAPET_TENANT_JWT_SECRET", SECRET),
         ])
         .unwrap();
         let text = format!("{config:?}");
-        for secret in ["pg-secret", "redis-secret", "jwt-secret"] {
+        for secret in ["pg-secret", "redis-secret", SECRET] {
             assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        // Passwords in a URL's query, with an unencoded `@` or `/`, in a cluster's seeds, and
+        // in key=value strings quoted or spaced.
+        for (vars, secret) in [
+            (
+                vec![("DATABASE_URL", "postgres://app@db/crm?password=q-secret")],
+                "q-secret",
+            ),
+            (
+                vec![("DATABASE_URL", "postgres://app:at@sl/ash@db/crm")],
+                "sl/ash",
+            ),
+            (
+                vec![("DATABASE_URL", "host=db password = 'sp ace' dbname=crm")],
+                "sp ace",
+            ),
+            (
+                vec![
+                    URL,
+                    (
+                        "REDIS_CLUSTER_URLS",
+                        "redis://:c-secret@a:7000,redis://:c-secret@b:7001",
+                    ),
+                ],
+                "c-secret",
+            ),
+            (
+                vec![URL, ("REDIS_URL", "redis://lone-secret@cache")],
+                "lone-secret",
+            ),
+            (
+                vec![URL, ("REDIS_URL", "redis+unix:///r.sock?pass=u-secret")],
+                "u-secret",
+            ),
+        ] {
+            let config = EnvConfig::from_map(vars.clone()).unwrap();
+            let text = format!("{config:?}");
+            assert!(!text.contains(secret), "{vars:?}: {text}");
+            assert!(text.contains("***"), "{vars:?}: {text}");
         }
         assert!(text.contains("postgres://app:***@db/crm"), "{text}");
         let key_value = EnvConfig::from_map([(

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// What the handlers share.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AppState {
     /// Purges what a write changes (absent when the cache is off).
     pub cache: Option<CacheHandle>,
@@ -38,6 +38,19 @@ impl AppState {
             readiness: Readiness::new(stack.pools().cloned(), cache.clone()),
             cache,
         }
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    /// The database URL's password is replaced by `***`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("cache", &self.cache)
+            .field(
+                "database_url",
+                &parapet_postgres::redact(&self.database_url),
+            )
+            .finish()
     }
 }
 

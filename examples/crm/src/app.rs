@@ -16,8 +16,8 @@ use crate::{
 /// `DATABASE_URL` when none is given.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/parapet_demo";
 
-/// The started demo: its router and what it connected to.
-#[derive(Debug)]
+/// The started demo: its router and what it connected to. Its `Debug` hides the database
+/// URL's password.
 pub struct Demo {
     /// The app, ready to serve.
     pub router: Router,
@@ -28,6 +28,20 @@ pub struct Demo {
     pub cache: Option<CacheHandle>,
     /// Whether `/admin/cache` is served (`PARAPET_ADMIN_TOKEN` is set).
     pub admin: bool,
+}
+
+impl std::fmt::Debug for Demo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Demo")
+            .field("router", &self.router)
+            .field(
+                "database_url",
+                &parapet_postgres::redact(&self.database_url),
+            )
+            .field("cache", &self.cache)
+            .field("admin", &self.admin)
+            .finish()
+    }
 }
 
 /// Prepares the database (create, migrate, seed `leads_per_tenant` leads per tenant, over

@@ -22,7 +22,7 @@ mod tiered;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
-pub use self::redis_config::RedisConfig;
+pub use self::redis_config::{RedisConfig, redact_url};
 pub use self::share::TenantBytes;
 pub(crate) use self::share::{TenantLedger, share_of};
 pub use self::tiered::TieredStore;

@@ -258,16 +258,19 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("RedisConfig");
         match &self.topology {
-            Topology::Url(url) => out.field("url", &redact(url)),
+            Topology::Url(url) => out.field("url", &redact_url(url)),
             Topology::Cluster(urls) => out.field(
                 "cluster",
-                &urls.iter().map(|url| redact(url)).collect::<Vec<_>>(),
+                &urls.iter().map(|url| redact_url(url)).collect::<Vec<_>>(),
             ),
             Topology::Sentinel {
                 service, sentinels, ..
             } => out.field("sentinel", service).field(
                 "sentinels",
-                &sentinels.iter().map(|url| redact(url)).collect::<Vec<_>>(),
+                &sentinels
+                    .iter()
+                    .map(|url| redact_url(url))
+                    .collect::<Vec<_>>(),
             ),
         };
         out.field("ca_cert", &self.tls.ca.as_ref().map(|ca| ca.describe("CA")))
@@ -281,18 +284,55 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// `url` with the password (or a lone user-info part) replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
+/// A Redis URL fit for a log line or an error message: the user-info password (or a lone
+/// user-info part, which some clients take as the password) and a `password` or `pass` query
+/// parameter (redis-rs reads `pass` on `redis+unix://`) replaced by `***`.
+///
+/// The last `@` ends the user info, so a password holding an unencoded `@` or `/` is hidden
+/// too (at the price of hiding more than the password when the URL is odd).
+///
+/// ```
+/// use parapet_cache::store::redact_url;
+///
+/// assert_eq!(redact_url("rediss://default:s3cret@cache:6380/0"), "rediss://default:***@cache:6380/0");
+/// assert_eq!(redact_url("redis+unix:///run/redis.sock?pass=s3cret"), "redis+unix:///run/redis.sock?pass=***");
+/// ```
+pub fn redact_url(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
-    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
-    let Some(at) = url[start..end].rfind('@').map(|i| start + i) else {
-        return url.to_owned();
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..start]);
+    let rest = &url[start..];
+    let after = match rest.rfind('@') {
+        Some(at) => {
+            let kept = rest[..at].split_once(':').map_or("", |(user, _)| user);
+            out.push_str(kept);
+            out.push_str(":***@");
+            &rest[at + 1..]
+        }
+        None => rest,
     };
-    let user_info = &url[start..at];
-    let kept = user_info.split_once(':').map_or("", |(user, _)| user);
-    format!("{}{kept}:***{}", &url[..start], &url[at..])
+    let mut segment_start = 0;
+    for (i, c) in after.char_indices().chain([(after.len(), '&')]) {
+        if c == '?' || c == '&' {
+            let segment = &after[segment_start..i];
+            match segment.split_once('=') {
+                Some((key, _))
+                    if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass") =>
+                {
+                    out.push_str(key);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(segment),
+            }
+            if i < after.len() {
+                out.push(c);
+            }
+            segment_start = i + c.len_utf8();
+        }
+    }
+    out
 }
 
 impl TlsFiles {
@@ -390,18 +430,31 @@ mod tests {
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(
-            redact("redis://user:secret@host:6379/0"),
+            redact_url("redis://user:secret@host:6379/0"),
             "redis://user:***@host:6379/0"
         );
         assert_eq!(
-            redact("rediss://:secret@host:6380"),
+            redact_url("rediss://:secret@host:6380"),
             "rediss://:***@host:6380"
         );
-        assert_eq!(redact("redis://secret@host"), "redis://:***@host");
-        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(redact_url("redis://secret@host"), "redis://:***@host");
+        assert_eq!(redact_url("redis://host:6379/0"), "redis://host:6379/0");
         assert_eq!(
-            redact("redis+sentinel://:pw@a:26379,b:26379/cache"),
+            redact_url("redis+sentinel://:pw@a:26379,b:26379/cache"),
             "redis+sentinel://:***@a:26379,b:26379/cache"
+        );
+        // Unencoded `@`, `/` and `?` in the password, and the query's passwords.
+        assert_eq!(
+            redact_url("redis://:p@s/s?w@host:6379"),
+            "redis://:***@host:6379"
+        );
+        assert_eq!(
+            redact_url("redis+unix:///tmp/r.sock?db=2&pass=pw"),
+            "redis+unix:///tmp/r.sock?db=2&pass=***"
+        );
+        assert_eq!(
+            redact_url("redis://host/0?PASSWORD=pw&protocol=resp3"),
+            "redis://host/0?PASSWORD=***&protocol=resp3"
         );
         let debug = format!(
             "{:?}",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use redis::cluster::ClusterClient;
 use redis::{ErrorKind, IntoConnectionInfo, RedisError, RedisResult, TlsCertificates};
 
-use super::redis_config::{RedisConfig, Topology, install_crypto_provider, is_tls, redact};
+use super::redis_config::{RedisConfig, Topology, install_crypto_provider, is_tls, redact_url};
 use super::sentinel::{self, SentinelPrimary};
 use super::subscriber::Subscription;
 
@@ -25,7 +25,7 @@ pub(super) fn plan(config: &RedisConfig) -> RedisResult<(Target, Subscription, S
             let (sentinels, service, auth) = sentinel::parse_url(url).map_err(|reason| {
                 invalid(
                     "invalid redis sentinel URL",
-                    format!("{}: {reason}", redact(url)),
+                    format!("{}: {reason}", redact_url(url)),
                 )
             })?;
             plan_sentinel(config, &service, &sentinels, &auth)
@@ -123,7 +123,7 @@ fn open(url: &str, certs: Option<&TlsCertificates>, hosts: &str) -> RedisResult<
     client.map_err(|error| {
         invalid(
             "invalid redis configuration",
-            format!("{}: {error}", redact(url)),
+            format!("{}: {error}", redact_url(url)),
         )
     })
 }
@@ -133,7 +133,7 @@ fn hosts_of(urls: &[String]) -> String {
     urls.iter()
         .map(|url| match url.as_str().into_connection_info() {
             Ok(info) => info.addr().to_string(),
-            Err(_) => redact(url),
+            Err(_) => redact_url(url),
         })
         .collect::<Vec<_>>()
         .join(",")

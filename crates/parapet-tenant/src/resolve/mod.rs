@@ -14,6 +14,38 @@
 //! Several resolvers form a [`ResolverChain`]: each runs in order, the first error wins, and when
 //! two of them name different tenants the request is rejected as
 //! [`Ambiguous`](crate::TenantRejection::Ambiguous) rather than silently picking one.
+//!
+//! # A credential is the authority
+//!
+//! A resolver that verifies a credential ([`JwtResolver`], or any resolver added with
+//! [`ResolverChain::authority`]) is the chain's *authority*: once a chain has one, the credential
+//! decides the tenant and the identifying sources may only narrow it.
+//!
+//! | request | answer |
+//! |---|---|
+//! | a valid credential, no other source | its tenant |
+//! | a valid credential, a header / host / path naming the same tenant | that tenant |
+//! | a valid credential, another source naming another tenant | 403 [`NotGranted`](crate::TenantRejection::NotGranted) |
+//! | no credential, another source naming a tenant | 401 [`Unauthenticated`](crate::TenantRejection::Unauthenticated) |
+//! | no credential, nothing else | 401 [`Missing`](crate::TenantRejection::Missing) (bearer challenge) |
+//! | an invalid credential | 401 [`InvalidToken`](crate::TenantRejection::InvalidToken) |
+//!
+//! Without an authority the chain only identifies: whichever source names the tenant is
+//! believed, which is why a bare header must never face the open internet on its own.
+//!
+//! ```
+//! use parapet_tenant::{HeaderResolver, JwtResolver, RequestHead, ResolverChain, TenantRejection};
+//!
+//! let chain = ResolverChain::new()
+//!     .push(HeaderResolver::new())
+//!     .push(JwtResolver::hs256(b"a secret of at least 32 bytes....").unwrap());
+//! // The header alone no longer names a tenant: a token is required.
+//! let req = http::Request::get("/").header("x-tenant-id", "globex").body(()).unwrap();
+//! assert_eq!(
+//!     chain.resolve(&RequestHead::new(&req)),
+//!     Err(TenantRejection::Unauthenticated)
+//! );
+//! ```
 
 mod header;
 mod host;
@@ -82,6 +114,13 @@ pub trait ResolveTenant: Send + Sync + 'static {
     fn wants_bearer(&self) -> bool {
         false
     }
+
+    /// Whether this resolver authenticates the caller (verifies a credential) rather than only
+    /// identifying the tenant. [`ResolverChain::push`] makes such a resolver the chain's
+    /// authority (see the [module docs](self)); false by default.
+    fn authenticates(&self) -> bool {
+        false
+    }
 }
 
 impl<F> ResolveTenant for F
@@ -134,11 +173,25 @@ impl From<TenantId> for ResolvedId<'_> {
     }
 }
 
-/// Resolvers tried in order; they must agree.
+/// Resolvers tried in order; they must agree, and when one of them is the authority (a
+/// verified credential), the others may only narrow what it says.
+///
+/// Every resolver runs on every request; the first error wins. Two identifying answers that
+/// differ are [`Ambiguous`](TenantRejection::Ambiguous). With an authority (see the
+/// [module docs](self)), a request it finds no tenant in is refused with 401 even when another
+/// source names one, and a source naming another tenant than the credential is
+/// [`NotGranted`](TenantRejection::NotGranted) (403).
 #[derive(Clone, Default)]
 #[must_use]
 pub struct ResolverChain {
-    resolvers: Vec<Arc<dyn ResolveTenant>>,
+    resolvers: Vec<Entry>,
+    has_authority: bool,
+}
+
+#[derive(Clone)]
+struct Entry {
+    resolver: Arc<dyn ResolveTenant>,
+    authority: bool,
 }
 
 impl ResolverChain {
@@ -147,9 +200,26 @@ impl ResolverChain {
         Self::default()
     }
 
-    /// Appends a resolver.
-    pub fn push(mut self, resolver: impl ResolveTenant) -> Self {
-        self.resolvers.push(Arc::new(resolver));
+    /// Appends a resolver. One that [`authenticates`](ResolveTenant::authenticates) (a
+    /// [`JwtResolver`]) becomes an authority, as with [`authority`](Self::authority).
+    pub fn push(self, resolver: impl ResolveTenant) -> Self {
+        let authority = resolver.authenticates();
+        self.add(Arc::new(resolver), authority)
+    }
+
+    /// Appends a resolver as an authority: a request it names no tenant in is refused (401),
+    /// and the other resolvers may only agree with it. For a resolver of your own that verifies
+    /// a credential (a session cookie, a client certificate): a closure cannot say so itself.
+    pub fn authority(self, resolver: impl ResolveTenant) -> Self {
+        self.add(Arc::new(resolver), true)
+    }
+
+    fn add(mut self, resolver: Arc<dyn ResolveTenant>, authority: bool) -> Self {
+        self.has_authority |= authority;
+        self.resolvers.push(Entry {
+            resolver,
+            authority,
+        });
         self
     }
 
@@ -158,9 +228,17 @@ impl ResolverChain {
         self.resolvers.is_empty()
     }
 
+    /// Whether a resolver of the chain is an authority, so that every request needs a valid
+    /// credential.
+    pub fn has_authority(&self) -> bool {
+        self.has_authority
+    }
+
     /// Runs every resolver: the first error is returned; different answers are
-    /// [`Ambiguous`](TenantRejection::Ambiguous); no answer is
-    /// [`Missing`](TenantRejection::Missing).
+    /// [`Ambiguous`](TenantRejection::Ambiguous), or [`NotGranted`](TenantRejection::NotGranted)
+    /// when one of them is the authority's; no answer is [`Missing`](TenantRejection::Missing),
+    /// and no answer from the authority when another resolver found one is
+    /// [`Unauthenticated`](TenantRejection::Unauthenticated).
     pub fn resolve(&self, req: &RequestHead<'_>) -> Result<TenantId, TenantRejection> {
         self.resolve_borrowed(req).map(ResolvedId::into_owned)
     }
@@ -170,21 +248,43 @@ impl ResolverChain {
         &self,
         req: &RequestHead<'r>,
     ) -> Result<ResolvedId<'r>, TenantRejection> {
-        let mut found: Option<ResolvedId<'r>> = None;
-        for resolver in &self.resolvers {
-            if let Some(id) = resolver.resolve_borrowed(req)? {
-                match &found {
+        // What the identifying resolvers named, and what the authorities did.
+        let mut named: Option<ResolvedId<'r>> = None;
+        let mut granted: Option<ResolvedId<'r>> = None;
+        for entry in &self.resolvers {
+            if let Some(id) = entry.resolver.resolve_borrowed(req)? {
+                let slot = if entry.authority {
+                    &mut granted
+                } else {
+                    &mut named
+                };
+                match slot {
                     Some(prev) if prev.as_str() != id.as_str() => {
                         return Err(TenantRejection::Ambiguous);
                     }
                     Some(_) => {}
-                    None => found = Some(id),
+                    None => *slot = Some(id),
                 }
             }
         }
-        found.ok_or_else(|| TenantRejection::Missing {
-            bearer: self.resolvers.iter().any(|r| r.wants_bearer()),
-        })
+        if !self.has_authority {
+            return named.ok_or_else(|| self.missing());
+        }
+        match (granted, named) {
+            (Some(granted), Some(named)) if granted.as_str() != named.as_str() => {
+                Err(TenantRejection::NotGranted)
+            }
+            // Equal by value: lend the identifying answer when it is borrowed.
+            (Some(granted), named) => Ok(named.unwrap_or(granted)),
+            (None, Some(_)) => Err(TenantRejection::Unauthenticated),
+            (None, None) => Err(self.missing()),
+        }
+    }
+
+    fn missing(&self) -> TenantRejection {
+        TenantRejection::Missing {
+            bearer: self.resolvers.iter().any(|e| e.resolver.wants_bearer()),
+        }
     }
 }
 
@@ -192,6 +292,10 @@ impl fmt::Debug for ResolverChain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResolverChain")
             .field("len", &self.resolvers.len())
+            .field(
+                "authorities",
+                &self.resolvers.iter().filter(|e| e.authority).count(),
+            )
             .finish()
     }
 }
@@ -273,6 +377,149 @@ mod tests {
             ResolvedId::borrowed("acme", &rule).unwrap().into_owned(),
             TenantId::parse("acme").unwrap()
         );
+    }
+
+    /// A resolver standing in for a credential check: `authorization: ok <tenant>` names the
+    /// tenant, `authorization: bad` is refused, no header names none.
+    fn credential(req: &RequestHead<'_>) -> Result<Option<TenantId>, TenantRejection> {
+        let Some(value) = req.headers.get("authorization") else {
+            return Ok(None);
+        };
+        match value.to_str().unwrap().strip_prefix("ok ") {
+            Some(tenant) => Ok(Some(TenantId::parse(tenant).unwrap())),
+            None => Err(TenantRejection::InvalidToken(crate::TokenError::Signature)),
+        }
+    }
+
+    fn request(headers: &[(&str, &str)], host: Option<&str>, path: &str) -> Request<()> {
+        let mut b = Request::builder().uri(path);
+        for (name, value) in headers {
+            b = b.header(*name, *value);
+        }
+        if let Some(host) = host {
+            b = b.header("host", host);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn an_authority_decides_and_the_other_sources_may_only_narrow_it() {
+        let chain = ResolverChain::new()
+            .push(HeaderResolver::new())
+            .push(HostResolver::new("example.com"))
+            .push(PathResolver::new("/t"))
+            .authority(credential);
+        assert!(chain.has_authority());
+        let resolve = |headers: &[(&str, &str)], host: Option<&str>, path: &str| {
+            chain
+                .resolve(&head_of(&request(headers, host, path)))
+                .map(|id| id.to_string())
+        };
+        let ok = |s: &str| Ok(s.to_owned());
+        // The credential alone, or with sources that agree.
+        assert_eq!(
+            resolve(&[("authorization", "ok acme")], None, "/"),
+            ok("acme")
+        );
+        assert_eq!(
+            resolve(
+                &[("authorization", "ok acme"), ("x-tenant-id", "acme")],
+                Some("acme.example.com"),
+                "/t/acme/leads"
+            ),
+            ok("acme")
+        );
+        // A source naming another tenant than the credential: 403, whichever source it is.
+        for (headers, host, path) in [
+            (
+                &[("authorization", "ok acme"), ("x-tenant-id", "globex")][..],
+                None,
+                "/",
+            ),
+            (
+                &[("authorization", "ok acme")][..],
+                Some("globex.example.com"),
+                "/",
+            ),
+            (&[("authorization", "ok acme")][..], None, "/t/globex/leads"),
+        ] {
+            assert_eq!(
+                resolve(headers, host, path),
+                Err(TenantRejection::NotGranted),
+                "{headers:?} {host:?} {path}"
+            );
+        }
+        // Without a credential, a source naming a tenant is not enough: 401.
+        for (headers, host, path) in [
+            (&[("x-tenant-id", "globex")][..], None, "/"),
+            (&[][..], Some("globex.example.com"), "/"),
+            (&[][..], None, "/t/globex/leads"),
+        ] {
+            let err = resolve(headers, host, path).unwrap_err();
+            assert_eq!(
+                err,
+                TenantRejection::Unauthenticated,
+                "{headers:?} {host:?} {path}"
+            );
+            assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+        }
+        // Nothing at all: missing (no bearer challenge: this authority is not a JWT resolver).
+        assert_eq!(
+            resolve(&[], Some("example.com"), "/"),
+            Err(TenantRejection::Missing { bearer: false })
+        );
+        // A refused credential stays refused, whatever the other sources say.
+        assert_eq!(
+            resolve(
+                &[("authorization", "bad"), ("x-tenant-id", "acme")],
+                None,
+                "/"
+            ),
+            Err(TenantRejection::InvalidToken(crate::TokenError::Signature))
+        );
+        // Identifying sources that disagree among themselves stay ambiguous.
+        assert_eq!(
+            resolve(
+                &[("authorization", "ok acme"), ("x-tenant-id", "acme")],
+                Some("globex.example.com"),
+                "/"
+            ),
+            Err(TenantRejection::Ambiguous)
+        );
+    }
+
+    #[test]
+    fn without_an_authority_the_chain_only_identifies() {
+        let chain = ResolverChain::new()
+            .push(HeaderResolver::new())
+            .push(credential);
+        assert!(!chain.has_authority());
+        // A closure pushed with `push` cannot say it authenticates: the header alone is believed.
+        let req = request(&[("x-tenant-id", "globex")], None, "/");
+        assert_eq!(chain.resolve(&head_of(&req)).unwrap().as_str(), "globex");
+        let req = request(
+            &[("x-tenant-id", "globex"), ("authorization", "ok acme")],
+            None,
+            "/",
+        );
+        assert_eq!(
+            chain.resolve(&head_of(&req)),
+            Err(TenantRejection::Ambiguous)
+        );
+    }
+
+    #[test]
+    fn an_agreeing_header_is_still_lent_beside_an_authority() {
+        let chain = ResolverChain::new()
+            .authority(credential)
+            .push(HeaderResolver::new());
+        let req = request(
+            &[("authorization", "ok acme"), ("x-tenant-id", "acme")],
+            None,
+            "/",
+        );
+        let id = chain.resolve_borrowed(&head_of(&req)).unwrap();
+        assert_eq!(id, ResolvedId(Resolved::Borrowed("acme")));
     }
 
     #[test]
