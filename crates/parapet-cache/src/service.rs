@@ -114,6 +114,17 @@ where
         let status = CacheStatus::fwd(Fwd::Request).detail(detail);
         return pass(&shared, upstream, request, status).await;
     }
+    let path_and_query = uri_path_and_query(request.uri());
+    if path_and_query.len() > shared.max_uri_length {
+        // Not stored: a client must not fill the tiers with huge keys.
+        let status = CacheStatus::fwd(Fwd::Bypass).detail("uri-too-long");
+        return pass(&shared, upstream, request, status).await;
+    }
+    if !shared.key_on_credentials && shared.has_credentials(request.headers()) {
+        // One user's response must not reach another user of the tenant.
+        let status = CacheStatus::fwd(Fwd::Bypass).detail("credentials");
+        return pass(&shared, upstream, request, status).await;
+    }
     let (parts, body) = request.into_parts();
     let path_and_query = uri_path_and_query(&parts.uri);
     let key = shared.key_for(tenant, path_and_query).await;

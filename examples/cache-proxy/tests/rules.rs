@@ -173,3 +173,193 @@ async fn a_stored_response_reaches_an_authorized_request_only_when_shared() {
     );
     assert_eq!(public.calls(), 1);
 }
+
+/// The origin's answer names the session cookie it saw, so a leak shows in the body.
+fn session_origin() -> impl Fn(usize, &HeaderMap) -> Answer + Send + Sync + 'static {
+    |n, request| {
+        let session = request
+            .get("cookie")
+            .map_or("none", |v| v.to_str().unwrap())
+            .to_owned();
+        (200, cc("max-age=60"), format!("{n} for {session}"))
+    }
+}
+
+/// By default a request carrying `Cookie` (or another configured credential header) is passed
+/// through: one user's response is never stored for, or served to, another user.
+#[tokio::test]
+async fn requests_with_credentials_bypass_the_cache_by_default() {
+    let origin = Origin::start(session_origin()).await;
+    let proxy = origin.proxy().await;
+    let alice = get(proxy, "/me", &[("cookie", "sid=alice")]).await;
+    assert_eq!(alice.body, "0 for sid=alice");
+    assert!(
+        alice
+            .cache_status()
+            .contains("fwd=bypass; detail=credentials"),
+        "{}",
+        alice.cache_status()
+    );
+    let bob = get(proxy, "/me", &[("cookie", "sid=bob")]).await;
+    assert_eq!(bob.body, "1 for sid=bob", "alice's response reached bob");
+    let anonymous = get(proxy, "/me", &[]).await;
+    assert_eq!(anonymous.body, "2 for none", "a cookie response was stored");
+    assert!(anonymous.cache_status().contains("stored"));
+    // A stored anonymous response is not served to a cookie-bearing request either.
+    assert_eq!(
+        get(proxy, "/me", &[("cookie", "sid=carol")]).await.body,
+        "3 for sid=carol"
+    );
+    assert_eq!(get(proxy, "/me", &[]).await.body, "2 for none");
+
+    // Another configured credential header behaves the same; Cookie is then cached.
+    let origin = Origin::start(|n, request| {
+        let key = request
+            .get("x-api-key")
+            .map_or("none", |v| v.to_str().unwrap())
+            .to_owned();
+        (200, cc("max-age=60"), format!("{n} for {key}"))
+    })
+    .await;
+    let cache = CacheLayer::builder()
+        .single_tenant()
+        .credential_headers([HeaderName::from_static("x-api-key")])
+        .build()
+        .unwrap();
+    let proxy = origin.proxy_with(cache).await;
+    assert_eq!(
+        get(proxy, "/k", &[("x-api-key", "k1")]).await.body,
+        "0 for k1"
+    );
+    assert_eq!(
+        get(proxy, "/k", &[("x-api-key", "k2")]).await.body,
+        "1 for k2"
+    );
+    assert_eq!(origin.calls(), 2);
+}
+
+/// Keyed on credentials, each session gets its own stored copy and never another's.
+#[tokio::test]
+async fn requests_keyed_on_credentials_get_only_their_own_copy() {
+    let origin = Origin::start(session_origin()).await;
+    let cache = CacheLayer::builder()
+        .single_tenant()
+        .key_on_credentials(true)
+        .build()
+        .unwrap();
+    let proxy = origin.proxy_with(cache).await;
+    let alice = get(proxy, "/me", &[("cookie", "sid=alice")]).await;
+    assert_eq!(alice.body, "0 for sid=alice");
+    assert!(
+        alice.cache_status().contains("stored"),
+        "{}",
+        alice.cache_status()
+    );
+    let bob = get(proxy, "/me", &[("cookie", "sid=bob")]).await;
+    assert_eq!(bob.body, "1 for sid=bob", "alice's copy reached bob");
+    let anonymous = get(proxy, "/me", &[]).await;
+    assert_eq!(anonymous.body, "2 for none");
+    // Each one is now a hit of its own copy.
+    for (cookie, body) in [
+        (Some("sid=alice"), "0 for sid=alice"),
+        (Some("sid=bob"), "1 for sid=bob"),
+        (None, "2 for none"),
+    ] {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        let got = get(proxy, "/me", &headers).await;
+        assert_eq!(got.body, body);
+        assert!(got.cache_status().contains("hit"), "{}", got.cache_status());
+    }
+    assert_eq!(origin.calls(), 3);
+    // A POST still invalidates every copy of the URI.
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Body>();
+    let post = http::Request::post(format!("http://{proxy}/me"))
+        .body(Body::empty())
+        .unwrap();
+    client.request(post).await.unwrap();
+    assert_eq!(
+        get(proxy, "/me", &[("cookie", "sid=alice")]).await.body,
+        "4 for sid=alice"
+    );
+}
+
+/// A request target over the limit (2 KiB by default) is passed through and never stored.
+#[tokio::test]
+async fn long_uris_are_passed_through_and_not_stored() {
+    let origin = Origin::start(|n, _| (200, cc("max-age=60"), format!("body {n}"))).await;
+    let proxy = origin.proxy().await;
+    let long = format!("/q?{}", "a".repeat(2100));
+    let first = get(proxy, &long, &[]).await;
+    assert_eq!(first.body, "body 0");
+    assert!(
+        first
+            .cache_status()
+            .contains("fwd=bypass; detail=uri-too-long"),
+        "{}",
+        first.cache_status()
+    );
+    assert_eq!(get(proxy, &long, &[]).await.body, "body 1");
+    // At the limit it is stored.
+    let at_limit = format!("/q?{}", "a".repeat(2048 - 3));
+    assert_eq!(get(proxy, &at_limit, &[]).await.body, "body 2");
+    assert_eq!(get(proxy, &at_limit, &[]).await.body, "body 2");
+    // The limit is configurable.
+    let cache = CacheLayer::builder()
+        .single_tenant()
+        .max_uri_length(16)
+        .build()
+        .unwrap();
+    let proxy = origin.proxy_with(cache).await;
+    assert_eq!(get(proxy, "/abcdefghijklmnopq", &[]).await.body, "body 3");
+    assert_eq!(get(proxy, "/abcdefghijklmnopq", &[]).await.body, "body 4");
+    assert_eq!(get(proxy, "/short", &[]).await.body, "body 5");
+    assert_eq!(get(proxy, "/short", &[]).await.body, "body 5");
+}
+
+/// A 304 that now says `no-store` (or `private`) removes the entry instead of refreshing it.
+#[tokio::test]
+async fn a_304_that_forbids_storing_removes_the_entry() {
+    for directive in ["no-store", "private"] {
+        let origin = Origin::start(move |n, request| {
+            let etag = ("etag", "\"v1\"".to_owned());
+            if n == 0 {
+                return (
+                    200,
+                    vec![("cache-control", "max-age=0".to_owned()), etag],
+                    "v1".into(),
+                );
+            }
+            if request.contains_key("if-none-match") {
+                let cc = format!("{directive}, max-age=60");
+                return (304, vec![("cache-control", cc), etag], String::new());
+            }
+            (
+                200,
+                vec![("cache-control", "max-age=60".to_owned())],
+                format!("full {n}"),
+            )
+        })
+        .await;
+        let proxy = origin.proxy().await;
+        assert_eq!(get(proxy, "/r", &[]).await.body, "v1");
+        // Stale at once: revalidated; the 304 answers this request from the stored body...
+        let second = get(proxy, "/r", &[]).await;
+        assert_eq!(second.status, StatusCode::OK);
+        assert_eq!(second.body, "v1", "{directive}");
+        assert!(
+            second.cache_status().contains("fwd-status=304"),
+            "{directive}: {}",
+            second.cache_status()
+        );
+        // ...but the entry is gone: the next request is a plain miss.
+        let third = get(proxy, "/r", &[]).await;
+        assert!(
+            third.cache_status().contains("fwd=uri-miss"),
+            "{directive}: {}",
+            third.cache_status()
+        );
+        assert_eq!(third.body, "full 2", "{directive}");
+        let seen = origin.seen.lock().unwrap();
+        assert!(!seen[2].contains_key("if-none-match"), "{directive}");
+    }
+}
