@@ -363,3 +363,47 @@ async fn a_304_that_forbids_storing_removes_the_entry() {
         assert!(!seen[2].contains_key("if-none-match"), "{directive}");
     }
 }
+
+/// `must-revalidate` / `proxy-revalidate`: once stale, a response is revalidated and never
+/// served stale, whatever `stale-if-error` or `stale-while-revalidate` say; the origin's error
+/// reaches the client. `immutable` only concerns a fresh response: once stale, the usual
+/// rules (here its stale windows) apply.
+#[tokio::test]
+async fn must_revalidate_is_never_served_stale() {
+    for directive in ["must-revalidate", "proxy-revalidate", "immutable"] {
+        let origin = Origin::start(move |n, _| {
+            if n == 0 {
+                let cc = format!(
+                    "max-age=1, {directive}, stale-if-error=600, stale-while-revalidate=600"
+                );
+                return (
+                    200,
+                    vec![("cache-control", cc), ("etag", "\"v1\"".into())],
+                    "v1".into(),
+                );
+            }
+            (503, cc("no-store"), format!("down {n}"))
+        })
+        .await;
+        let proxy = origin.proxy().await;
+        assert_eq!(get(proxy, "/m", &[]).await.body, "v1");
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let stale = get(proxy, "/m", &[]).await;
+        let expect_stale_served = directive == "immutable";
+        if expect_stale_served {
+            // Only the revalidation rules apply to immutable: the windows still hold.
+            assert_eq!(stale.body, "v1", "{directive}: {}", stale.cache_status());
+            assert!(
+                stale
+                    .cache_status()
+                    .contains("detail=stale-while-revalidate"),
+                "{directive}: {}",
+                stale.cache_status()
+            );
+        } else {
+            assert_eq!(stale.status, StatusCode::SERVICE_UNAVAILABLE, "{directive}");
+            assert_eq!(stale.body, "down 1", "{directive}: served stale");
+            assert_eq!(origin.calls(), 2, "{directive}: not revalidated");
+        }
+    }
+}
