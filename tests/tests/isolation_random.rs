@@ -42,7 +42,7 @@ const WORKERS: usize = 16;
 const TIME_BOUND: Duration = Duration::from_secs(40);
 const PATHS: usize = 6;
 const VARIANTS: [Option<&str>; 3] = [None, Some("a"), Some("b")];
-const SECRET: &str = "isolation-random-secret";
+const SECRET: &str = "isolation-random-secret-of-32-bytes-at-least";
 
 fn tenant_id(i: usize) -> String {
     format!("iso{i:02}")
@@ -236,7 +236,7 @@ fn token(tenant: &str) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &json!({ "sub": "client", "tenant_id": tenant, "exp": exp }),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
+        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
     )
     .unwrap()
 }

@@ -107,9 +107,16 @@ async fn build_entry(
     let mut entry = Entry::new(parts.status, stored_headers, bytes.clone(), times, ttl_hint);
     entry.stale_while_revalidate = stale_while_revalidate;
     entry.stale_if_error = stale_if_error;
-    if let VaryFields::Fields(fields) = vary_fields(&parts.headers) {
+    if let VaryFields::Fields(mut fields) = vary_fields(&parts.headers) {
+        let implied = sent.shared.implied_vary();
+        if !implied.is_empty() {
+            fields.extend(implied.iter().cloned());
+            fields.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            fields.dedup();
+        }
+        let request = sent.shared.vary_view(&sent.headers);
         for name in &fields {
-            for value in sent.headers.get_all(name) {
+            for value in request.get_all(name) {
                 entry.vary_request.append(name.clone(), value.clone());
             }
         }
@@ -160,7 +167,7 @@ async fn store_entry(
             },
         };
         let fields = VaryFields::Fields(entry.vary.clone());
-        let Some(secondary) = secondary_key(&fields, &sent.headers) else {
+        let Some(secondary) = secondary_key(&fields, &shared.vary_view(&sent.headers)) else {
             return false;
         };
         let variant_key = key.variant(marker.generation, &secondary);

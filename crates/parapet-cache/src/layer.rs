@@ -94,6 +94,10 @@ pub struct CacheLayerBuilder {
     revalidation_grace: Duration,
     tag_headers: Vec<HeaderName>,
     expose_tags: bool,
+    credential_headers: Vec<HeaderName>,
+    key_on_credentials: bool,
+    max_uri_length: usize,
+    invalidation_secret: Option<Arc<[u8]>>,
 }
 
 impl Default for CacheLayerBuilder {
@@ -116,6 +120,10 @@ impl Default for CacheLayerBuilder {
                 HeaderName::from_static("surrogate-key"),
             ],
             expose_tags: false,
+            credential_headers: vec![http::header::COOKIE],
+            key_on_credentials: false,
+            max_uri_length: 2048,
+            invalidation_secret: None,
         }
     }
 }
@@ -129,6 +137,13 @@ impl fmt::Debug for CacheLayerBuilder {
             .field("prefix", &self.prefix)
             .field("max_body_size", &self.max_body_size)
             .field("single_tenant", &self.single_tenant)
+            .field("credential_headers", &self.credential_headers)
+            .field("key_on_credentials", &self.key_on_credentials)
+            .field("max_uri_length", &self.max_uri_length)
+            .field(
+                "invalidation_secret",
+                &self.invalidation_secret.as_ref().map(|_| "***"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -240,6 +255,46 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// Request headers that carry a client's own credentials, besides `Authorization`
+    /// (default: `Cookie`). A request carrying one of them is passed through uncached, unless
+    /// [`key_on_credentials`](Self::key_on_credentials) is set: a response to one user's
+    /// session is never served to another user of the same tenant. (`Authorization` follows
+    /// RFC 9111 §3.5: a response is stored for, and served to, such requests only when it says
+    /// `public`, `s-maxage` or `must-revalidate`.)
+    pub fn credential_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.credential_headers = names.into_iter().collect();
+        self
+    }
+
+    /// Caches requests carrying [credential headers](Self::credential_headers) separately for
+    /// each credential instead of passing them through (default: false): every stored response
+    /// then varies on those headers, as if the origin had sent `Vary: Cookie`, so a request
+    /// gets only what was stored for exactly its credentials (or for none). The values are
+    /// kept in keys and entries as SHA-256 digests, never as sent.
+    pub fn key_on_credentials(mut self, key: bool) -> Self {
+        self.key_on_credentials = key;
+        self
+    }
+
+    /// The longest request target (path and query, in bytes) the cache stores (default
+    /// 2048); longer ones are passed through uncached, so a client cannot fill the tiers with
+    /// huge keys.
+    pub fn max_uri_length(mut self, bytes: usize) -> Self {
+        self.max_uri_length = bytes;
+        self
+    }
+
+    /// A secret shared by every instance of the cache: invalidation messages on the pub/sub
+    /// channel carry its HMAC-SHA-256, and messages without a valid one are ignored, so
+    /// whoever can `PUBLISH` on the Redis cannot empty the instances' local tiers. Without a
+    /// secret (the default), messages are obeyed only for keys under this cache's
+    /// [prefix](Self::prefix), and a tenant purge only for one tenant. All instances on one
+    /// channel must use the same secret (or none).
+    pub fn invalidation_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.invalidation_secret = Some(Arc::from(secret.as_ref()));
+        self
+    }
+
     /// Builds the layer. No connection to Redis is made here (it is made on first use).
     ///
     /// # Errors
@@ -271,7 +326,11 @@ impl CacheLayerBuilder {
         let store: Arc<dyn Store> = match (local, redis) {
             (Some(local), Some(redis)) => Arc::new(
                 TieredStore::new(local, redis)
-                    .invalidation_channel(format!("{}invalidate", self.prefix))
+                    .invalidation(
+                        format!("{}invalidate", self.prefix),
+                        &self.prefix,
+                        self.invalidation_secret.as_deref(),
+                    )
                     .local_ttl_cap(self.local_ttl_cap)
                     .revalidation_grace(self.revalidation_grace),
             ),
@@ -296,6 +355,9 @@ impl CacheLayerBuilder {
                 revalidation_grace: self.revalidation_grace,
                 tag_headers: self.tag_headers,
                 expose_tags: self.expose_tags,
+                credential_headers: self.credential_headers,
+                key_on_credentials: self.key_on_credentials,
+                max_uri_length: self.max_uri_length,
                 counters,
                 tenants,
                 flights: Arc::default(),

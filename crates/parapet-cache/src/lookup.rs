@@ -55,20 +55,35 @@ pub(crate) async fn lookup(shared: &Shared, key: &PrimaryKey, headers: &HeaderMa
         };
     };
     match found.value {
-        StoredValue::Response(entry) if entry.vary.is_empty() => Lookup::Hit {
-            found: Found {
-                entry,
-                store_key: key.as_bytes().clone(),
-                marker: None,
-            },
-            tier: found.tier,
-        },
-        // A response with Vary is only ever stored under a variant key.
+        StoredValue::Response(entry)
+            if entry.vary.is_empty() && shared.implied_vary().is_empty() =>
+        {
+            Lookup::Hit {
+                found: Found {
+                    entry,
+                    store_key: key.as_bytes().clone(),
+                    marker: None,
+                },
+                tier: found.tier,
+            }
+        }
+        // A response with Vary is only ever stored under a variant key; keyed on
+        // credentials, every response is.
         StoredValue::Response(_) => Lookup::Miss {
             fwd: Fwd::UriMiss,
             marker: None,
         },
         StoredValue::Vary(marker) => {
+            // Keyed on credentials: a variant stored without them (by an instance configured
+            // otherwise) is never selected.
+            let implied = shared.implied_vary();
+            if !implied.iter().all(|name| marker.fields.contains(name)) {
+                return Lookup::Miss {
+                    fwd: Fwd::VaryMiss,
+                    marker: None,
+                };
+            }
+            let headers = &*shared.vary_view(headers);
             let fields = VaryFields::Fields(marker.fields.clone());
             let Some(secondary) = secondary_key(&fields, headers) else {
                 return Lookup::Miss {

@@ -15,8 +15,8 @@ use crate::entry::Entry;
 use crate::exchange::{CLIENT_CONDITIONALS, Ctx, Sent, send};
 use crate::lookup::Found;
 use crate::policy::{
-    ResponseDirectives, StoredTimes, current_age, freshness_lifetime, not_modified_matches,
-    stale_if_error_allowed, update_stored_headers,
+    NotStored, ResponseDirectives, Storability, StoredTimes, current_age, freshness_lifetime,
+    not_modified_matches, stale_if_error_allowed, storability, update_stored_headers,
 };
 use crate::respond::serve;
 use crate::stats::bump;
@@ -64,10 +64,15 @@ where
     if code == StatusCode::NOT_MODIFIED
         && not_modified_matches(&stale.entry.headers, response.headers())
     {
-        let updated = refreshed(&sent, &stale, response.headers()).await;
+        let (updated, removed) = refreshed(&sent, &stale, response.headers()).await;
         bump(&sent.shared.counters.revalidated);
         let age = current_age(&updated.times, now);
-        let status = status.fwd_status(304).ttl(updated.lifetime, age);
+        let status = status.fwd_status(304);
+        // Validated for this request; but a 304 that forbids storing removed the entry.
+        let status = match removed {
+            Some(reason) => status.detail(reason.as_str()),
+            None => status.ttl(updated.lifetime, age),
+        };
         return Ok(serve(&updated, &sent.method, &sent.headers, age, &status));
     }
     Ok(complete(&sent, response, stale.marker, status).await)
@@ -114,10 +119,42 @@ where
 }
 
 /// Applies a 304 to a stored entry (RFC 9111 §3.2, §4.3.4), stores the result and returns it.
-async fn refreshed(sent: &Sent, stale: &Found, from_304: &HeaderMap) -> Arc<Entry> {
+///
+/// The updated response is checked for storability again: when the 304 says `no-store` or
+/// `private` (or anything else that forbids storing) now, the entry is deleted instead, and
+/// the reason is returned with the updated response (which still answers the request that
+/// revalidated it).
+async fn refreshed(
+    sent: &Sent,
+    stale: &Found,
+    from_304: &HeaderMap,
+) -> (Arc<Entry>, Option<NotStored>) {
     let response_time = SystemTime::now();
     let mut entry = Entry::clone(&stale.entry);
     update_stored_headers(&mut entry.headers, from_304);
+    // The entry answers GET (a HEAD may have revalidated it).
+    let decision = storability(
+        &Method::GET,
+        &sent.headers,
+        entry.status,
+        &entry.headers,
+        &sent.policy,
+        response_time,
+    );
+    match decision {
+        Storability::Store { strip_fields, .. } => {
+            for name in strip_fields {
+                entry.headers.remove(name);
+            }
+        }
+        Storability::NoStore(reason) => {
+            entry.reparse();
+            entry.times = StoredTimes::from_response(sent.request_time, response_time, from_304);
+            entry.lifetime = Duration::ZERO;
+            sent.shared.store.delete(&stale.store_key).await;
+            return (Arc::new(entry), Some(reason));
+        }
+    }
     entry.reparse();
     entry.times = StoredTimes::from_response(sent.request_time, response_time, from_304);
     entry.lifetime = freshness_lifetime(entry.status, &entry.headers, &sent.policy, response_time)
@@ -131,5 +168,5 @@ async fn refreshed(sent: &Sent, stale: &Found, from_304: &HeaderMap) -> Arc<Entr
     let entry = Arc::new(entry);
     let marker = stale.marker.as_ref();
     restore(sent, &stale.store_key, marker, &entry, response_time).await;
-    entry
+    (entry, None)
 }

@@ -114,6 +114,17 @@ where
         let status = CacheStatus::fwd(Fwd::Request).detail(detail);
         return pass(&shared, upstream, request, status).await;
     }
+    let path_and_query = uri_path_and_query(request.uri());
+    if path_and_query.len() > shared.max_uri_length {
+        // Not stored: a client must not fill the tiers with huge keys.
+        let status = CacheStatus::fwd(Fwd::Bypass).detail("uri-too-long");
+        return pass(&shared, upstream, request, status).await;
+    }
+    if !shared.key_on_credentials && shared.has_credentials(request.headers()) {
+        // One user's response must not reach another user of the tenant.
+        let status = CacheStatus::fwd(Fwd::Bypass).detail("credentials");
+        return pass(&shared, upstream, request, status).await;
+    }
     let (parts, body) = request.into_parts();
     let path_and_query = uri_path_and_query(&parts.uri);
     let key = shared.key_for(tenant, path_and_query).await;
@@ -187,6 +198,11 @@ where
             }
         }
         Decision::GatewayTimeout => Ok(only_if_cached()),
+        Decision::AuthorizationNotShared => {
+            bump(&ctx.shared.counters.bypass);
+            let status = CacheStatus::fwd(Fwd::Request).detail("authorization");
+            fetch(ctx, parts, body, found.marker, status).await
+        }
         Decision::NotServable => {
             bump(&ctx.shared.counters.bypass);
             fetch(ctx, parts, body, None, CacheStatus::fwd(Fwd::Method)).await
@@ -281,37 +297,37 @@ where
     bump(&ctx.shared.counters.coalesced);
     wait(rx, ctx.shared.coalesce_wait).await;
     let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
-    if let Some(response) = serve_if_fresh(&ctx.shared, &parts, &found) {
-        return Ok(response);
+    let decision = match &found {
+        Lookup::Hit { found, .. } => Some(decide_parsed(
+            &parts.method,
+            &parts.headers,
+            &found.entry.meta(),
+            found.entry.reuse_directives(),
+            SystemTime::now(),
+        )),
+        Lookup::Miss { .. } => None,
+    };
+    if let Some(Decision::Fresh { age }) = decision
+        && let Lookup::Hit { found, .. } = &found
+    {
+        bump(&ctx.shared.counters.hits);
+        let entry = &found.entry;
+        let status = CacheStatus::hit(entry.lifetime, age).collapsed();
+        return Ok(serve(entry, &parts.method, &parts.headers, age, &status));
     }
     match found.into_hit() {
+        // The leader's response is not for this request's credentials (§3.5).
+        Ok((found, _)) if decision == Some(Decision::AuthorizationNotShared) => {
+            bump(&ctx.shared.counters.bypass);
+            let status = CacheStatus::fwd(Fwd::Request).detail("authorization");
+            fetch(ctx, parts, body, found.marker, status).await
+        }
         Ok((stale, _)) => revalidate(ctx, parts, body, stale, Fwd::Stale).await,
         Err((fwd, marker)) => {
             bump(&ctx.shared.counters.misses);
             fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
         }
     }
-}
-
-/// After waiting for another request: the entry it stored, if fresh.
-fn serve_if_fresh(shared: &Shared, parts: &Parts, found: &Lookup) -> Option<Response<Body>> {
-    let Lookup::Hit { found, .. } = found else {
-        return None;
-    };
-    let entry = &found.entry;
-    let now = SystemTime::now();
-    let Decision::Fresh { age } = decide_parsed(
-        &parts.method,
-        &parts.headers,
-        &entry.meta(),
-        entry.reuse_directives(),
-        now,
-    ) else {
-        return None;
-    };
-    bump(&shared.counters.hits);
-    let status = CacheStatus::hit(entry.lifetime, age).collapsed();
-    Some(serve(entry, &parts.method, &parts.headers, age, &status))
 }
 
 /// `504` for `only-if-cached` requests the cache cannot answer (RFC 9111 §5.2.1.7).

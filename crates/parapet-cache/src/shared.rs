@@ -1,17 +1,20 @@
 //! [`Shared`]: what every service of one layer shares, and what it derives per request (the
 //! cache key, the policy, the response's tags).
 
+use std::borrow::Cow;
 use std::fmt;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sha2::{Digest, Sha256};
 
 use crate::coalesce::Flights;
 use crate::epoch::Epochs;
 use crate::key::{PrimaryKey, tenant_prefix};
-use crate::policy::PolicyConfig;
+use crate::policy::{PolicyConfig, normalized_field_value};
 use crate::stats::Counters;
 use crate::store::{Store, TenantLedger};
 
@@ -31,6 +34,12 @@ pub(crate) struct Shared {
     pub(crate) revalidation_grace: Duration,
     pub(crate) tag_headers: Vec<HeaderName>,
     pub(crate) expose_tags: bool,
+    /// Request headers holding a client's credentials (besides `Authorization`).
+    pub(crate) credential_headers: Vec<HeaderName>,
+    /// Whether requests with credentials are cached per credential instead of passed through.
+    pub(crate) key_on_credentials: bool,
+    /// The longest path and query stored.
+    pub(crate) max_uri_length: usize,
     pub(crate) counters: Arc<Counters>,
     /// Bytes per tenant in the local tier (`None` without a local tier).
     pub(crate) tenants: Option<Arc<TenantLedger>>,
@@ -56,6 +65,49 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Whether the request carries one of the credential headers.
+    pub(crate) fn has_credentials(&self, headers: &HeaderMap) -> bool {
+        self.credential_headers
+            .iter()
+            .any(|name| headers.contains_key(name))
+    }
+
+    /// The request fields every stored response varies on besides its own `Vary`: the
+    /// credential headers when requests are keyed on them.
+    pub(crate) fn implied_vary(&self) -> &[HeaderName] {
+        if self.key_on_credentials {
+            &self.credential_headers
+        } else {
+            &[]
+        }
+    }
+
+    /// The request headers as secondary keys and stored `Vary` values see them: with the
+    /// values of the implied credential fields replaced by their SHA-256 digest (hex), so no
+    /// credential is kept as sent.
+    pub(crate) fn vary_view<'a>(&self, headers: &'a HeaderMap) -> Cow<'a, HeaderMap> {
+        let implied = self.implied_vary();
+        if !implied.iter().any(|name| headers.contains_key(name)) {
+            return Cow::Borrowed(headers);
+        }
+        let mut view = headers.clone();
+        for name in implied {
+            let Some(value) = normalized_field_value(headers, name) else {
+                continue;
+            };
+            let digest = Sha256::digest(&value);
+            let mut hex = String::with_capacity(2 * digest.len());
+            for byte in digest {
+                let _ = write!(hex, "{byte:02x}");
+            }
+            view.insert(
+                name.clone(),
+                HeaderValue::from_str(&hex).unwrap_or(HeaderValue::from_static("-")),
+            );
+        }
+        Cow::Owned(view)
+    }
+
     /// The primary key of `path_and_query` for a tenant (`None`: the single-tenant keys), with
     /// the tenant's current generation: the one place a request's or a purge's key is made.
     pub(crate) async fn key_for(&self, tenant: Option<&str>, path_and_query: &str) -> PrimaryKey {

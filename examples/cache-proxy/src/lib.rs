@@ -122,6 +122,11 @@ pub fn app(
     if let Some(url) = redis {
         builder = builder.redis(RedisConfig::new(url));
     }
-    let cache = builder.build()?;
-    Ok(Router::new().fallback_service(cache.layer(Upstream::new(upstream))))
+    Ok(app_with(upstream, builder.build()?))
+}
+
+/// The proxy with a cache built by the caller (its options, e.g. which request headers are
+/// credentials), in front of [`Upstream`].
+pub fn app_with(upstream: Uri, cache: CacheLayer) -> Router {
+    Router::new().fallback_service(cache.layer(Upstream::new(upstream)))
 }

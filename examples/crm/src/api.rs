@@ -20,8 +20,8 @@ use crate::{
     ready::Readiness,
 };
 
-/// What the handlers share.
-#[derive(Clone)]
+/// What the handlers share (no credentials: readiness holds the pools, not a URL).
+#[derive(Clone, Debug)]
 pub struct AppState {
     /// Purges what a write changes (absent when the cache is off).
     pub cache: Option<CacheHandle>,
@@ -38,19 +38,6 @@ impl AppState {
             readiness: Readiness::new(stack.pools().cloned(), cache.clone()),
             cache,
         }
-    }
-}
-
-impl std::fmt::Debug for AppState {
-    /// The database URL's password is replaced by `***`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("cache", &self.cache)
-            .field(
-                "database_url",
-                &parapet_postgres::redact(&self.database_url),
-            )
-            .finish()
     }
 }
 

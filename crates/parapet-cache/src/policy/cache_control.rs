@@ -198,6 +198,16 @@ impl ResponseDirectives {
     }
 }
 
+impl ResponseDirectives {
+    /// Whether a shared cache may store this response for, and serve it to, a request that
+    /// carries `Authorization` (RFC 9111 §3.5): only with `public`, `s-maxage` or
+    /// `must-revalidate`.
+    #[must_use]
+    pub fn shared_with_authorization(&self) -> bool {
+        self.public || self.s_maxage.is_some() || self.must_revalidate
+    }
+}
+
 /// The request directives a shared cache acts on (RFC 9111 §5.2.1, RFC 5861 §4).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -16,6 +16,8 @@ pub(crate) struct ReuseDirectives {
     pub(crate) forbids_stale: bool,
     /// The `stale-while-revalidate` window (RFC 5861 §3).
     pub(crate) stale_while_revalidate: Option<Duration>,
+    /// See [`ResponseDirectives::shared_with_authorization`].
+    pub(crate) shared_with_authorization: bool,
 }
 
 impl ReuseDirectives {
@@ -26,6 +28,7 @@ impl ReuseDirectives {
             no_cache: all.no_cache == NoCache::All,
             forbids_stale: all.forbids_stale(),
             stale_while_revalidate: all.stale_while_revalidate,
+            shared_with_authorization: all.shared_with_authorization(),
         }
     }
 }

@@ -59,6 +59,10 @@ pub enum Decision {
     GatewayTimeout,
     /// A stored response cannot answer this method (only `GET` and `HEAD` can be).
     NotServable,
+    /// The request carries `Authorization` and the stored response does not say it may be
+    /// shared (`public`, `s-maxage` or `must-revalidate`, RFC 9111 §3.5): forward the request
+    /// and do not use the stored response, whatever its freshness.
+    AuthorizationNotShared,
 }
 
 /// Decides how to answer a request from a stored response at `now`.
@@ -90,6 +94,14 @@ pub(crate) fn decide_parsed(
         return Decision::NotServable;
     }
     let request = RequestDirectives::from_headers(request_headers);
+    // §3.5: a response stored for one client is reused for a request carrying credentials
+    // only when it says it may be.
+    if !response.shared_with_authorization && request_headers.contains_key(header::AUTHORIZATION) {
+        if request.only_if_cached {
+            return Decision::GatewayTimeout;
+        }
+        return Decision::AuthorizationNotShared;
+    }
     let age = current_age(&stored.times, now);
 
     // §5.2.1.4, §5.2.2.4: no-cache on either side means validate before any reuse.

@@ -26,6 +26,7 @@ enum Want {
     Revalidate,
     Gateway,
     NotServable,
+    Authorization,
 }
 
 fn summarize(d: &Decision) -> Want {
@@ -35,6 +36,7 @@ fn summarize(d: &Decision) -> Want {
         Decision::Revalidate { .. } => Want::Revalidate,
         Decision::GatewayTimeout => Want::Gateway,
         Decision::NotServable => Want::NotServable,
+        Decision::AuthorizationNotShared => Want::Authorization,
     }
 }
 
@@ -104,6 +106,37 @@ fn decision_table() {
     for (method, expected) in cases {
         let d = decide(&method, &HeaderMap::new(), &meta(&stored, 60), at(1));
         assert_eq!(summarize(&d), expected, "method {method}");
+    }
+}
+
+/// RFC 9111 §3.5 at reuse: a request with `Authorization` gets a stored response only when the
+/// response says it may be shared, fresh or not.
+#[test]
+fn authorization_table() {
+    use Want::{Authorization, Fresh, Gateway, Revalidate};
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, Pairs<'_>, u64, Want)> = vec![
+        // (name, stored Cache-Control, request headers, now, expected); lifetime is 60.
+        ("plain fresh", "max-age=60", vec![("authorization", "Bearer b")], 1, Authorization),
+        ("plain stale", "max-age=60", vec![("authorization", "Bearer b")], 61, Authorization),
+        ("no credentials", "max-age=60", vec![], 1, Fresh(1)),
+        ("public", "public, max-age=60", vec![("authorization", "Bearer b")], 1, Fresh(1)),
+        ("s-maxage", "s-maxage=60", vec![("authorization", "Bearer b")], 1, Fresh(1)),
+        ("must-revalidate", "max-age=60, must-revalidate", vec![("authorization", "Bearer b")], 1, Fresh(1)),
+        ("public stale", "public, max-age=60", vec![("authorization", "Bearer b")], 61, Revalidate),
+        ("private= is not public", "max-age=60, private=\"x-a\"", vec![("authorization", "Bearer b")], 1, Authorization),
+        ("empty credentials count", "max-age=60", vec![("authorization", "")], 1, Authorization),
+        ("only-if-cached", "max-age=60", vec![("authorization", "Bearer b"), ("cache-control", "only-if-cached")], 1, Gateway),
+    ];
+    for (name, stored_cc, request, now, expected) in cases {
+        let stored = headers(&[("cache-control", stored_cc)]);
+        let d = decide(
+            &Method::GET,
+            &headers(&request),
+            &meta(&stored, 60),
+            at(now),
+        );
+        assert_eq!(summarize(&d), expected, "case {name}");
     }
 }
 

@@ -158,8 +158,7 @@ fn check(
     if vary_fields(response_headers) == VaryFields::Star {
         return Err(NotStored::VaryStar);
     }
-    if request_headers.contains_key(header::AUTHORIZATION)
-        && !(response.public || response.s_maxage.is_some() || response.must_revalidate)
+    if request_headers.contains_key(header::AUTHORIZATION) && !response.shared_with_authorization()
     {
         return Err(NotStored::Authorization);
     }

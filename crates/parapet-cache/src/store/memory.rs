@@ -13,7 +13,7 @@ use moka::future::Cache;
 
 use super::share::TenantLedger;
 use super::{Found, Store, Tier};
-use crate::entry::StoredValue;
+use crate::entry::{SLOT_OVERHEAD, StoredValue};
 use crate::stats::{Counters, bump};
 
 /// A value in the local tier with its time to live and weight.
@@ -68,6 +68,17 @@ struct Index {
 }
 
 impl Index {
+    /// The bytes the index takes in the local tier: its slot and key, and for each member its
+    /// bytes, their allocation and its map slot (key and expiry), so long keys weigh what they
+    /// cost.
+    fn weight(&self, key: &[u8]) -> u32 {
+        let members: usize = lock(&self.members)
+            .keys()
+            .map(|member| member.len() + MEMBER_OVERHEAD)
+            .sum();
+        u32::try_from(SLOT_OVERHEAD + key.len() + members).unwrap_or(u32::MAX)
+    }
+
     /// How long until the last member expires.
     fn remaining(&self) -> Duration {
         let now = Instant::now();
@@ -76,6 +87,16 @@ impl Index {
             .max()
             .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
     }
+}
+
+/// What one index member costs beyond its bytes: the map slot (`Bytes` and `Instant`, its
+/// control byte and the map's spare room) and the allocation of the copied key.
+const MEMBER_OVERHEAD: usize = size_of::<(Bytes, Instant)>() + 8 + 16;
+
+/// The bytes the tag indexes may take beside a local tier of `max_bytes`: a sixteenth, and at
+/// least 64 KiB.
+fn index_capacity(max_bytes: u64) -> u64 {
+    max_bytes / 16 + 64 * 1024
 }
 
 /// Expires an index after its longest-lived member.
@@ -140,11 +161,8 @@ impl MemoryStore {
             .support_invalidation_closures()
             .build();
         let indexes = Cache::builder()
-            .max_capacity(max_bytes / 64 + 1024)
-            .weigher(|key: &Bytes, index: &Index| {
-                let members = lock(&index.members).len();
-                u32::try_from(key.len() + members * 64).unwrap_or(u32::MAX)
-            })
+            .max_capacity(index_capacity(max_bytes))
+            .weigher(|key: &Bytes, index: &Index| index.weight(key))
             .expire_after(IndexExpiry)
             .support_invalidation_closures()
             .build();
@@ -411,6 +429,62 @@ mod tests {
         assert!(store.get(b"short").await.is_some());
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(store.get(b"short").await.is_none(), "expired after its ttl");
+    }
+
+    /// The tag index weighs its members' real bytes: a tag listing long keys weighs more than
+    /// one listing short keys, by at least the difference in key bytes.
+    #[tokio::test]
+    async fn tag_indexes_weigh_their_members_bytes() {
+        let store = MemoryStore::new(1 << 20);
+        let long = vec![b'k'; 2000];
+        for i in 0..10u8 {
+            let mut short = b"k".to_vec();
+            short.push(i);
+            store
+                .index_add(b"short", &short, Duration::from_secs(60))
+                .await;
+            let mut member = long.clone();
+            member.push(i);
+            store
+                .index_add(b"long!", &member, Duration::from_secs(60))
+                .await;
+        }
+        let short_weight = store
+            .indexes
+            .get(&b"short"[..])
+            .await
+            .unwrap()
+            .weight(b"short");
+        let long_weight = store
+            .indexes
+            .get(&b"long!"[..])
+            .await
+            .unwrap()
+            .weight(b"long!");
+        assert!(
+            u64::from(long_weight) >= u64::from(short_weight) + 10 * 1999,
+            "{long_weight} vs {short_weight}"
+        );
+        let floor = SLOT_OVERHEAD + 10 * (2 + MEMBER_OVERHEAD);
+        assert!(short_weight as usize >= floor, "{short_weight}");
+        // Bounded: a local tier of 64 KiB keeps far fewer than 1,000 indexes of 2 KB members.
+        let small = MemoryStore::new(64 * 1024);
+        let capacity = index_capacity(64 * 1024);
+        for i in 0..1_000 {
+            let index = format!("tag-{i}");
+            small
+                .index_add(index.as_bytes(), &long, Duration::from_secs(60))
+                .await;
+        }
+        small.indexes.run_pending_tasks().await;
+        let weighted = small.indexes.weighted_size();
+        assert!(weighted <= capacity, "{weighted}");
+        assert!(
+            small.indexes.entry_count() <= capacity / 2000,
+            "{}",
+            small.indexes.entry_count()
+        );
+        assert!(small.indexes.entry_count() > 0);
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod memory;
 mod redis;
 mod redis_config;
 mod redis_target;
+mod seal;
 mod sentinel;
 mod share;
 mod subscriber;

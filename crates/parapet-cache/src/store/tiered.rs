@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::redis::Generations;
+use super::seal::Seal;
 use super::subscriber::{Handler, listen};
 use super::{Found, MemoryStore, RedisStore, Store};
 use crate::entry::StoredValue;
@@ -48,7 +49,7 @@ pub struct TieredStore {
     tombstones: Tombstones,
     local_ttl_cap: Duration,
     revalidation_grace: Duration,
-    channel: String,
+    seal: Seal,
     subscribed: AtomicBool,
     /// Dropped with the store, which stops the subscriber task.
     alive: watch::Sender<()>,
@@ -69,7 +70,11 @@ impl TieredStore {
                 .build(),
             local_ttl_cap: Duration::from_secs(60),
             revalidation_grace: Duration::from_secs(60),
-            channel: "parapet:cache:invalidate".to_owned(),
+            seal: Seal::new(
+                "parapet:cache:invalidate".to_owned(),
+                "parapet:cache:",
+                None,
+            ),
             subscribed: AtomicBool::new(false),
             alive: watch::channel(()).0,
         }
@@ -86,7 +91,23 @@ impl TieredStore {
     /// share it).
     #[must_use]
     pub fn invalidation_channel(mut self, channel: impl Into<String>) -> Self {
-        self.channel = channel.into();
+        self.seal = self.seal.with_channel(channel.into());
+        self
+    }
+
+    /// The channel, the key prefix and the secret of invalidation messages: only messages for
+    /// keys under `key_prefix` are obeyed (a purge only for one tenant's prefix), and with a
+    /// secret only those carrying its HMAC (see [`CacheLayerBuilder::invalidation_secret`]).
+    ///
+    /// [`CacheLayerBuilder::invalidation_secret`]: crate::CacheLayerBuilder::invalidation_secret
+    #[must_use]
+    pub fn invalidation(
+        mut self,
+        channel: impl Into<String>,
+        key_prefix: &str,
+        secret: Option<&[u8]>,
+    ) -> Self {
+        self.seal = Seal::new(channel.into(), key_prefix, secret.map(Arc::from));
         self
     }
 
@@ -125,6 +146,7 @@ impl TieredStore {
             return;
         }
         let listener = Listener {
+            seal: self.seal.clone(),
             local: self.local.clone(),
             removals: Arc::clone(&self.removals),
             generations: self.redis.generations().clone(),
@@ -132,7 +154,7 @@ impl TieredStore {
         };
         tokio::spawn(listen(
             self.redis.subscription().clone(),
-            self.channel.clone(),
+            self.seal.channel().to_owned(),
             self.alive.subscribe(),
             listener,
         ));
@@ -147,23 +169,20 @@ impl TieredStore {
     fn repair(&self) -> Repair {
         Repair {
             redis: Arc::clone(&self.redis),
-            channel: self.channel.clone(),
+            seal: self.seal.clone(),
             tombstones: self.tombstones.clone(),
             alive: self.alive.subscribe(),
         }
     }
 
     async fn publish(&self, kind: u8, key: &[u8]) {
-        publish(&self.redis, &self.channel, kind, key).await;
+        publish(&self.redis, &self.seal, kind, key).await;
     }
 }
 
-/// Announces an invalidation of `kind` (`k` key, `t` tombstone, `p` tenant purge) on `channel`.
-async fn publish(redis: &RedisStore, channel: &str, kind: u8, key: &[u8]) {
-    let mut payload = Vec::with_capacity(key.len() + 1);
-    payload.push(kind);
-    payload.extend_from_slice(key);
-    redis.publish(channel, &payload).await;
+/// Announces an invalidation of `kind` (`k` key, `t` tombstone, `p` tenant purge).
+async fn publish(redis: &RedisStore, seal: &Seal, kind: u8, key: &[u8]) {
+    redis.publish(seal.channel(), &seal.seal(kind, key)).await;
 }
 
 /// How long a tombstone (and its delete retries) lasts.
@@ -173,8 +192,8 @@ const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 struct Repair {
     redis: Arc<RedisStore>,
-    /// Where a delete that finally landed is announced.
-    channel: String,
+    /// How a delete that finally landed is announced.
+    seal: Seal,
     tombstones: Tombstones,
     alive: watch::Receiver<()>,
 }
@@ -204,7 +223,7 @@ impl Repair {
                     // Announced again: when the delete failed, its tombstone's announcement may
                     // have failed with it (one broken connection, e.g. during a failover), and
                     // the other instances would keep serving their local copies.
-                    publish(&this.redis, &this.channel, b'k', &key).await;
+                    publish(&this.redis, &this.seal, b'k', &key).await;
                     tracing::info!("cache invalidation retried: redis copy removed");
                     return;
                 }
@@ -216,6 +235,7 @@ impl Repair {
 
 /// Applies other instances' invalidations to this instance's local tier.
 struct Listener {
+    seal: Seal,
     local: MemoryStore,
     removals: Arc<AtomicU64>,
     generations: Generations,
@@ -232,21 +252,25 @@ impl Handler for Listener {
 
     fn message<'a>(&'a self, payload: &'a [u8]) -> BoxFuture<'a, ()> {
         async move {
+            let Some((kind, key)) = self.seal.open(payload) else {
+                tracing::debug!("cache invalidation message ignored: not sealed or not ours");
+                return;
+            };
             self.removals.fetch_add(1, Ordering::SeqCst);
-            match payload {
-                [b'k', key @ ..] => {
+            match (kind, key) {
+                (b'k', key) => {
                     self.local.delete(key).await;
                     // The key's delete landed in Redis: a tombstone this instance holds for it
                     // has nothing left to guard, and its retry could otherwise delete a fresh
                     // copy stored since.
                     self.repair.tombstones.invalidate(key).await;
                 }
-                [b't', key @ ..] => {
+                (b't', key) => {
                     // The sender could not delete it from Redis: skip the Redis copy here too.
                     self.local.delete(key).await;
                     self.repair.tombstone(key).await;
                 }
-                [b'p', prefix @ ..] => {
+                (b'p', prefix) => {
                     // Read the bumped generation on the next request, and free the old entries.
                     self.generations.invalidate(prefix).await;
                     self.local.purge_prefix(prefix);

@@ -1,0 +1,409 @@
+//! The cache's HTTP rules end to end: the proxy in front of a real origin on 127.0.0.1, each
+//! rule seen from the client (status, body, `Cache-Status`) and from the origin (what reached
+//! it, how often).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use axum::{Router, body::Body, extract::Request, response::Response};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use parapet_cache::CacheLayer;
+
+/// What the origin answers: status, headers, body.
+type Answer = (u16, Vec<(&'static str, String)>, String);
+
+/// A real origin on a free port answering call `n` (from 0) with `respond(n, request
+/// headers)`; the count and the request headers of every call.
+struct Origin {
+    addr: SocketAddr,
+    calls: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+impl Origin {
+    async fn start(respond: impl Fn(usize, &HeaderMap) -> Answer + Send + Sync + 'static) -> Self {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let respond = Arc::new(respond);
+        let (counter, log) = (calls.clone(), seen.clone());
+        let app = Router::new().fallback(move |request: Request| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            log.lock().unwrap().push(request.headers().clone());
+            let (status, headers, body) = respond(n, request.headers());
+            async move {
+                let mut response = Response::builder().status(status);
+                for (name, value) in headers {
+                    response = response.header(name, value);
+                }
+                response.body(Body::from(body)).unwrap()
+            }
+        });
+        let addr = serve(app).await;
+        Self { addr, calls, seen }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn url(&self) -> http::Uri {
+        format!("http://{}", self.addr).parse().unwrap()
+    }
+
+    /// The proxy with the default cache (local tier only) in front of this origin.
+    async fn proxy(&self) -> SocketAddr {
+        let cache = CacheLayer::builder()
+            .single_tenant()
+            .local(1 << 20)
+            .build()
+            .unwrap();
+        self.proxy_with(cache).await
+    }
+
+    async fn proxy_with(&self, cache: CacheLayer) -> SocketAddr {
+        serve(example_cache_proxy::app_with(self.url(), cache)).await
+    }
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A response as the client sees it.
+struct Got {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Got {
+    fn cache_status(&self) -> &str {
+        self.headers
+            .get("cache-status")
+            .map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+async fn get(proxy: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got {
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Body>();
+    let mut request = http::Request::builder().uri(format!("http://{proxy}{path}"));
+    for (name, value) in headers {
+        request = request.header(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let response = client
+        .request(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn cc(value: &str) -> Vec<(&'static str, String)> {
+    vec![("cache-control", value.to_owned())]
+}
+
+/// RFC 9111 §3.5 when serving: a response stored for a request without credentials is not
+/// served to one with `Authorization` unless it says it may be (`public`, `s-maxage`,
+/// `must-revalidate`).
+#[tokio::test]
+async fn a_stored_response_reaches_an_authorized_request_only_when_shared() {
+    let origin = Origin::start(|n, request| {
+        let who = request
+            .get("authorization")
+            .map_or("anonymous", |v| v.to_str().unwrap())
+            .to_owned();
+        (200, cc("max-age=60"), format!("{n} for {who}"))
+    })
+    .await;
+    let proxy = origin.proxy().await;
+    let first = get(proxy, "/a", &[]).await;
+    assert_eq!(first.body, "0 for anonymous");
+    assert!(
+        first.cache_status().contains("stored"),
+        "{}",
+        first.cache_status()
+    );
+
+    let authorized = get(proxy, "/a", &[("authorization", "Bearer alice")]).await;
+    assert_eq!(authorized.status, StatusCode::OK);
+    assert_eq!(authorized.body, "1 for Bearer alice", "went to the origin");
+    assert!(
+        authorized.cache_status().contains("detail=authorization"),
+        "{}",
+        authorized.cache_status()
+    );
+    assert!(!authorized.cache_status().contains("stored"));
+    // The authorized response was not stored either: anonymous still gets its own copy.
+    let again = get(proxy, "/a", &[]).await;
+    assert_eq!(again.body, "0 for anonymous");
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+    assert_eq!(origin.calls(), 2);
+
+    // A response marked public may be shared with authorized requests.
+    let public = Origin::start(|n, _| (200, cc("public, max-age=60"), format!("public {n}"))).await;
+    let proxy = public.proxy().await;
+    assert_eq!(get(proxy, "/p", &[]).await.body, "public 0");
+    let shared = get(proxy, "/p", &[("authorization", "Bearer bob")]).await;
+    assert_eq!(shared.body, "public 0");
+    assert!(
+        shared.cache_status().contains("hit"),
+        "{}",
+        shared.cache_status()
+    );
+    assert_eq!(public.calls(), 1);
+}
+
+/// The origin's answer names the session cookie it saw, so a leak shows in the body.
+fn session_origin() -> impl Fn(usize, &HeaderMap) -> Answer + Send + Sync + 'static {
+    |n, request| {
+        let session = request
+            .get("cookie")
+            .map_or("none", |v| v.to_str().unwrap())
+            .to_owned();
+        (200, cc("max-age=60"), format!("{n} for {session}"))
+    }
+}
+
+/// By default a request carrying `Cookie` (or another configured credential header) is passed
+/// through: one user's response is never stored for, or served to, another user.
+#[tokio::test]
+async fn requests_with_credentials_bypass_the_cache_by_default() {
+    let origin = Origin::start(session_origin()).await;
+    let proxy = origin.proxy().await;
+    let alice = get(proxy, "/me", &[("cookie", "sid=alice")]).await;
+    assert_eq!(alice.body, "0 for sid=alice");
+    assert!(
+        alice
+            .cache_status()
+            .contains("fwd=bypass; detail=credentials"),
+        "{}",
+        alice.cache_status()
+    );
+    let bob = get(proxy, "/me", &[("cookie", "sid=bob")]).await;
+    assert_eq!(bob.body, "1 for sid=bob", "alice's response reached bob");
+    let anonymous = get(proxy, "/me", &[]).await;
+    assert_eq!(anonymous.body, "2 for none", "a cookie response was stored");
+    assert!(anonymous.cache_status().contains("stored"));
+    // A stored anonymous response is not served to a cookie-bearing request either.
+    assert_eq!(
+        get(proxy, "/me", &[("cookie", "sid=carol")]).await.body,
+        "3 for sid=carol"
+    );
+    assert_eq!(get(proxy, "/me", &[]).await.body, "2 for none");
+
+    // Another configured credential header behaves the same; Cookie is then cached.
+    let origin = Origin::start(|n, request| {
+        let key = request
+            .get("x-api-key")
+            .map_or("none", |v| v.to_str().unwrap())
+            .to_owned();
+        (200, cc("max-age=60"), format!("{n} for {key}"))
+    })
+    .await;
+    let cache = CacheLayer::builder()
+        .single_tenant()
+        .credential_headers([HeaderName::from_static("x-api-key")])
+        .build()
+        .unwrap();
+    let proxy = origin.proxy_with(cache).await;
+    assert_eq!(
+        get(proxy, "/k", &[("x-api-key", "k1")]).await.body,
+        "0 for k1"
+    );
+    assert_eq!(
+        get(proxy, "/k", &[("x-api-key", "k2")]).await.body,
+        "1 for k2"
+    );
+    assert_eq!(origin.calls(), 2);
+}
+
+/// Keyed on credentials, each session gets its own stored copy and never another's.
+#[tokio::test]
+async fn requests_keyed_on_credentials_get_only_their_own_copy() {
+    let origin = Origin::start(session_origin()).await;
+    let cache = CacheLayer::builder()
+        .single_tenant()
+        .key_on_credentials(true)
+        .build()
+        .unwrap();
+    let proxy = origin.proxy_with(cache).await;
+    let alice = get(proxy, "/me", &[("cookie", "sid=alice")]).await;
+    assert_eq!(alice.body, "0 for sid=alice");
+    assert!(
+        alice.cache_status().contains("stored"),
+        "{}",
+        alice.cache_status()
+    );
+    let bob = get(proxy, "/me", &[("cookie", "sid=bob")]).await;
+    assert_eq!(bob.body, "1 for sid=bob", "alice's copy reached bob");
+    let anonymous = get(proxy, "/me", &[]).await;
+    assert_eq!(anonymous.body, "2 for none");
+    // Each one is now a hit of its own copy.
+    for (cookie, body) in [
+        (Some("sid=alice"), "0 for sid=alice"),
+        (Some("sid=bob"), "1 for sid=bob"),
+        (None, "2 for none"),
+    ] {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        let got = get(proxy, "/me", &headers).await;
+        assert_eq!(got.body, body);
+        assert!(got.cache_status().contains("hit"), "{}", got.cache_status());
+    }
+    assert_eq!(origin.calls(), 3);
+    // A POST still invalidates every copy of the URI.
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Body>();
+    let post = http::Request::post(format!("http://{proxy}/me"))
+        .body(Body::empty())
+        .unwrap();
+    client.request(post).await.unwrap();
+    assert_eq!(
+        get(proxy, "/me", &[("cookie", "sid=alice")]).await.body,
+        "4 for sid=alice"
+    );
+}
+
+/// A request target over the limit (2 KiB by default) is passed through and never stored.
+#[tokio::test]
+async fn long_uris_are_passed_through_and_not_stored() {
+    let origin = Origin::start(|n, _| (200, cc("max-age=60"), format!("body {n}"))).await;
+    let proxy = origin.proxy().await;
+    let long = format!("/q?{}", "a".repeat(2100));
+    let first = get(proxy, &long, &[]).await;
+    assert_eq!(first.body, "body 0");
+    assert!(
+        first
+            .cache_status()
+            .contains("fwd=bypass; detail=uri-too-long"),
+        "{}",
+        first.cache_status()
+    );
+    assert_eq!(get(proxy, &long, &[]).await.body, "body 1");
+    // At the limit it is stored.
+    let at_limit = format!("/q?{}", "a".repeat(2048 - 3));
+    assert_eq!(get(proxy, &at_limit, &[]).await.body, "body 2");
+    assert_eq!(get(proxy, &at_limit, &[]).await.body, "body 2");
+    // The limit is configurable.
+    let cache = CacheLayer::builder()
+        .single_tenant()
+        .max_uri_length(16)
+        .build()
+        .unwrap();
+    let proxy = origin.proxy_with(cache).await;
+    assert_eq!(get(proxy, "/abcdefghijklmnopq", &[]).await.body, "body 3");
+    assert_eq!(get(proxy, "/abcdefghijklmnopq", &[]).await.body, "body 4");
+    assert_eq!(get(proxy, "/short", &[]).await.body, "body 5");
+    assert_eq!(get(proxy, "/short", &[]).await.body, "body 5");
+}
+
+/// A 304 that now says `no-store` (or `private`) removes the entry instead of refreshing it.
+#[tokio::test]
+async fn a_304_that_forbids_storing_removes_the_entry() {
+    for directive in ["no-store", "private"] {
+        let origin = Origin::start(move |n, request| {
+            let etag = ("etag", "\"v1\"".to_owned());
+            if n == 0 {
+                return (
+                    200,
+                    vec![("cache-control", "max-age=0".to_owned()), etag],
+                    "v1".into(),
+                );
+            }
+            if request.contains_key("if-none-match") {
+                let cc = format!("{directive}, max-age=60");
+                return (304, vec![("cache-control", cc), etag], String::new());
+            }
+            (
+                200,
+                vec![("cache-control", "max-age=60".to_owned())],
+                format!("full {n}"),
+            )
+        })
+        .await;
+        let proxy = origin.proxy().await;
+        assert_eq!(get(proxy, "/r", &[]).await.body, "v1");
+        // Stale at once: revalidated; the 304 answers this request from the stored body...
+        let second = get(proxy, "/r", &[]).await;
+        assert_eq!(second.status, StatusCode::OK);
+        assert_eq!(second.body, "v1", "{directive}");
+        assert!(
+            second.cache_status().contains("fwd-status=304"),
+            "{directive}: {}",
+            second.cache_status()
+        );
+        // ...but the entry is gone: the next request is a plain miss.
+        let third = get(proxy, "/r", &[]).await;
+        assert!(
+            third.cache_status().contains("fwd=uri-miss"),
+            "{directive}: {}",
+            third.cache_status()
+        );
+        assert_eq!(third.body, "full 2", "{directive}");
+        let seen = origin.seen.lock().unwrap();
+        assert!(!seen[2].contains_key("if-none-match"), "{directive}");
+    }
+}
+
+/// `must-revalidate` / `proxy-revalidate`: once stale, a response is revalidated and never
+/// served stale, whatever `stale-if-error` or `stale-while-revalidate` say; the origin's error
+/// reaches the client. `immutable` only concerns a fresh response: once stale, the usual
+/// rules (here its stale windows) apply.
+#[tokio::test]
+async fn must_revalidate_is_never_served_stale() {
+    for directive in ["must-revalidate", "proxy-revalidate", "immutable"] {
+        let origin = Origin::start(move |n, _| {
+            if n == 0 {
+                let cc = format!(
+                    "max-age=1, {directive}, stale-if-error=600, stale-while-revalidate=600"
+                );
+                return (
+                    200,
+                    vec![("cache-control", cc), ("etag", "\"v1\"".into())],
+                    "v1".into(),
+                );
+            }
+            (503, cc("no-store"), format!("down {n}"))
+        })
+        .await;
+        let proxy = origin.proxy().await;
+        assert_eq!(get(proxy, "/m", &[]).await.body, "v1");
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let stale = get(proxy, "/m", &[]).await;
+        let expect_stale_served = directive == "immutable";
+        if expect_stale_served {
+            // Only the revalidation rules apply to immutable: the windows still hold.
+            assert_eq!(stale.body, "v1", "{directive}: {}", stale.cache_status());
+            assert!(
+                stale
+                    .cache_status()
+                    .contains("detail=stale-while-revalidate"),
+                "{directive}: {}",
+                stale.cache_status()
+            );
+        } else {
+            assert_eq!(stale.status, StatusCode::SERVICE_UNAVAILABLE, "{directive}");
+            assert_eq!(stale.body, "down 1", "{directive}: served stale");
+            assert_eq!(origin.calls(), 2, "{directive}: not revalidated");
+        }
+    }
+}
