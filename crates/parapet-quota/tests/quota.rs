@@ -3,6 +3,8 @@
 //! Each test has its own key prefix (or its own redis-server), so they run in parallel and
 //! twice in a row.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use axum::Router;

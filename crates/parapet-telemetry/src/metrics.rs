@@ -14,11 +14,15 @@ use opentelemetry_semantic_conventions::{attribute, metric};
 mod cache;
 #[cfg(feature = "pool")]
 mod pool;
+#[cfg(feature = "quota")]
+mod quota;
 
 #[cfg(feature = "cache")]
 pub use cache::{CACHE_RESULT, CACHE_TIER, observe_cache};
 #[cfg(feature = "pool")]
 pub use pool::observe_pool;
+#[cfg(feature = "quota")]
+pub use quota::{QUOTA_SOURCE, TENANT_ID, observe_quota};
 
 /// The explicit bucket boundaries the semantic conventions give `http.server.request.duration`.
 pub const DURATION_BUCKETS: [f64; 14] = [
