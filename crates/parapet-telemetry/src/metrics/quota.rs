@@ -87,8 +87,6 @@ pub fn observe_quota(meter: &Meter, quota: QuotaLayer) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
@@ -98,7 +96,6 @@ mod tests {
 
     #[test]
     fn throttled_requests_by_tenant_are_bounded() {
-        let _ = Duration::ZERO;
         let quota = QuotaLayer::builder()
             .plan("free", Rate::per_second(1))
             .top_tenants(1)
