@@ -21,11 +21,15 @@ use crate::route::{KnownMethod, METHODS};
 mod cache;
 #[cfg(feature = "pool")]
 mod pool;
+#[cfg(feature = "quota")]
+mod quota;
 
 #[cfg(feature = "cache")]
 pub use cache::{CACHE_RESULT, CACHE_TIER, observe_cache};
 #[cfg(feature = "pool")]
 pub use pool::observe_pool;
+#[cfg(feature = "quota")]
+pub use quota::{QUOTA_SOURCE, observe_quota};
 
 /// How many tenants the per-tenant instruments name (`parapet.pool.tenant.*`,
 /// `parapet.cache.local.tenant.size`): the busiest ones; the others are summed under

@@ -6,9 +6,10 @@ use http::HeaderName;
 use parapet_cache::{CacheLayer, RedisConfig, store::redact_url};
 use parapet_pool::{Isolation, IsolationScope, TenantPools};
 use parapet_postgres::redact;
+use parapet_quota::{QuotaLayer, Rule};
 use parapet_telemetry::TelemetryLayer;
 use parapet_tenant::{
-    HeaderResolver, HostResolver, JwtResolver, PathResolver, PgDirectory, TenantLayer,
+    HeaderResolver, HostResolver, JwtResolver, PathResolver, PgDirectory, TenantId, TenantLayer,
 };
 
 use crate::Parapet;
@@ -36,6 +37,9 @@ pub enum ConfigError {
     /// The pools could not be built.
     #[error("pool: {0}")]
     Pool(#[from] parapet_pool::PoolError),
+    /// The quota layer could not be built (an invalid Redis URL, say).
+    #[error("quota: {0}")]
+    Quota(#[from] parapet_quota::BuildError),
 }
 
 /// The stack's settings as read from environment variables; [`build`](Self::build) turns them
@@ -62,6 +66,12 @@ pub enum ConfigError {
 /// | `PARAPET_CACHE_PREFIX` | `parapet:cache:` | prefix of every Redis key |
 /// | `PARAPET_CACHE_DEFAULT_TTL` | unset | `prefix=seconds,…`: responses under a path prefix that carry no freshness of their own are cached that long (`/api/=10`) |
 /// | `PARAPET_CACHE_MAX_BODY_BYTES` | the cache's default | larger responses stream through uncached |
+/// | `PARAPET_QUOTA` | `off` | `on` adds per-tenant rate limits between the tenant layer and the cache (shared through `REDIS_URL` / `REDIS_CLUSTER_URLS` when set) |
+/// | `PARAPET_QUOTA_PLANS` | `free=20/s:40,pro=200/s:400` | `plan=rule,…`: the rule of each plan (`COUNT/PERIOD[:BURST]`, periods `s`, `min`, `h`; or `unlimited`), see [`Rate`](crate::quota::Rate) |
+/// | `PARAPET_QUOTA_TENANTS` | unset | `tenant=rule,…`: tenants' own rules, whatever their plan |
+/// | `PARAPET_QUOTA_DEFAULT` | `unlimited` | the rule of plans not in `PARAPET_QUOTA_PLANS` |
+/// | `PARAPET_QUOTA_HIT_COST` | `0.1` | the share of a request a cache hit costs (0 to 1) |
+/// | `PARAPET_QUOTA_PREFIX` | `parapet:quota:` | prefix of the Redis keys |
 /// | `PARAPET_ISOLATION` | `rls` | `rls`, `schema` or `database` (see [`Isolation`]) |
 /// | `PARAPET_ISOLATION_SCOPE` | `session` | `transaction` behind a transaction-mode pooler: PgBouncer, pgcat, Supavisor (see [`IsolationScope`]) |
 /// | `PARAPET_POOL_BUDGET` | read from each server | connections all pools together may hold to one database server |
@@ -79,7 +89,7 @@ pub enum ConfigError {
 /// [`parapet_telemetry::init`], which installs the exporters the layer's spans go to.
 /// Its `Debug` output hides secrets (URL passwords, a `password=` in a URL's query or a libpq
 /// key=value string, the JWT secret), so it can be logged; so do its errors.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct EnvConfig {
     /// `DATABASE_URL`.
@@ -120,6 +130,18 @@ pub struct EnvConfig {
     pub cache_default_ttls: Vec<(String, Duration)>,
     /// `PARAPET_CACHE_MAX_BODY_BYTES`.
     pub cache_max_body_bytes: Option<usize>,
+    /// `PARAPET_QUOTA`.
+    pub quota: bool,
+    /// `PARAPET_QUOTA_PLANS`.
+    pub quota_plans: Vec<(String, Rule)>,
+    /// `PARAPET_QUOTA_TENANTS`.
+    pub quota_tenants: Vec<(TenantId, Rule)>,
+    /// `PARAPET_QUOTA_DEFAULT`.
+    pub quota_default: Rule,
+    /// `PARAPET_QUOTA_HIT_COST`.
+    pub quota_hit_cost: f64,
+    /// `PARAPET_QUOTA_PREFIX`.
+    pub quota_prefix: Option<String>,
     /// `PARAPET_ISOLATION`.
     pub isolation: Isolation,
     /// `PARAPET_ISOLATION_SCOPE`.
@@ -176,6 +198,12 @@ impl std::fmt::Debug for EnvConfig {
             .field("cache_prefix", &self.cache_prefix)
             .field("cache_default_ttls", &self.cache_default_ttls)
             .field("cache_max_body_bytes", &self.cache_max_body_bytes)
+            .field("quota", &self.quota)
+            .field("quota_plans", &self.quota_plans)
+            .field("quota_tenants", &self.quota_tenants)
+            .field("quota_default", &self.quota_default)
+            .field("quota_hit_cost", &self.quota_hit_cost)
+            .field("quota_prefix", &self.quota_prefix)
             .field("isolation", &self.isolation)
             .field("isolation_scope", &self.isolation_scope)
             .field("pool_budget", &self.pool_budget)
@@ -332,6 +360,19 @@ impl EnvConfig {
                 .map(|entry| route_ttl(entry))
                 .collect::<Result<_, _>>()?,
             cache_max_body_bytes: number(&get, "PARAPET_CACHE_MAX_BODY_BYTES")?,
+            quota: switch(&get, "PARAPET_QUOTA", false)?,
+            quota_plans: quota_plans(&get)?,
+            quota_tenants: quota_tenants(&get)?,
+            quota_default: match get("PARAPET_QUOTA_DEFAULT") {
+                None => Rule::Unlimited,
+                Some(value) => value.parse().map_err(|e| ConfigError::Invalid {
+                    name: "PARAPET_QUOTA_DEFAULT",
+                    value: value.clone(),
+                    reason: format!("{e}"),
+                })?,
+            },
+            quota_hit_cost: hit_cost(&get)?,
+            quota_prefix: get("PARAPET_QUOTA_PREFIX"),
             isolation,
             isolation_scope,
             pool_budget: number(&get, "PARAPET_POOL_BUDGET")?,
@@ -370,6 +411,24 @@ impl EnvConfig {
             );
         }
         builder = builder.tenant(self.tenant_layer()?);
+        if self.quota {
+            let mut quota = QuotaLayer::builder()
+                .default_rule(self.quota_default)
+                .hit_cost(self.quota_hit_cost);
+            for (plan, rule) in &self.quota_plans {
+                quota = quota.plan(plan.clone(), *rule);
+            }
+            for (tenant, rule) in &self.quota_tenants {
+                quota = quota.tenant(tenant.clone(), *rule);
+            }
+            if let Some(redis) = self.redis_config() {
+                quota = quota.redis(redis);
+            }
+            if let Some(prefix) = &self.quota_prefix {
+                quota = quota.prefix(prefix.clone());
+            }
+            builder = builder.quota(quota.build()?);
+        }
         if self.cache {
             let mut cache = CacheLayer::builder();
             let redis = self.redis_config();
@@ -532,6 +591,70 @@ fn jwt_leeway(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigE
     }
 }
 
+/// `PARAPET_QUOTA_PLANS`: `plan=rule,…`; an error names the plan and the field.
+fn quota_plans(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<(String, Rule)>, ConfigError> {
+    const NAME: &str = "PARAPET_QUOTA_PLANS";
+    list(get, NAME, "free=20/s:40,pro=200/s:400")
+        .iter()
+        .map(|entry| {
+            let (plan, rule) = entry.split_once('=').ok_or_else(|| ConfigError::Invalid {
+                name: NAME,
+                value: entry.clone(),
+                reason: "expected plan=rule (free=20/s:40)".to_owned(),
+            })?;
+            let plan = plan.trim();
+            let rule = rule.parse::<Rule>().map_err(|e| ConfigError::Invalid {
+                name: NAME,
+                value: entry.clone(),
+                reason: format!("plan {plan}: {e}"),
+            })?;
+            Ok((plan.to_owned(), rule))
+        })
+        .collect()
+}
+
+/// `PARAPET_QUOTA_TENANTS`: `tenant=rule,…`; an error names the tenant and the field.
+fn quota_tenants(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(TenantId, Rule)>, ConfigError> {
+    const NAME: &str = "PARAPET_QUOTA_TENANTS";
+    list(get, NAME, "")
+        .iter()
+        .map(|entry| {
+            let invalid = |reason: String| ConfigError::Invalid {
+                name: NAME,
+                value: entry.clone(),
+                reason,
+            };
+            let (tenant, rule) = entry
+                .split_once('=')
+                .ok_or_else(|| invalid("expected tenant=rule (acme=500/s:1000)".to_owned()))?;
+            let tenant = tenant.trim();
+            let id = TenantId::parse(tenant)
+                .map_err(|e| invalid(format!("tenant {tenant:?}: id: {e}")))?;
+            let rule = rule
+                .parse::<Rule>()
+                .map_err(|e| invalid(format!("tenant {tenant}: {e}")))?;
+            Ok((id, rule))
+        })
+        .collect()
+}
+
+/// `PARAPET_QUOTA_HIT_COST`: a fraction from 0 to 1.
+fn hit_cost(get: &impl Fn(&str) -> Option<String>) -> Result<f64, ConfigError> {
+    let Some(value) = get("PARAPET_QUOTA_HIT_COST") else {
+        return Ok(parapet_quota::DEFAULT_HIT_COST);
+    };
+    match value.parse::<f64>() {
+        Ok(cost) if (0.0..=1.0).contains(&cost) => Ok(cost),
+        _ => Err(ConfigError::Invalid {
+            name: "PARAPET_QUOTA_HIT_COST",
+            value,
+            reason: "expected a number from 0 to 1".to_owned(),
+        }),
+    }
+}
+
 fn list(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> Vec<String> {
     get(name)
         .unwrap_or_else(|| default.to_owned())
@@ -671,6 +794,78 @@ mod tests {
         assert_eq!(c.tenant_jwt_secret, None);
         assert_eq!((c.tenant_jwt_audience, c.tenant_jwt_issuer), (None, None));
         assert_eq!(c.tenant_jwt_leeway, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn quota_variables() {
+        use parapet_quota::Rate;
+
+        let c = EnvConfig::from_map([URL]).unwrap();
+        assert!(!c.quota, "off unless asked for");
+        assert_eq!(
+            c.quota_plans,
+            [
+                (
+                    "free".to_owned(),
+                    Rule::Limited(Rate::per_second(20).burst(40))
+                ),
+                (
+                    "pro".to_owned(),
+                    Rule::Limited(Rate::per_second(200).burst(400))
+                ),
+            ]
+        );
+        assert_eq!(c.quota_default, Rule::Unlimited);
+        assert!((c.quota_hit_cost - 0.1).abs() < f64::EPSILON);
+
+        let c = EnvConfig::from_map([
+            URL,
+            ("PARAPET_QUOTA", "on"),
+            ("PARAPET_QUOTA_PLANS", "free=5/s, team=1000/min:50"),
+            ("PARAPET_QUOTA_TENANTS", "acme=unlimited,globex=1/s:2"),
+            ("PARAPET_QUOTA_DEFAULT", "10/s"),
+            ("PARAPET_QUOTA_HIT_COST", "0"),
+            ("PARAPET_QUOTA_PREFIX", "q:"),
+        ])
+        .unwrap();
+        assert!(c.quota);
+        assert_eq!(c.quota_plans[1].0, "team");
+        assert_eq!(
+            c.quota_tenants,
+            [
+                (TenantId::parse("acme").unwrap(), Rule::Unlimited),
+                (
+                    TenantId::parse("globex").unwrap(),
+                    Rule::Limited(Rate::per_second(1).burst(2))
+                ),
+            ]
+        );
+        assert_eq!(c.quota_default, Rule::Limited(Rate::per_second(10)));
+        assert_eq!(c.quota_hit_cost, 0.0);
+        assert_eq!(c.quota_prefix.as_deref(), Some("q:"));
+    }
+
+    #[test]
+    fn quota_errors_name_the_plan_or_tenant_and_the_field() {
+        let error = |name: &str, value: &str| {
+            EnvConfig::from_map([URL, (name, value)])
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error("PARAPET_QUOTA_TENANTS", "acme=20/s:0"),
+            "PARAPET_QUOTA_TENANTS=\"acme=20/s:0\": tenant acme: burst: must be at least 1"
+        );
+        assert_eq!(
+            error("PARAPET_QUOTA_PLANS", "free=20/s,pro=lots/s"),
+            "PARAPET_QUOTA_PLANS=\"pro=lots/s\": plan pro: count: \"lots\" is not a whole number"
+        );
+        assert!(error("PARAPET_QUOTA_PLANS", "free=20/week").contains("plan free: period:"));
+        assert!(error("PARAPET_QUOTA_TENANTS", "../x=1/s").contains("tenant \"../x\": id:"));
+        assert!(error("PARAPET_QUOTA_TENANTS", "acme").contains("expected tenant=rule"));
+        assert!(error("PARAPET_QUOTA_HIT_COST", "2").contains("from 0 to 1"));
+        assert!(error("PARAPET_QUOTA_DEFAULT", "fast").contains("syntax"));
+        assert!(error("PARAPET_QUOTA", "maybe").contains("expected on or off"));
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub use parapet_cache as cache;
 pub use parapet_pool as pool;
 /// PostgreSQL connection strings with libpq's TLS parameters (re-export of `parapet-postgres`).
 pub use parapet_postgres as postgres;
+/// Per-tenant rate limits (re-export of `parapet-quota`).
+pub use parapet_quota as quota;
 /// The telemetry layer and its setup (re-export of `parapet-telemetry`).
 pub use parapet_telemetry as telemetry;
 /// Tenant resolution and the tenant directory (re-export of `parapet-tenant`).
@@ -76,5 +78,6 @@ pub use parapet_tenant as tenant;
 
 pub use parapet_cache::{CacheHandle, CacheLayer};
 pub use parapet_pool::{Db, DbError, PoolLayer, TenantPools};
+pub use parapet_quota::QuotaLayer;
 pub use parapet_telemetry::TelemetryLayer;
 pub use parapet_tenant::{Tenant, TenantId, TenantLayer};

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use parapet_cache::{CacheHandle, CacheLayer};
 use parapet_pool::{PoolLayer, TenantPools};
+use parapet_quota::QuotaLayer;
 use parapet_telemetry::TelemetryLayer;
 use parapet_tenant::TenantLayer;
 use pin_project_lite::pin_project;
@@ -25,7 +26,7 @@ use crate::{ConfigError, EnvConfig, telemetry};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The whole stack as one layer: telemetry → tenant → cache → pool, outermost first.
+/// The whole stack as one layer: telemetry → tenant → quota → cache → pool, outermost first.
 ///
 /// Build it with [`Parapet::builder`] or [`Parapet::from_env`], then add it with
 /// `Router::layer` or `ServiceBuilder::layer`. Cloning is cheap (every layer shares its state),
@@ -36,6 +37,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Parapet {
     telemetry: Option<TelemetryLayer>,
     tenant: Option<TenantLayer>,
+    quota: Option<QuotaLayer>,
     cache: Option<CacheLayer>,
     pools: Option<TenantPools>,
 }
@@ -45,6 +47,7 @@ impl fmt::Debug for Parapet {
         f.debug_struct("Parapet")
             .field("telemetry", &self.telemetry.is_some())
             .field("tenant", &self.tenant.is_some())
+            .field("quota", &self.quota.is_some())
             .field("cache", &self.cache.is_some())
             .field("pool", &self.pools.is_some())
             .finish()
@@ -84,6 +87,11 @@ impl Parapet {
         self.tenant.as_ref()
     }
 
+    /// The quota layer (its counters), when configured.
+    pub fn quota(&self) -> Option<&QuotaLayer> {
+        self.quota.as_ref()
+    }
+
     /// The telemetry layer, when configured.
     pub fn telemetry(&self) -> Option<&TelemetryLayer> {
         self.telemetry.as_ref()
@@ -117,6 +125,12 @@ impl ParapetBuilder {
         self
     }
 
+    /// Per-tenant rate limits, between the tenant layer and the cache.
+    pub fn quota(mut self, layer: QuotaLayer) -> Self {
+        self.inner.quota = Some(layer);
+        self
+    }
+
     /// The response cache.
     pub fn cache(mut self, layer: CacheLayer) -> Self {
         self.inner.cache = Some(layer);
@@ -131,7 +145,7 @@ impl ParapetBuilder {
 
     /// The stack. With telemetry configured, the cache's counters and the pools' status are
     /// exported as metrics too (`parapet.cache.*`, `db.client.connection.*`,
-    /// `parapet.pool.*`) through the global meter provider: call
+    /// `parapet.pool.*`, `parapet.quota.*`) through the global meter provider: call
     /// [`telemetry::init`] before `build` so they reach the OTLP exporter.
     pub fn build(self) -> Parapet {
         if self.inner.telemetry.is_some() {
@@ -142,6 +156,9 @@ impl ParapetBuilder {
             if let Some(pools) = &self.inner.pools {
                 telemetry::metrics::observe_pool(&meter, pools.clone());
             }
+            if let Some(quota) = &self.inner.quota {
+                telemetry::metrics::observe_quota(&meter, quota.clone());
+            }
         }
         self.inner
     }
@@ -149,7 +166,8 @@ impl ParapetBuilder {
 
 type PoolStage<S> = Maybe<parapet_pool::PoolService<S>, S>;
 type CacheStage<S> = Maybe<parapet_cache::CacheService<PoolStage<S>>, PoolStage<S>>;
-type TenantStage<S> = Maybe<parapet_tenant::TenantService<CacheStage<S>>, CacheStage<S>>;
+type QuotaStage<S> = Maybe<parapet_quota::QuotaService<CacheStage<S>>, CacheStage<S>>;
+type TenantStage<S> = Maybe<parapet_tenant::TenantService<QuotaStage<S>>, QuotaStage<S>>;
 
 /// The service [`Parapet`] builds around `S`; its response body is `axum::body::Body`.
 pub type ParapetService<S> = Maybe<parapet_telemetry::Telemetry<TenantStage<S>>, TenantStage<S>>;
@@ -168,7 +186,8 @@ impl<S> Layer<S> for Parapet {
         let pool_layer = self.pools.clone().map(PoolLayer::new);
         let pool = stage(pool_layer.as_ref(), inner);
         let cache = stage(self.cache.as_ref(), pool);
-        let tenant = stage(self.tenant.as_ref(), cache);
+        let quota = stage(self.quota.as_ref(), cache);
+        let tenant = stage(self.tenant.as_ref(), quota);
         stage(self.telemetry.as_ref(), tenant)
     }
 }

@@ -60,6 +60,13 @@ impl Breaker {
         None
     }
 
+    /// Whether [`permit`](Self::permit) may let a call through now: closed, or open with its
+    /// cool-down over (a probe is due). Takes nothing.
+    pub(crate) fn is_closed_or_due(&self) -> bool {
+        let until = self.open_until.load(Ordering::Acquire);
+        until == 0 || self.now_ms() >= until
+    }
+
     /// Records the outcome of a permitted call.
     pub(crate) fn record(&self, permit: Permit, ok: bool) {
         if ok {

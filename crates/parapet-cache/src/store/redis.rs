@@ -159,6 +159,32 @@ impl RedisStore {
         cmd: redis::Cmd,
         budget: Duration,
     ) -> Option<T> {
+        self.run_op(Op::Cmd(cmd), budget).await
+    }
+
+    /// Runs a Lua script (`EVALSHA`, loading it first when the server does not know it) under
+    /// the store's time budget and breaker, on the same connection as the cache's commands;
+    /// `None` on any failure, a timeout or an open breaker.
+    ///
+    /// For other layers that share Redis with the cache's settings (parapet-quota's shared
+    /// limiter). On a Redis Cluster the script must touch the keys it is given only, and those
+    /// in one slot.
+    pub async fn invoke_script<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Option<T> {
+        self.run_op(Op::Script(invocation), self.config.timeout)
+            .await
+    }
+
+    /// Whether the breaker lets the next operation through: false while it is open, so a
+    /// caller can take its fallback at once instead of awaiting a skipped operation.
+    #[must_use]
+    pub fn available(&self) -> bool {
+        self.breaker.is_closed_or_due()
+    }
+
+    async fn run_op<T: redis::FromRedisValue>(&self, op: Op<'_>, budget: Duration) -> Option<T> {
         let permit = self.breaker.permit()?;
         // The Sentinel connection used, dropped when the command fails (a failover).
         let used = AtomicU64::new(0);
@@ -166,11 +192,11 @@ impl RedisStore {
             if let Target::Sentinel(primary) = &self.target {
                 let mut primary = primary.connection().await?;
                 used.store(primary.id, Ordering::Relaxed);
-                return cmd.query_async::<T>(&mut primary.connection).await;
+                return op.on(&mut primary.connection).await;
             }
             match self.connection().await? {
-                Connection::Single(mut connection) => cmd.query_async::<T>(&mut connection).await,
-                Connection::Cluster(mut connection) => cmd.query_async::<T>(&mut connection).await,
+                Connection::Single(mut connection) => op.on(&mut connection).await,
+                Connection::Cluster(mut connection) => op.on(&mut connection).await,
             }
         })
         .await;
@@ -391,6 +417,25 @@ impl RedisStore {
     /// The generations read so far (the subscriber drops one when a purge is announced).
     pub(crate) fn generations(&self) -> &Generations {
         &self.generations
+    }
+}
+
+/// What [`RedisStore::run_op`] sends: a command, or a script invocation.
+enum Op<'a> {
+    Cmd(redis::Cmd),
+    Script(&'a redis::ScriptInvocation<'a>),
+}
+
+impl Op<'_> {
+    async fn on<T, C>(self, connection: &mut C) -> RedisResult<T>
+    where
+        T: redis::FromRedisValue,
+        C: redis::aio::ConnectionLike + Send,
+    {
+        match self {
+            Self::Cmd(cmd) => cmd.query_async(connection).await,
+            Self::Script(invocation) => invocation.invoke_async(connection).await,
+        }
     }
 }
 

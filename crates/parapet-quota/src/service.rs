@@ -1,0 +1,357 @@
+//! [`QuotaService`]: the decision before the inner service is called, the headers and the
+//! refund of a cache hit after.
+//!
+//! Paths: no tenant or an unlimited one passes through (the inner future, pin-projected); the
+//! local limiter decides synchronously (no box, no allocation once the tenant's cell exists,
+//! save the `RateLimit` value); Redis decides in a boxed future (a round trip is I/O anyway),
+//! which takes the inner service `poll_ready` made ready.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use axum_core::body::Body;
+use axum_core::response::IntoResponse;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, Request, Response, StatusCode};
+use parapet_cache::CACHE_STATUS;
+use parapet_tenant::TenantId;
+use parapet_tenant::problem::Problem;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::gcra::{Decision, ceil_seconds};
+use crate::layer::Shared;
+use crate::local::Cell;
+use crate::policy::{Policy, RATELIMIT, RATELIMIT_POLICY};
+use crate::stats::Source;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The service of a [`QuotaLayer`](crate::QuotaLayer).
+#[derive(Debug, Clone)]
+pub struct QuotaService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> QuotaService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for QuotaService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
+        let Some(tenant) = req.extensions().get::<parapet_tenant::Tenant>() else {
+            return ResponseFuture::pass(self.inner.call(req));
+        };
+        let Some(policy) = shared.policy(tenant) else {
+            return ResponseFuture::pass(self.inner.call(req));
+        };
+        let source = match &shared.redis {
+            Some(redis) if redis.available() => {
+                let key = redis.key(tenant.id().as_str());
+                let id = tenant.id().clone();
+                let policy = Arc::clone(policy);
+                let shared = Arc::clone(shared);
+                // Take the instance `poll_ready` made ready; leave a clone for the next call.
+                let ready = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, ready);
+                return ResponseFuture::shared(Box::pin(shared_path(
+                    shared, inner, req, key, id, policy,
+                )));
+            }
+            Some(_) => Source::Fallback,
+            None => Source::Local,
+        };
+        let cell = shared.local.cell(tenant.id());
+        let decision = shared
+            .local
+            .charge(&cell, policy.gcra(), policy.gcra().interval());
+        shared.counters.decided(source, decision.allowed);
+        if !decision.allowed {
+            return ResponseFuture::refused(refuse(shared, tenant.id(), policy, &decision));
+        }
+        let charged = Charged {
+            shared: Arc::clone(shared),
+            policy: Arc::clone(policy),
+            used: decision.used,
+            refund: Refund::Local(cell),
+        };
+        ResponseFuture::charged(self.inner.call(req), charged)
+    }
+}
+
+/// A request decided by Redis (or, if Redis does not answer, by the local fallback).
+async fn shared_path<S, ReqBody, ResBody>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    req: Request<ReqBody>,
+    key: String,
+    id: TenantId,
+    policy: Arc<Policy>,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let cost = policy.gcra().interval();
+    let redis = shared.redis.as_ref();
+    let answer = match redis {
+        Some(redis) => redis.charge(&key, policy.gcra(), cost).await,
+        None => None,
+    };
+    let (decision, refund) = match answer {
+        Some(decision) => {
+            shared.counters.decided(Source::Shared, decision.allowed);
+            (decision, Refund::Shared(key))
+        }
+        None => {
+            let cell = shared.local.cell(&id);
+            let decision = shared.local.charge(&cell, policy.gcra(), cost);
+            shared.counters.decided(Source::Fallback, decision.allowed);
+            (decision, Refund::Local(cell))
+        }
+    };
+    if !decision.allowed {
+        return Ok(refuse(&shared, &id, &policy, &decision));
+    }
+    let response = inner.call(req).await?;
+    Ok(Charged {
+        shared,
+        policy,
+        used: decision.used,
+        refund,
+    }
+    .finish(response))
+}
+
+/// The 429: problem+json, `Retry-After`, the `RateLimit` fields.
+fn refuse(shared: &Shared, id: &TenantId, policy: &Policy, decision: &Decision) -> Response<Body> {
+    shared.counters.throttled(id);
+    let wait = u32::try_from(ceil_seconds(decision.wait).max(1)).unwrap_or(u32::MAX);
+    let mut response = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "quota-exceeded",
+        "Request quota exceeded",
+    )
+    .detail(format!(
+        "This tenant's request quota is used up; retry in {wait} s."
+    ))
+    .retry_after(wait)
+    .into_response();
+    let headers = response.headers_mut();
+    headers.insert(RATELIMIT_POLICY, policy.policy_field());
+    headers.insert(RATELIMIT, policy.ratelimit_field(decision.used));
+    response
+}
+
+/// Where a charge was made, to give part of it back there.
+enum Refund {
+    Local(Cell),
+    Shared(String),
+}
+
+/// An allowed request's charge: what its response needs.
+struct Charged {
+    shared: Arc<Shared>,
+    policy: Arc<Policy>,
+    used: u64,
+    refund: Refund,
+}
+
+impl Charged {
+    /// The response with the `RateLimit` fields; a cache hit gives back the rest of its
+    /// charge (on Redis in a task of its own, so the response does not wait for it).
+    fn finish<B>(self, mut response: Response<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let amount = self.policy.hit_refund();
+        if amount > 0 && is_hit(response.headers()) {
+            self.shared.counters.refunded();
+            match self.refund {
+                Refund::Local(cell) => {
+                    self.shared.local.refund(&cell, self.policy.gcra(), amount);
+                }
+                Refund::Shared(key) => {
+                    let shared = Arc::clone(&self.shared);
+                    let policy = Arc::clone(&self.policy);
+                    tokio::spawn(async move {
+                        if let Some(redis) = &shared.redis {
+                            let _ = redis.refund(&key, policy.gcra(), amount).await;
+                        }
+                    });
+                }
+            }
+        }
+        let headers = response.headers_mut();
+        headers.insert(RATELIMIT_POLICY, self.policy.policy_field());
+        headers.insert(RATELIMIT, self.policy.ratelimit_field(self.used));
+        response.map(Body::new)
+    }
+}
+
+impl std::fmt::Debug for Charged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Charged")
+            .field("used", &self.used)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether parapet's cache answered from its store: a `Cache-Status` member `parapet; hit`.
+fn is_hit(headers: &HeaderMap) -> bool {
+    headers.get_all(CACHE_STATUS).iter().any(|value| {
+        value.as_bytes().split(|b| *b == b',').any(|member| {
+            let member = member.trim_ascii_start();
+            let mut parts = member.split(|b| *b == b';').map(<[u8]>::trim_ascii);
+            parts.next() == Some(b"parapet") && parts.any(|p| p == b"hit")
+        })
+    })
+}
+
+pin_project! {
+    /// The response future of [`QuotaService`].
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        kind: Kind<F, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, E> {
+        Pass { #[pin] fut: F },
+        Charged { #[pin] fut: F, charged: Option<Charged> },
+        Refused { response: Option<Response<Body>> },
+        Shared { fut: BoxFuture<'static, Result<Response<Body>, E>> },
+    }
+}
+
+impl<F, E> ResponseFuture<F, E> {
+    fn pass(fut: F) -> Self {
+        Self {
+            kind: Kind::Pass { fut },
+        }
+    }
+
+    fn charged(fut: F, charged: Charged) -> Self {
+        Self {
+            kind: Kind::Charged {
+                fut,
+                charged: Some(charged),
+            },
+        }
+    }
+
+    fn refused(response: Response<Body>) -> Self {
+        Self {
+            kind: Kind::Refused {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn shared(fut: BoxFuture<'static, Result<Response<Body>, E>>) -> Self {
+        Self {
+            kind: Kind::Shared { fut },
+        }
+    }
+}
+
+impl<F, E> std::fmt::Debug for ResponseFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, E, B> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Pass { fut } => Poll::Ready(ready!(fut.poll(cx)).map(|r| r.map(Body::new))),
+            KindProj::Charged { fut, charged } => {
+                let response = ready!(fut.poll(cx))?;
+                Poll::Ready(Ok(match charged.take() {
+                    Some(charged) => charged.finish(response),
+                    None => response.map(Body::new),
+                }))
+            }
+            KindProj::Refused { response } => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| StatusCode::TOO_MANY_REQUESTS.into_response()))),
+            KindProj::Shared { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn hits_are_parapet_hit_members() {
+        let hit = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(CACHE_STATUS, HeaderValue::from_str(v).unwrap());
+            }
+            is_hit(&headers)
+        };
+        assert!(hit(&["parapet; hit; ttl=9"]));
+        assert!(hit(&["cdn; fwd=uri-miss, parapet; hit; ttl=-2; fwd=stale"]));
+        assert!(hit(&["cdn; hit", "parapet;hit"]));
+        assert!(!hit(&[
+            "parapet; fwd=uri-miss; fwd-status=200; ttl=10; stored"
+        ]));
+        assert!(!hit(&["cdn; hit"]));
+        assert!(!hit(&["parapet; fwd=stale; fwd-status=304; detail=hit"]));
+        assert!(!hit(&[]));
+    }
+}

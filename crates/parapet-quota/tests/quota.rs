@@ -1,0 +1,350 @@
+//! The quota layer on real Redis: instances sharing one limit, the local fallback while Redis
+//! is down, the 429, tenants kept apart, cache hits charged at a fraction, start-up errors.
+//! Each test has its own key prefix (or its own redis-server), so they run in parallel and
+//! twice in a row.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use parapet_cache::RedisConfig;
+use parapet_quota::{BuildError, Part, QuotaLayer, QuotaLayerBuilder, Rate, Rule};
+use parapet_tenant::{StaticDirectory, TenantId, TenantLayer, TenantRecord};
+use parapet_testkit::{RedisServer, free_port, redis_url, require_redis, unique_prefix};
+use tower::ServiceExt;
+
+fn id(s: &str) -> TenantId {
+    TenantId::parse(s).unwrap()
+}
+
+/// acme on `pro`, globex on `free`.
+fn directory() -> StaticDirectory {
+    StaticDirectory::new()
+        .tenant(TenantRecord::new(id("acme")).plan("pro"))
+        .tenant(TenantRecord::new(id("globex")).plan("free"))
+}
+
+/// The stack a test drives: tenant → quota → a handler answering `cache-status` when asked.
+fn app(quota: &QuotaLayer) -> Router {
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route(
+            "/cached",
+            get(|| async { ([("cache-status", "parapet; hit; ttl=30")], "cached") }),
+        )
+        .layer(quota.clone())
+        .layer(TenantLayer::new(directory()))
+}
+
+async fn call(app: &Router, tenant: &str, path: &str) -> Response<Body> {
+    let req = Request::get(path)
+        .header("x-tenant-id", tenant)
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap()
+}
+
+/// Requests allowed out of `n`.
+async fn allowed(app: &Router, tenant: &str, path: &str, n: usize) -> usize {
+    let mut allowed = 0;
+    for _ in 0..n {
+        let res = call(app, tenant, path).await;
+        match res.status() {
+            StatusCode::OK => allowed += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    allowed
+}
+
+/// A burst of `burst` and one more an hour: nothing refills while a test runs.
+fn slow(burst: u32) -> Rate {
+    Rate::new(1, Duration::from_secs(3600)).burst(burst)
+}
+
+fn builder(prefix: &str) -> QuotaLayerBuilder {
+    QuotaLayer::builder()
+        .plan("pro", slow(10))
+        .plan("free", slow(3))
+        .redis(RedisConfig::new(redis_url()))
+        .prefix(prefix)
+}
+
+#[tokio::test]
+async fn two_instances_share_one_limit() {
+    require_redis().await;
+    let prefix = unique_prefix("quota-shared");
+    let one = builder(&prefix).build().unwrap();
+    let two = builder(&prefix).build().unwrap();
+    let (a, b) = (app(&one), app(&two));
+    let mut total = 0;
+    for i in 0..30 {
+        let res = call(if i % 2 == 0 { &a } else { &b }, "acme", "/").await;
+        total += usize::from(res.status() == StatusCode::OK);
+    }
+    assert_eq!(total, 10, "one burst of 10 for both instances together");
+    for quota in [&one, &two] {
+        let stats = quota.stats();
+        assert_eq!(stats.shared_decisions, 15);
+        assert_eq!(stats.fallbacks, 0);
+        assert_eq!(stats.shared, Some(true));
+    }
+    assert_eq!(one.stats().allowed + two.stats().allowed, 10);
+    assert_eq!(one.stats().throttled + two.stats().throttled, 20);
+}
+
+#[tokio::test]
+async fn tenants_are_independent() {
+    require_redis().await;
+    let prefix = unique_prefix("quota-tenants");
+    let quota = builder(&prefix).build().unwrap();
+    let app = app(&quota);
+    assert_eq!(allowed(&app, "acme", "/", 50).await, 10);
+    // acme's flood leaves globex its whole burst, and its own numbers.
+    let first = call(&app, "globex", "/").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["ratelimit-policy"], "\"free\";q=3;w=10800");
+    let remaining = first.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(remaining.starts_with("\"free\";r=2;t="), "{remaining}");
+    assert_eq!(allowed(&app, "globex", "/", 10).await, 2);
+    let stats = quota.stats();
+    assert_eq!(stats.throttled, 40 + 8);
+    assert_eq!(
+        stats.throttled_by_tenant,
+        vec![(id("acme"), 40), (id("globex"), 8)]
+    );
+}
+
+#[tokio::test]
+async fn the_429_is_a_problem_with_retry_after_and_ratelimit_fields() {
+    require_redis().await;
+    let prefix = unique_prefix("quota-429");
+    let quota = QuotaLayer::builder()
+        .plan("free", Rate::per_second(1).burst(2))
+        .redis(RedisConfig::new(redis_url()))
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let app = app(&quota);
+    let ok = call(&app, "globex", "/").await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()["ratelimit-policy"], "\"free\";q=2;w=2");
+    assert_eq!(ok.headers()["ratelimit"], "\"free\";r=1;t=1");
+    assert_eq!(call(&app, "globex", "/").await.status(), StatusCode::OK);
+    let refused = call(&app, "globex", "/").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let headers = refused.headers().clone();
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(headers["ratelimit-policy"], "\"free\";q=2;w=2");
+    assert_eq!(headers["ratelimit"], "\"free\";r=0;t=2");
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "type": "urn:parapet:problem:quota-exceeded",
+            "title": "Request quota exceeded",
+            "status": 429,
+            "detail": "This tenant's request quota is used up; retry in 1 s.",
+        })
+    );
+    // After the announced second, the tenant is served again.
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    assert_eq!(call(&app, "globex", "/").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn redis_down_each_instance_holds_the_limit_alone() {
+    let mut server = RedisServer::start(free_port(), &[]);
+    let config = || {
+        RedisConfig::new(server.url())
+            .timeout(Duration::from_millis(50))
+            .breaker(2, Duration::from_millis(300))
+    };
+    let build = || {
+        QuotaLayer::builder()
+            .plan("pro", slow(10))
+            .redis(config())
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (build(), build());
+    let (a, b) = (app(&one), app(&two));
+    // Shared while Redis is up: 4 of the 10 used through the first instance.
+    assert_eq!(allowed(&a, "acme", "/", 4).await, 4);
+    assert_eq!(one.stats().shared_decisions, 4);
+
+    server.stop();
+    // Redis gone: each instance enforces the whole limit on its own, and says so.
+    let started = std::time::Instant::now();
+    assert_eq!(allowed(&a, "acme", "/", 15).await, 10);
+    assert_eq!(allowed(&b, "acme", "/", 15).await, 10);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the fallback answers within the budget, no hang: {:?}",
+        started.elapsed()
+    );
+    for quota in [&one, &two] {
+        let stats = quota.stats();
+        assert_eq!(stats.fallbacks, 15, "{stats:?}");
+        assert_eq!(stats.shared, Some(false));
+    }
+
+    // Redis back: after the breaker's cool-down the limit is shared again (the restarted
+    // server has no state: a fresh burst of 10 for both instances together).
+    server.restart();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut shared_again = false;
+    for _ in 0..100 {
+        let _ = call(&a, "acme", "/").await;
+        if one.stats().shared == Some(true) {
+            shared_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(shared_again, "{:?}", one.stats());
+    for _ in 0..100 {
+        let _ = call(&b, "acme", "/").await;
+        if two.stats().shared == Some(true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(two.stats().shared, Some(true), "{:?}", two.stats());
+}
+
+#[tokio::test]
+async fn cache_hits_cost_a_fraction_locally() {
+    let quota = QuotaLayer::builder()
+        .plan("pro", slow(4))
+        .hit_cost(0.5)
+        .build()
+        .unwrap();
+    let app = app(&quota);
+    // Each hit is charged a whole request and gives half back: with a burst of 4, the 7th
+    // hit still fits (3 + 1 ≤ 4), the 8th does not.
+    assert_eq!(allowed(&app, "acme", "/cached", 20).await, 7);
+    assert_eq!(quota.stats().refunds, 7);
+    assert_eq!(quota.stats().local_decisions, 20);
+    assert_eq!(quota.stats().shared, None);
+
+    // Free hits: a tenant that only hits the cache is never refused, misses still are.
+    let quota = QuotaLayer::builder()
+        .plan("pro", slow(4))
+        .hit_cost(0.0)
+        .build()
+        .unwrap();
+    let app = app_for(&quota);
+    assert_eq!(allowed(&app, "acme", "/cached", 30).await, 30);
+    assert_eq!(allowed(&app, "acme", "/", 30).await, 4);
+}
+
+/// [`app`], for where a local variable has that name.
+fn app_for(quota: &QuotaLayer) -> Router {
+    app(quota)
+}
+
+#[tokio::test]
+async fn cache_hits_cost_a_fraction_on_redis() {
+    require_redis().await;
+    let prefix = unique_prefix("quota-hits");
+    let quota = QuotaLayer::builder()
+        .plan("pro", slow(4))
+        .hit_cost(0.5)
+        .redis(RedisConfig::new(redis_url()))
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let app = app(&quota);
+    let mut allowed_hits = 0;
+    for _ in 0..20 {
+        if call(&app, "acme", "/cached").await.status() == StatusCode::OK {
+            allowed_hits += 1;
+        }
+        // The refund goes to Redis in a task of its own, after the response.
+        for _ in 0..100 {
+            if quota.stats().refunds == allowed_hits {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(allowed_hits, 7);
+    assert_eq!(quota.stats().shared_decisions, 20);
+}
+
+#[tokio::test]
+async fn overrides_and_defaults() {
+    let quota = QuotaLayer::builder()
+        .plan("pro", slow(10))
+        .tenant(id("acme"), slow(2))
+        .tenant(id("globex"), Rule::Unlimited)
+        .build()
+        .unwrap();
+    let app = app(&quota);
+    let res = call(&app, "acme", "/").await;
+    assert_eq!(res.headers()["ratelimit-policy"], "\"tenant\";q=2;w=7200");
+    assert_eq!(allowed(&app, "acme", "/", 10).await, 1);
+    let free = call(&app, "globex", "/").await;
+    assert!(
+        free.headers().get("ratelimit").is_none(),
+        "unlimited: no fields"
+    );
+    assert_eq!(allowed(&app, "globex", "/", 50).await, 50);
+    // A plan with no rule gets the default.
+    let quota = QuotaLayer::builder().default_rule(slow(1)).build().unwrap();
+    let app = app_for(&quota);
+    assert_eq!(allowed(&app, "globex", "/", 5).await, 1);
+    // No tenant in the extensions: passes.
+    let res = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(quota.clone())
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[test]
+fn start_up_errors_name_the_plan_or_tenant_and_the_field() {
+    let error = QuotaLayer::builder()
+        .plan("free", Rate::per_second(20).burst(0))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&error, BuildError::Plan { plan, source } if plan == "free" && source.part == Part::Burst)
+    );
+    assert_eq!(error.to_string(), "plan free: burst: must be at least 1");
+
+    let error = QuotaLayer::builder()
+        .tenant(id("acme"), Rate::per_second(0))
+        .build()
+        .unwrap_err();
+    assert_eq!(error.to_string(), "tenant acme: count: must be at least 1");
+
+    let error = QuotaLayer::builder()
+        .plan("free plan", Rate::per_second(1))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, BuildError::PlanName { .. }), "{error}");
+
+    for cost in [-0.1, 1.5, f64::NAN] {
+        let error = QuotaLayer::builder().hit_cost(cost).build().unwrap_err();
+        assert!(matches!(error, BuildError::HitCost(_)), "{error}");
+    }
+
+    let error = QuotaLayer::builder()
+        .redis(RedisConfig::new("not a url"))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, BuildError::Redis(_)), "{error}");
+}
