@@ -1,6 +1,6 @@
 //! The local tier: a moka cache bounded in bytes, with a per-entry expiry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use moka::Expiry;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 
 use super::share::TenantLedger;
 use super::{Found, Store, Tier};
@@ -65,6 +66,10 @@ pub struct MemoryStore {
 #[derive(Debug, Clone, Default)]
 struct Index {
     members: Arc<Mutex<HashMap<Bytes, Instant>>>,
+    /// The latest expiry any member was added with, drained or not: an index a take emptied
+    /// lives until then, so an add that still holds it cannot insert it back over a newer one
+    /// made because the empty one had expired.
+    longest: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Index {
@@ -79,13 +84,26 @@ impl Index {
         u32::try_from(SLOT_OVERHEAD + key.len() + members).unwrap_or(u32::MAX)
     }
 
-    /// How long until the last member expires.
+    /// How long until the last member added expires.
     fn remaining(&self) -> Duration {
         let now = Instant::now();
+        let longest = *lock(&self.longest);
         lock(&self.members)
             .values()
+            .copied()
+            .chain(longest)
             .max()
             .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
+    }
+
+    fn holding(member: &[u8], until: Instant) -> Self {
+        Self {
+            members: Arc::new(Mutex::new(HashMap::from([(
+                Bytes::copy_from_slice(member),
+                until,
+            )]))),
+            longest: Arc::new(Mutex::new(Some(until))),
+        }
     }
 }
 
@@ -160,9 +178,27 @@ impl MemoryStore {
             })
             .support_invalidation_closures()
             .build();
+        // An index evicted for room takes its members' entries with it: kept, they would be
+        // entries no tag purge could find in this tier any more.
+        let local = cache.clone();
         let indexes = Cache::builder()
             .max_capacity(index_capacity(max_bytes))
             .weigher(|key: &Bytes, index: &Index| index.weight(key))
+            .eviction_listener(move |_, index: Index, cause| {
+                if cause != RemovalCause::Size {
+                    return;
+                }
+                let members: HashSet<Bytes> = lock(&index.members).keys().cloned().collect();
+                if members.is_empty() {
+                    return;
+                }
+                if local
+                    .invalidate_entries_if(move |key, _| members.contains(key))
+                    .is_err()
+                {
+                    local.invalidate_all();
+                }
+            })
             .expire_after(IndexExpiry)
             .support_invalidation_closures()
             .build();
@@ -272,15 +308,26 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> BoxFuture<'a, ()> {
         async move {
+            let now = Instant::now();
+            let until = now + ttl;
+            // Created holding its first member: an empty index would expire at once (it lives
+            // as long as its longest-lived member), and a concurrent add would then make
+            // another, losing this one's members.
             let entry = self
                 .indexes
                 .entry(Bytes::copy_from_slice(index))
-                .or_default()
-                .await
-                .into_value();
+                .or_insert_with(async { Index::holding(member, until) })
+                .await;
+            if entry.is_fresh() {
+                // It holds the member already (and a take may have drained it since).
+                return;
+            }
+            let entry = entry.into_value();
             {
-                let now = Instant::now();
-                let until = now + ttl;
+                let mut longest = lock(&entry.longest);
+                *longest = (*longest).max(Some(until));
+            }
+            {
                 let mut members = lock(&entry.members);
                 members.retain(|_, expires| *expires > now);
                 let expires = members
@@ -487,6 +534,32 @@ mod tests {
         assert!(small.indexes.entry_count() > 0);
     }
 
+    /// An index evicted for room must not leave entries that no tag purge can find: its
+    /// members' entries leave the local tier with it.
+    #[tokio::test]
+    async fn an_index_evicted_for_room_takes_its_entries_with_it() {
+        let store = MemoryStore::new(64 * 1024);
+        let ttl = Duration::from_secs(60);
+        store.put(b"p:entry-0", value(10), ttl).await;
+        store.index_add(b"tag-0", b"p:entry-0", ttl).await;
+        // Crowd the indexes far past their budget so that `tag-0` is evicted.
+        let long = vec![b'x'; 2_000];
+        for i in 1..1_000 {
+            let index = format!("tag-{i}");
+            store.index_add(index.as_bytes(), &long, ttl).await;
+        }
+        store.indexes.run_pending_tasks().await;
+        store.cache.run_pending_tasks().await;
+        assert!(
+            !store.indexes.contains_key(&b"tag-0"[..]),
+            "the crowd evicted the first index"
+        );
+        assert!(
+            store.get(b"p:entry-0").await.is_none(),
+            "an entry whose index was evicted is still served, and no tag purge can reach it"
+        );
+    }
+
     #[tokio::test]
     async fn bounded_in_bytes() {
         let capacity = 256 * 1024;
@@ -681,7 +754,8 @@ mod tests {
     /// losing the newer one's members).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_adds_and_takes_lose_no_member() {
-        let store = MemoryStore::new(1 << 20);
+        // Room for the index whatever the interleaving: this is about the race, not the bound.
+        let store = MemoryStore::new(64 << 20);
         let adders: Vec<_> = (0..4)
             .map(|t| {
                 let store = store.clone();

@@ -61,7 +61,10 @@ pub fn observe_quota(meter: &Meter, quota: QuotaLayer) {
             for (tenant, count) in &s.throttled_by_tenant {
                 o.observe(*count, &[KeyValue::new(TENANT_ID, tenant.to_string())]);
             }
-            o.observe(s.throttled_other, &[KeyValue::new(TENANT_ID, OTHER_TENANTS)]);
+            o.observe(
+                s.throttled_other,
+                &[KeyValue::new(TENANT_ID, OTHER_TENANTS)],
+            );
         })
         .build();
     let layer = quota.clone();
