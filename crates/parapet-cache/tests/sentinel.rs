@@ -235,8 +235,10 @@ async fn the_redis_tier_follows_a_sentinel_failover() {
     // the failover): then the delete and its announcement fail, A leaves a tombstone, and the
     // retry (backing off from 100 ms, behind a breaker) deletes and announces it. Under a
     // loaded machine that takes a few of its rounds, hence more than the 3 s a purge on a
-    // settled primary needs.
-    let took = eventually("purge reached B", Duration::from_secs(10), || async {
+    // settled primary needs. The retry's pauses double from 100 ms up to 5 s (attempts at
+    // 0.1, 0.3, 0.7, 1.5, 3.1, 6.3, 11.3, 16.3 s), so a data path that takes six seconds to
+    // find the new primary is retried only at 11.3 s: the bound leaves two such rounds.
+    let took = eventually("purge reached B", Duration::from_secs(20), || async {
         !has(&b, "/k5").await
     })
     .await;
