@@ -66,7 +66,7 @@ macro_rules! query_methods {
 /// A PostgreSQL connection checked out for the request's tenant.
 ///
 /// Take it as an extractor (`db: Db`) in a handler on a route behind `PoolLayer`: the connection
-/// is checked out when the handler asks, with the tenant's [`Isolation`] applied, and goes back
+/// is checked out when the handler asks, with the tenant's [`Isolation`](crate::Isolation) applied, and goes back
 /// when the `Db` is dropped.
 ///
 /// What a statement runs in depends on the [`IsolationScope`]:

@@ -407,3 +407,69 @@ async fn must_revalidate_is_never_served_stale() {
         }
     }
 }
+
+/// RFC 9110 §5.6.7: `Expires` in the obsolete RFC 850 and asctime formats, and in a letter case
+/// the grammar does not spell, still gives the response its freshness.
+#[tokio::test]
+async fn expires_in_every_date_format_and_case_makes_a_response_fresh() {
+    let imf =
+        httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(300));
+    // "Wed, 02 Dec 2026 08:00:00 GMT"
+    let parts: Vec<&str> = imf.split([',', ' ']).filter(|p| !p.is_empty()).collect();
+    let (day, dd, mon, yyyy, time) = (parts[0], parts[1], parts[2], parts[3], parts[4]);
+    let full_day = match day {
+        "Mon" => "monday",
+        "Tue" => "tuesday",
+        "Wed" => "wednesday",
+        "Thu" => "thursday",
+        "Fri" => "friday",
+        "Sat" => "saturday",
+        _ => "sunday",
+    };
+    let day_num: u32 = dd.parse().unwrap();
+    let formats = [
+        ("/imf-lower", imf.to_lowercase()),
+        (
+            "/rfc850",
+            format!(
+                "{full_day}, {dd}-{}-{} {time} gmt",
+                mon.to_lowercase(),
+                &yyyy[2..]
+            ),
+        ),
+        (
+            "/asctime",
+            format!("{day} {mon} {day_num:>2} {time} {yyyy}").to_uppercase(),
+        ),
+    ];
+    let by_path: Arc<Vec<(&'static str, String)>> = Arc::new(formats.to_vec());
+    let answers = by_path.clone();
+    let origin = Origin::start(move |n, _| {
+        // Each path is asked once; answer with the next format in order.
+        let (_, expires) = &answers[n.min(answers.len() - 1)];
+        (200, vec![("expires", expires.clone())], format!("call {n}"))
+    })
+    .await;
+    let proxy = origin.proxy().await;
+    for (i, (path, expires)) in by_path.iter().enumerate() {
+        let first = get(proxy, path, &[]).await;
+        assert_eq!(first.body, format!("call {i}"), "{path}");
+        assert!(
+            first.cache_status().contains("stored"),
+            "{path} ({expires}): {}",
+            first.cache_status()
+        );
+        let second = get(proxy, path, &[]).await;
+        assert_eq!(
+            second.body,
+            format!("call {i}"),
+            "{path} ({expires}) served from the cache"
+        );
+        assert!(
+            second.cache_status().contains("hit"),
+            "{path} ({expires}): {}",
+            second.cache_status()
+        );
+    }
+    assert_eq!(origin.calls(), 3, "one origin call per path");
+}

@@ -23,9 +23,36 @@ pub(crate) fn combined_lossy(headers: &HeaderMap, name: &HeaderName) -> Option<S
 }
 
 /// The first line of `name` parsed as an HTTP-date; `None` when absent or invalid.
+///
+/// As RFC 9110 §5.6.7 asks of recipients: the IMF-fixdate, and the obsolete RFC 850 and asctime
+/// formats; day and month names and `GMT` in any letter case.
 pub(crate) fn http_date(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
-    let value = headers.get(name)?.to_str().ok()?;
-    httpdate::parse_http_date(value.trim()).ok()
+    parse_http_date(headers.get(name)?.to_str().ok()?)
+}
+
+fn parse_http_date(value: &str) -> Option<SystemTime> {
+    let value = value.trim();
+    if let Ok(at) = httpdate::parse_http_date(value) {
+        return Some(at);
+    }
+    // Names in the case the grammar spells them: `Sun`, `Nov`, `GMT`.
+    let mut canonical = String::with_capacity(value.len());
+    let mut word_start = true;
+    for c in value.chars() {
+        if c.is_ascii_alphabetic() {
+            canonical.push(if word_start {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            });
+            word_start = false;
+        } else {
+            canonical.push(c);
+            word_start = true;
+        }
+    }
+    let canonical = canonical.replace("Gmt", "GMT");
+    httpdate::parse_http_date(&canonical).ok()
 }
 
 /// Parses delta-seconds (`1*DIGIT`, RFC 9111 §1.2.2), saturating at [`DELTA_SECONDS_MAX`].
@@ -59,6 +86,32 @@ pub(crate) fn field_names(list: &str) -> Vec<HeaderName> {
 
 #[cfg(test)]
 mod tests {
+    /// RFC 9110 §5.6.7's three formats of one instant, and letter case a sender got wrong.
+    #[test]
+    fn http_dates_in_every_format_and_case() {
+        let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        for value in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "SUN, 06 NOV 1994 08:49:37 GMT",
+            "SUNDAY, 06-NOV-94 08:49:37 GMT",
+            "sun nov  6 08:49:37 1994",
+            "  Sun, 06 Nov 1994 08:49:37 GMT ",
+        ] {
+            assert_eq!(parse_http_date(value), Some(at), "{value}");
+        }
+        for invalid in [
+            "0",
+            "-1",
+            "",
+            "Sun, 06 Nov 1994",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(invalid), None, "{invalid}");
+        }
+    }
+
     use super::*;
 
     #[test]

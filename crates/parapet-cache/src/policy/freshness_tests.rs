@@ -21,6 +21,7 @@ fn lifetime_sources_and_precedence() {
     let lm_1000 = httpdate::fmt_http_date(at(0) - secs(1000));
     let lm_old = httpdate::fmt_http_date(at(0) - secs(100 * day));
     let lm_future = date(50);
+    let exp100_lower = exp100.to_lowercase();
     #[rustfmt::skip]
     let cases: Vec<(&str, Pairs<'_>, StatusCode, &PolicyConfig, Expected)> = vec![
         // §4.2.1: s-maxage first for a shared cache, then max-age, then Expires.
@@ -29,6 +30,8 @@ fn lifetime_sources_and_precedence() {
         ("Expires - Date", vec![("expires", &exp100), ("date", &d0)], OK, &cfg, Some((100, FreshnessSource::Expires))),
         // Missing Date: response_time (at(0) below) stands in.
         ("Expires, no Date", vec![("expires", &exp100)], OK, &cfg, Some((100, FreshnessSource::Expires))),
+        // RFC 9110 §5.6.7: a recipient reads a date whatever the letter case of its names.
+        ("Expires in lower case", vec![("expires", &exp100_lower), ("date", &d0)], OK, &cfg, Some((100, FreshnessSource::Expires))),
         // §5.3: invalid Expires means already expired.
         ("Expires: 0", vec![("expires", "0"), ("date", &d0)], OK, &cfg, Some((0, FreshnessSource::Expires))),
         ("Expires before Date", vec![("expires", &d0), ("date", &exp100)], OK, &cfg, Some((0, FreshnessSource::Expires))),

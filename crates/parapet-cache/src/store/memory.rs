@@ -785,7 +785,7 @@ mod tests {
         }
         let mut taken = taker.await.unwrap();
         taken.extend(store.index_take(b"tag").await);
-        let unique: std::collections::HashSet<_> = taken.iter().cloned().collect();
+        let unique: HashSet<_> = taken.iter().cloned().collect();
         assert_eq!(unique.len(), taken.len(), "no member taken twice");
         assert_eq!(unique.len(), 2_000, "every member taken once");
     }
