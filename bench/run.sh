@@ -25,6 +25,7 @@ Shorter runs (for a smoke test; the published figures use the defaults):
   STACK_SECS=10 STACK_ROUNDS=3
   CLAIMS_SECS=10 CLAIMS_STEP_SECS=5 CLAIMS_ROUNDS=3 CLAIMS_SEED=100000
   SCALE_SECS=60
+  INSTR_SMALL=200 INSTR_LARGE=700
 USAGE
 }
 
