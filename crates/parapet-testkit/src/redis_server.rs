@@ -15,6 +15,9 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     args: Vec<String>,
+    /// Its working directory, of its own: a replica writes the data it receives from its primary
+    /// to `dump.rdb` there (even with `--save ""`), and a server loads that file when it starts.
+    dir: PathBuf,
 }
 
 impl RedisServer {
@@ -25,6 +28,7 @@ impl RedisServer {
             child: None,
             port,
             args: extra.iter().map(|a| (*a).to_owned()).collect(),
+            dir: std::env::temp_dir().join(unique_prefix("redis").replace(':', "-")),
         };
         server.restart();
         server
@@ -34,7 +38,11 @@ impl RedisServer {
     /// [`stop`](Self::stop)): empty, as after a crash, since it keeps no files.
     pub fn restart(&mut self) {
         let port = self.port;
+        // Empty, as after a crash: nothing a replica wrote before is loaded again.
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::create_dir_all(&self.dir).expect("a temporary directory for redis-server");
         let mut child = Command::new("redis-server")
+            .current_dir(&self.dir)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(&self.args)
@@ -109,6 +117,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
