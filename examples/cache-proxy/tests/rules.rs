@@ -804,3 +804,39 @@ async fn normalised_requests_share_variants() {
     }
     assert_eq!(raw.calls(), spellings.len(), "a variant per spelling");
 }
+
+/// Keyed on credentials, the stored variant keeps only a digest of the cookie: the conditional
+/// request revalidating it carries the client's own cookie, never the digest.
+#[tokio::test]
+async fn conditionals_keyed_on_credentials_carry_the_clients_cookie() {
+    let origin = Origin::start(|n, request| {
+        let headers = vec![
+            ("cache-control", "max-age=1".to_owned()),
+            ("etag", "\"s\"".to_owned()),
+        ];
+        if request.contains_key("if-none-match") {
+            return (304, headers, String::new());
+        }
+        (200, headers, format!("session {n}"))
+    })
+    .await;
+    let cache = CacheLayer::builder()
+        .single_tenant()
+        .key_on_credentials(true)
+        .build()
+        .unwrap();
+    let proxy = origin.proxy_with(cache).await;
+    get(proxy, "/me", &[("cookie", "sid=alice")]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let got = get(proxy, "/me", &[("cookie", "sid=alice")]).await;
+    assert_eq!(got.body, "session 0");
+    assert!(
+        got.cache_status().contains("fwd-status=304"),
+        "{}",
+        got.cache_status()
+    );
+    let seen = origin.seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1]["cookie"], "sid=alice");
+    assert_eq!(seen[1]["if-none-match"], "\"s\"");
+}
