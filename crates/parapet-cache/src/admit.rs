@@ -15,9 +15,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use crate::body::buffer;
 use crate::entry::{Entry, StoredValue, VaryMarker, compact};
 use crate::exchange::Sent;
+use crate::policy::variant::{answers_preferred, preferred_secondary_key};
 use crate::policy::{
-    Storability, StoredTimes, VaryFields, current_age, evaluate_conditional, secondary_key,
-    storability, vary_fields,
+    DEFAULT_TARGETED, Storability, StoredTimes, VaryFields, current_age, evaluate_conditional,
+    secondary_key, storability, vary_fields,
 };
 use crate::respond::serve;
 use crate::stats::bump;
@@ -105,6 +106,10 @@ async fn build_entry(
         stored_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     }
     let mut entry = Entry::new(parts.status, stored_headers, bytes.clone(), times, ttl_hint);
+    if !Arc::ptr_eq(&sent.policy.targeted_fields, &DEFAULT_TARGETED) {
+        // Parsed for the default targeted fields: this cache obeys others.
+        entry.reparse(&sent.policy.targeted_fields);
+    }
     entry.stale_while_revalidate = stale_while_revalidate;
     entry.stale_if_error = stale_if_error;
     if let VaryFields::Fields(mut fields) = vary_fields(&parts.headers) {
@@ -167,7 +172,14 @@ async fn store_entry(
             },
         };
         let fields = VaryFields::Fields(entry.vary.clone());
-        let Some(secondary) = secondary_key(&fields, &shared.vary_view(&sent.headers)) else {
+        let request = shared.vary_view(&sent.headers);
+        // The answer to every request preferring what it is goes under the preferred key.
+        let secondary = if answers_preferred(&fields, &request, &entry.headers) {
+            preferred_secondary_key(&fields, &request)
+        } else {
+            secondary_key(&fields, &request)
+        };
+        let Some(secondary) = secondary else {
             return false;
         };
         let variant_key = key.variant(marker.generation, &secondary);

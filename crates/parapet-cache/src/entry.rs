@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
-use crate::policy::{ParsedReuse, ReuseDirectives, StoredMeta, StoredTimes, remaining_freshness};
+use crate::policy::{
+    DEFAULT_TARGETED, ParsedReuse, ReuseDirectives, StoredMeta, StoredTimes, remaining_freshness,
+};
 
 /// A stored response with everything needed to answer a later request from it.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +34,9 @@ pub struct Entry {
     pub vary_request: HeaderMap,
     /// Surrogate keys / tags of the response.
     pub tags: Vec<String>,
-    /// The reuse directives of `headers`' `Cache-Control`, parsed when the entry was built or
-    /// decoded (checked against the headers at every use, so changing them stays correct).
+    /// The reuse directives of `headers` (their `Cache-Control`, or the targeted field that
+    /// replaces it, RFC 9213), parsed when the entry was built or decoded (checked against the
+    /// headers and the cache's targeted fields at every use, so changing either stays correct).
     reuse: ParsedReuse,
 }
 
@@ -54,7 +57,7 @@ impl Entry {
         let headers = compact(&headers);
         Self {
             status,
-            reuse: ParsedReuse::of(&headers),
+            reuse: ParsedReuse::of(&headers, &DEFAULT_TARGETED),
             headers,
             body,
             times,
@@ -78,15 +81,17 @@ impl Entry {
         }
     }
 
-    /// What [`decide_parsed`](crate::policy::decide_parsed) needs of the stored
-    /// `Cache-Control`, without parsing it again while the headers are those it was parsed from.
-    pub(crate) fn reuse_directives(&self) -> ReuseDirectives {
-        self.reuse.directives_for(&self.headers)
+    /// What [`decide_parsed`](crate::policy::decide_parsed) needs of the stored directives
+    /// for a cache obeying the `targeted` fields (RFC 9213), without parsing them again while
+    /// the headers and the list are those they were parsed for.
+    pub(crate) fn reuse_directives(&self, targeted: &Arc<[HeaderName]>) -> ReuseDirectives {
+        self.reuse.directives_for(&self.headers, targeted)
     }
 
-    /// Parses the stored `Cache-Control` again, after the headers changed (a 304 updated them).
-    pub(crate) fn reparse(&mut self) {
-        self.reuse = ParsedReuse::of(&self.headers);
+    /// Parses the stored directives again for the `targeted` fields: after the headers
+    /// changed (a 304 updated them), or for a cache whose list is not the default one.
+    pub(crate) fn reparse(&mut self, targeted: &Arc<[HeaderName]>) {
+        self.reuse = ParsedReuse::of(&self.headers, targeted);
     }
 
     /// Whether the entry carries a validator (`ETag` or `Last-Modified`).

@@ -47,7 +47,8 @@ pub(crate) struct Sent {
 ///
 /// The client's conditionals are not sent for a `GET` (the cache answers them from the
 /// response) nor when revalidating: then `validators` is the stored entry, whose validators
-/// are sent instead. A `HEAD` that is not a revalidation keeps the client's.
+/// are sent instead, with the request fields its `Vary` names as they were when it was
+/// stored. A `HEAD` that is not a revalidation keeps the client's.
 pub(crate) async fn send<S, B>(
     ctx: Ctx<S>,
     mut parts: Parts,
@@ -72,6 +73,17 @@ where
     }
     if let Some(entry) = validators {
         parts.headers.extend(conditional_headers(&entry.headers));
+        // RFC 9111 §4.3.1: the request fields that selected the stored variant go with its
+        // validators, whichever request triggered the revalidation (a background refresh, a
+        // request whose spelling normalised to the same variant). Fields the cache keys on
+        // as credentials are kept only as digests: those stay the client's own (they match).
+        let implied = shared.implied_vary();
+        for name in entry.vary.iter().filter(|name| !implied.contains(name)) {
+            parts.headers.remove(name);
+            for value in entry.vary_request.get_all(name) {
+                parts.headers.append(name.clone(), value.clone());
+            }
+        }
     }
     let epoch = shared.epochs.current(key.tenant_prefix()).await;
     let request_time = SystemTime::now();

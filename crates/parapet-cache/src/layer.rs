@@ -72,6 +72,9 @@ pub enum BuildError {
     /// [`CacheLayerBuilder::local_tenant_share`] is not a fraction in `(0, 1]`.
     #[error("local_tenant_share must be a fraction of the local tier in (0, 1], not {0}")]
     TenantShare(f64),
+    /// A name given to [`CacheLayerBuilder::targeted_fields`] is not a valid header name.
+    #[error("targeted_fields: {0:?} is not a valid header field name")]
+    TargetedField(String),
 }
 
 /// The prefix of every key unless [`CacheLayerBuilder::prefix`] sets another.
@@ -98,6 +101,7 @@ pub struct CacheLayerBuilder {
     key_on_credentials: bool,
     max_uri_length: usize,
     invalidation_secret: Option<Arc<[u8]>>,
+    targeted_fields: Option<Vec<String>>,
 }
 
 impl Default for CacheLayerBuilder {
@@ -124,6 +128,7 @@ impl Default for CacheLayerBuilder {
             key_on_credentials: false,
             max_uri_length: 2048,
             invalidation_secret: None,
+            targeted_fields: None,
         }
     }
 }
@@ -140,6 +145,7 @@ impl fmt::Debug for CacheLayerBuilder {
             .field("credential_headers", &self.credential_headers)
             .field("key_on_credentials", &self.key_on_credentials)
             .field("max_uri_length", &self.max_uri_length)
+            .field("targeted_fields", &self.targeted_fields)
             .field(
                 "invalidation_secret",
                 &self.invalidation_secret.as_ref().map(|_| "***"),
@@ -191,6 +197,33 @@ impl CacheLayerBuilder {
     /// The RFC 9111 policy settings.
     pub fn policy(mut self, policy: PolicyConfig) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// The targeted cache-control fields (RFC 9213) this cache obeys, in precedence order
+    /// (default: `CDN-Cache-Control`; an empty list obeys `Cache-Control` alone), e.g.
+    /// `.targeted_fields(["Parapet-Cache-Control", "CDN-Cache-Control"])`.
+    ///
+    /// The first listed field that a response carries with a valid, non-empty Structured
+    /// Field Dictionary value replaces its `Cache-Control` and `Expires` for this cache: a
+    /// short targeted `max-age` wins over a long `Cache-Control` one, a targeted `max-age`
+    /// makes a `Cache-Control: no-store` response storable, a targeted `no-store` or
+    /// `private` keeps it out. An empty or invalid field is ignored (the next one, then
+    /// `Cache-Control`, applies). Clients get the fields unchanged. Set here, the list
+    /// replaces the one of [`policy`](Self::policy) (see
+    /// [`PolicyConfig::targeted_fields`]). A name that is not a valid header name, or
+    /// `Cache-Control`, makes [`build`](Self::build) fail.
+    pub fn targeted_fields<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.targeted_fields = Some(
+            names
+                .into_iter()
+                .map(|name| name.as_ref().to_owned())
+                .collect(),
+        );
         self
     }
 
@@ -300,8 +333,18 @@ impl CacheLayerBuilder {
     /// # Errors
     ///
     /// [`BuildError::Policy`] for invalid policy settings, [`BuildError::Redis`] for an
-    /// invalid Redis URL, [`BuildError::TenantShare`] for a share outside `(0, 1]`.
-    pub fn build(self) -> Result<CacheLayer, BuildError> {
+    /// invalid Redis URL, [`BuildError::TenantShare`] for a share outside `(0, 1]`,
+    /// [`BuildError::TargetedField`] for a targeted field that is not a header name.
+    pub fn build(mut self) -> Result<CacheLayer, BuildError> {
+        if let Some(names) = self.targeted_fields.take() {
+            let mut fields = Vec::with_capacity(names.len());
+            for name in names {
+                let parsed = HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| BuildError::TargetedField(name.clone()))?;
+                fields.push(parsed);
+            }
+            self.policy = self.policy.targeted_fields(fields);
+        }
         self.policy.validate()?;
         if let Some(share) = self.local_tenant_share
             && !(share > 0.0 && share <= 1.0)

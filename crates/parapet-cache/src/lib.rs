@@ -11,9 +11,12 @@
 //! - **Tiers.** A local moka tier bounded in bytes ([`MemoryStore`]), Redis ([`RedisStore`]: one
 //!   server, or a Redis Cluster with [`RedisConfig::cluster`]; failing open behind a time budget
 //!   and a breaker), or the first in front of the second ([`TieredStore`]).
-//! - **HTTP semantics.** Freshness, `Age`, `Vary` (with `Vary: *` never stored), conditional
-//!   requests answered with 304, revalidation of stale entries, `stale-while-revalidate`
-//!   (one background refresh per key) and `stale-if-error`, invalidation after unsafe methods.
+//! - **HTTP semantics.** Freshness, `Age`, `Vary` (with `Vary: *` never stored, request fields
+//!   normalised as [`policy::variant`] says), conditional requests answered with 304,
+//!   revalidation of stale and `no-cache` entries (carrying the variant's `Vary`'d fields),
+//!   `stale-while-revalidate` (one background refresh per key) and `stale-if-error`,
+//!   invalidation after unsafe methods, RFC 9213 targeted fields (`CDN-Cache-Control` by
+//!   default, see [`targeted_fields`](CacheLayerBuilder::targeted_fields)).
 //! - **Coalescing.** Concurrent misses on one key make one call to the inner service, even when
 //!   the first request's client goes away before the response arrives.
 //! - **Limits.** Bodies above [`max_body_size`](CacheLayerBuilder::max_body_size) stream

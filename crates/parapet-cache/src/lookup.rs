@@ -8,7 +8,8 @@ use http::HeaderMap;
 
 use crate::entry::{Entry, StoredValue, VaryMarker};
 use crate::key::PrimaryKey;
-use crate::policy::{VaryFields, secondary_key, secondary_key_matches};
+use crate::policy::variant::{preferred_secondary_key, variant_matches};
+use crate::policy::{VaryFields, secondary_key};
 use crate::shared::Shared;
 use crate::status::Fwd;
 use crate::store::Tier;
@@ -85,42 +86,43 @@ pub(crate) async fn lookup(shared: &Shared, key: &PrimaryKey, headers: &HeaderMa
             }
             let headers = &*shared.vary_view(headers);
             let fields = VaryFields::Fields(marker.fields.clone());
-            let Some(secondary) = secondary_key(&fields, headers) else {
+            // The preferred key first (a variant shared by every request with the same
+            // preferred language or coding), then the whole normalised request.
+            let preferred = preferred_secondary_key(&fields, headers);
+            let whole = secondary_key(&fields, headers);
+            let mut keys = preferred.into_iter().chain(whole).peekable();
+            if keys.peek().is_none() {
                 return Lookup::Miss {
                     fwd: Fwd::VaryMiss,
                     marker: Some(marker),
                 };
-            };
-            let variant_key = key.variant(marker.generation, &secondary);
-            match shared.store.get(&variant_key).await {
-                Some(found) => match found.value {
+            }
+            for secondary in keys {
+                let variant_key = key.variant(marker.generation, &secondary);
+                if let Some(found) = shared.store.get(&variant_key).await
+                    && let StoredValue::Response(entry) = found.value
                     // Checked again on the stored request fields: a key can never select
                     // another variant's response.
-                    StoredValue::Response(entry)
-                        if secondary_key_matches(
-                            &entry.vary_request,
-                            &VaryFields::Fields(entry.vary.clone()),
-                            headers,
-                        ) =>
-                    {
-                        Lookup::Hit {
-                            found: Found {
-                                entry,
-                                store_key: variant_key,
-                                marker: Some(marker),
-                            },
-                            tier: found.tier,
-                        }
-                    }
-                    _ => Lookup::Miss {
-                        fwd: Fwd::VaryMiss,
-                        marker: Some(marker),
-                    },
-                },
-                None => Lookup::Miss {
-                    fwd: Fwd::VaryMiss,
-                    marker: Some(marker),
-                },
+                    && variant_matches(
+                        &entry.vary_request,
+                        &VaryFields::Fields(entry.vary.clone()),
+                        &entry.headers,
+                        headers,
+                    )
+                {
+                    return Lookup::Hit {
+                        found: Found {
+                            entry,
+                            store_key: variant_key,
+                            marker: Some(marker),
+                        },
+                        tier: found.tier,
+                    };
+                }
+            }
+            Lookup::Miss {
+                fwd: Fwd::VaryMiss,
+                marker: Some(marker),
             }
         }
     }

@@ -16,7 +16,7 @@ use crate::exchange::{CLIENT_CONDITIONALS, Ctx, Sent, send};
 use crate::lookup::Found;
 use crate::policy::{
     NotStored, ResponseDirectives, Storability, StoredTimes, current_age, freshness_lifetime,
-    not_modified_matches, stale_if_error_allowed, storability, update_stored_headers,
+    not_modified_matches, stale_if_error_allowed_for, storability, update_stored_headers,
 };
 use crate::respond::serve;
 use crate::stats::bump;
@@ -38,6 +38,7 @@ where
 {
     let (sent, result) = send(ctx, parts, body, Some(&stale.entry)).await;
     let now = SystemTime::now();
+    let targeted = &sent.policy.targeted_fields;
     let status = CacheStatus::fwd(fwd);
     let serve_stale = |status: CacheStatus| {
         bump(&sent.shared.counters.stale);
@@ -49,7 +50,7 @@ where
     };
     let response = match result {
         Err(error) => {
-            if stale_if_error_allowed(&stale.entry.meta(), &sent.headers, now) {
+            if stale_if_error_allowed_for(&stale.entry.meta(), &sent.headers, now, targeted) {
                 return Ok(serve_stale(status));
             }
             return Err(error);
@@ -58,7 +59,8 @@ where
     };
     let code = response.status();
     let server_error = matches!(code.as_u16(), 500 | 502 | 503 | 504);
-    if server_error && stale_if_error_allowed(&stale.entry.meta(), &sent.headers, now) {
+    if server_error && stale_if_error_allowed_for(&stale.entry.meta(), &sent.headers, now, targeted)
+    {
         return Ok(serve_stale(status.fwd_status(code.as_u16())));
     }
     if code == StatusCode::NOT_MODIFIED
@@ -148,18 +150,18 @@ async fn refreshed(
             }
         }
         Storability::NoStore(reason) => {
-            entry.reparse();
+            entry.reparse(&sent.policy.targeted_fields);
             entry.times = StoredTimes::from_response(sent.request_time, response_time, from_304);
             entry.lifetime = Duration::ZERO;
             sent.shared.store.delete(&stale.store_key).await;
             return (Arc::new(entry), Some(reason));
         }
     }
-    entry.reparse();
+    entry.reparse(&sent.policy.targeted_fields);
     entry.times = StoredTimes::from_response(sent.request_time, response_time, from_304);
     entry.lifetime = freshness_lifetime(entry.status, &entry.headers, &sent.policy, response_time)
         .map_or(Duration::ZERO, |l| l.duration);
-    let directives = ResponseDirectives::from_headers(&entry.headers);
+    let directives = ResponseDirectives::for_cache(&entry.headers, &sent.policy.targeted_fields);
     (entry.stale_while_revalidate, entry.stale_if_error) = if directives.forbids_stale() {
         (None, None)
     } else {

@@ -161,7 +161,7 @@ where
         &parts.method,
         &parts.headers,
         &entry.meta(),
-        entry.reuse_directives(),
+        entry.reuse_directives(&ctx.shared.policy.targeted_fields),
         now,
     ) {
         Decision::Fresh { age } => {
@@ -302,7 +302,9 @@ where
             &parts.method,
             &parts.headers,
             &found.entry.meta(),
-            found.entry.reuse_directives(),
+            found
+                .entry
+                .reuse_directives(&ctx.shared.policy.targeted_fields),
             SystemTime::now(),
         )),
         Lookup::Miss { .. } => None,

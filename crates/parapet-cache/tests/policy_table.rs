@@ -95,6 +95,37 @@ async fn storability_table() {
             "detail=vary-star",
         ),
         ("no-freshness", vec![], vec![], false, "detail=no-freshness"),
+        // RFC 9213: a valid CDN-Cache-Control replaces Cache-Control; an invalid one does not.
+        (
+            "cdn-max-age-over-no-store",
+            vec![],
+            vec![
+                h("cache-control", "no-store"),
+                h("cdn-cache-control", "max-age=60"),
+            ],
+            true,
+            "",
+        ),
+        (
+            "cdn-no-store",
+            vec![],
+            vec![
+                h("cache-control", "max-age=60"),
+                h("cdn-cache-control", "no-store"),
+            ],
+            false,
+            "detail=response-no-store",
+        ),
+        (
+            "cdn-invalid",
+            vec![],
+            vec![
+                h("cache-control", "no-store"),
+                h("cdn-cache-control", "max-age=60,"),
+            ],
+            false,
+            "detail=response-no-store",
+        ),
         (
             "request-no-store",
             vec![("cache-control", "no-store")],
@@ -222,6 +253,45 @@ async fn vary_keeps_variants_apart() {
         cache_status(&en)
     );
     assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+/// Spellings of one language preference find one variant through both tiers; the
+/// conditional request revalidating it carries the variant's own `Accept-Language`.
+#[tokio::test]
+async fn accept_language_spellings_share_a_variant() {
+    let cache = layer("vary-normalised").await;
+    let (service, calls) = origin(|n, request| {
+        let headers = vec![
+            h("cache-control", "max-age=1"),
+            h("vary", "accept-language"),
+            h("content-language", "en"),
+            h("etag", "\"en\""),
+        ];
+        if n == 2 {
+            // The revalidation of the first variant: its validator and its own field.
+            assert_eq!(request.headers()["if-none-match"], "\"en\"");
+            assert_eq!(request.headers()["accept-language"], "en, de;q=0.5");
+            return (304, headers, String::new());
+        }
+        (200, headers, format!("english {n}"))
+    });
+    let ask = |lang: &str| request("GET", Some("acme"), "/lang", &[("accept-language", lang)]);
+    for lang in ["en, de;q=0.5", "EN", "de;q=0.8, en;q=0.9", " en ,fr"] {
+        let response = send(&cache, service.clone(), ask(lang)).await;
+        assert_eq!(text(response).await, "english 0", "{lang}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Not the preferred language: its own variant.
+    send(&cache, service.clone(), ask("de, en")).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let revalidated = send(&cache, service, ask("en;q=1.0")).await;
+    assert!(
+        cache_status(&revalidated).contains("fwd-status=304"),
+        "{}",
+        cache_status(&revalidated)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]

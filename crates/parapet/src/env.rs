@@ -66,6 +66,7 @@ pub enum ConfigError {
 /// | `PARAPET_CACHE_PREFIX` | `parapet:cache:` | prefix of every Redis key |
 /// | `PARAPET_CACHE_DEFAULT_TTL` | unset | `prefix=seconds,…`: responses under a path prefix that carry no freshness of their own are cached that long (`/api/=10`) |
 /// | `PARAPET_CACHE_MAX_BODY_BYTES` | the cache's default | larger responses stream through uncached |
+/// | `PARAPET_CACHE_TARGETED_FIELDS` | `CDN-Cache-Control` | the targeted cache-control fields (RFC 9213) the cache obeys, in precedence order, comma-separated (`Parapet-Cache-Control,CDN-Cache-Control`); `none` for `Cache-Control` alone |
 /// | `PARAPET_QUOTA` | `off` | `on` adds per-tenant rate limits between the tenant layer and the cache (shared through `REDIS_URL` / `REDIS_CLUSTER_URLS` when set) |
 /// | `PARAPET_QUOTA_PLANS` | `free=20/s:40,pro=200/s:400` | `plan=rule,…`: the rule of each plan (`COUNT/PERIOD[:BURST]`, periods `s`, `min`, `h`; or `unlimited`), see [`Rate`](crate::quota::Rate) |
 /// | `PARAPET_QUOTA_TENANTS` | unset | `tenant=rule,…`: tenants' own rules, whatever their plan |
@@ -130,6 +131,8 @@ pub struct EnvConfig {
     pub cache_default_ttls: Vec<(String, Duration)>,
     /// `PARAPET_CACHE_MAX_BODY_BYTES`.
     pub cache_max_body_bytes: Option<usize>,
+    /// `PARAPET_CACHE_TARGETED_FIELDS` (`None`: the cache's default; empty for `none`).
+    pub cache_targeted_fields: Option<Vec<HeaderName>>,
     /// `PARAPET_QUOTA`.
     pub quota: bool,
     /// `PARAPET_QUOTA_PLANS`.
@@ -198,6 +201,7 @@ impl std::fmt::Debug for EnvConfig {
             .field("cache_prefix", &self.cache_prefix)
             .field("cache_default_ttls", &self.cache_default_ttls)
             .field("cache_max_body_bytes", &self.cache_max_body_bytes)
+            .field("cache_targeted_fields", &self.cache_targeted_fields)
             .field("quota", &self.quota)
             .field("quota_plans", &self.quota_plans)
             .field("quota_tenants", &self.quota_tenants)
@@ -360,6 +364,7 @@ impl EnvConfig {
                 .map(|entry| route_ttl(entry))
                 .collect::<Result<_, _>>()?,
             cache_max_body_bytes: number(&get, "PARAPET_CACHE_MAX_BODY_BYTES")?,
+            cache_targeted_fields: targeted_fields(&get)?,
             quota: switch(&get, "PARAPET_QUOTA", false)?,
             quota_plans: quota_plans(&get)?,
             quota_tenants: quota_tenants(&get)?,
@@ -449,6 +454,9 @@ impl EnvConfig {
             }
             if let Some(share) = self.cache_tenant_share {
                 cache = cache.local_tenant_share(share.get());
+            }
+            if let Some(fields) = &self.cache_targeted_fields {
+                cache = cache.targeted_fields(fields);
             }
             builder = builder.cache(cache.build()?);
         }
@@ -664,6 +672,34 @@ fn list(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) -> Vec
         .collect()
 }
 
+/// `PARAPET_CACHE_TARGETED_FIELDS`: header names in order, or `none`.
+fn targeted_fields(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Vec<HeaderName>>, ConfigError> {
+    const NAME: &str = "PARAPET_CACHE_TARGETED_FIELDS";
+    let Some(value) = get(NAME) else {
+        return Ok(None);
+    };
+    if value.trim().eq_ignore_ascii_case("none") {
+        return Ok(Some(Vec::new()));
+    }
+    let mut fields = Vec::new();
+    for name in list(get, NAME, "") {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name: NAME,
+            value: value.clone(),
+            reason: format!("{name:?}: {reason}"),
+        };
+        let field =
+            HeaderName::try_from(name.as_str()).map_err(|_| invalid("not a header name"))?;
+        if field == http::header::CACHE_CONTROL {
+            return Err(invalid("cache-control is what targeted fields replace"));
+        }
+        fields.push(field);
+    }
+    Ok(Some(fields))
+}
+
 fn route_ttl(entry: &str) -> Result<(String, Duration), ConfigError> {
     let invalid = |reason: &str| ConfigError::Invalid {
         name: "PARAPET_CACHE_DEFAULT_TTL",
@@ -869,6 +905,28 @@ mod tests {
     }
 
     #[test]
+    fn targeted_fields_are_header_names_in_order_or_none() {
+        let read = |value: &str| {
+            EnvConfig::from_map([URL, ("PARAPET_CACHE_TARGETED_FIELDS", value)])
+                .map(|c| c.cache_targeted_fields)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            EnvConfig::from_map([URL]).unwrap().cache_targeted_fields,
+            None
+        );
+        assert_eq!(read(" None "), Ok(Some(Vec::new())));
+        assert_eq!(
+            read("CDN-Cache-Control"),
+            Ok(Some(vec![HeaderName::from_static("cdn-cache-control")]))
+        );
+        let bad = read("CDN-Cache-Control, bad name").unwrap_err();
+        assert!(bad.contains("\"bad name\": not a header name"), "{bad}");
+        let cc = read("Cache-Control").unwrap_err();
+        assert!(cc.contains("what targeted fields replace"), "{cc}");
+    }
+
+    #[test]
     fn every_variable_is_read() {
         let c = EnvConfig::from_map([
             URL,
@@ -888,6 +946,10 @@ mod tests {
             ("PARAPET_CACHE_LOCAL_BYTES", "1024"),
             ("PARAPET_CACHE_PREFIX", "app:"),
             ("PARAPET_CACHE_MAX_BODY_BYTES", "4096"),
+            (
+                "PARAPET_CACHE_TARGETED_FIELDS",
+                "Parapet-Cache-Control, CDN-Cache-Control",
+            ),
             ("PARAPET_CACHE_DEFAULT_TTL", "/api/=10, /static/=3600"),
             ("PARAPET_ISOLATION", "schema"),
             ("PARAPET_ISOLATION_SCOPE", "transaction"),
@@ -928,6 +990,13 @@ mod tests {
         assert_eq!(c.cache_local_bytes, 1024);
         assert_eq!(c.cache_prefix.as_deref(), Some("app:"));
         assert_eq!(c.cache_max_body_bytes, Some(4096));
+        assert_eq!(
+            c.cache_targeted_fields,
+            Some(vec![
+                HeaderName::from_static("parapet-cache-control"),
+                HeaderName::from_static("cdn-cache-control")
+            ])
+        );
         assert_eq!(
             c.cache_default_ttls,
             [

@@ -8,6 +8,7 @@ use std::sync::{
     Arc, Mutex,
     atomic::{AtomicUsize, Ordering},
 };
+use std::time::Duration;
 
 use axum::{Router, body::Body, extract::Request, response::Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -387,7 +388,7 @@ async fn must_revalidate_is_never_served_stale() {
         .await;
         let proxy = origin.proxy().await;
         assert_eq!(get(proxy, "/m", &[]).await.body, "v1");
-        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         let stale = get(proxy, "/m", &[]).await;
         let expect_stale_served = directive == "immutable";
         if expect_stale_served {
@@ -412,8 +413,7 @@ async fn must_revalidate_is_never_served_stale() {
 /// the grammar does not spell, still gives the response its freshness.
 #[tokio::test]
 async fn expires_in_every_date_format_and_case_makes_a_response_fresh() {
-    let imf =
-        httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(300));
+    let imf = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(300));
     // "Wed, 02 Dec 2026 08:00:00 GMT"
     let parts: Vec<&str> = imf.split([',', ' ']).filter(|p| !p.is_empty()).collect();
     let (day, dd, mon, yyyy, time) = (parts[0], parts[1], parts[2], parts[3], parts[4]);
@@ -472,4 +472,371 @@ async fn expires_in_every_date_format_and_case_makes_a_response_fresh() {
         );
     }
     assert_eq!(origin.calls(), 3, "one origin call per path");
+}
+
+/// An origin answering every call with these headers and the body `call <n>`.
+async fn fixed(headers: &[(&'static str, &str)]) -> Origin {
+    let headers: Vec<(&'static str, String)> =
+        headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect();
+    Origin::start(move |n, _| (200, headers.clone(), format!("call {n}"))).await
+}
+
+/// The `ttl` of the proxy's `Cache-Status`.
+fn ttl(got: &Got) -> u64 {
+    let status = got.cache_status();
+    status
+        .split("ttl=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|ttl| ttl.parse().ok())
+        .unwrap_or_else(|| panic!("no ttl: {status}"))
+}
+
+fn value<'a>(got: &'a Got, name: &str) -> &'a str {
+    got.headers.get(name).map_or("", |v| v.to_str().unwrap())
+}
+
+/// RFC 9213: `CDN-Cache-Control`, when valid, replaces `Cache-Control` (and `Expires`) for the
+/// cache's decisions, both ways, and reaches the client unchanged; an invalid one is ignored.
+#[tokio::test]
+async fn cdn_cache_control_replaces_cache_control() {
+    // (Cache-Control, CDN-Cache-Control, stored, detail when not stored)
+    let cases = [
+        ("no-store", "max-age=60", true, ""),
+        ("max-age=60", "no-store", false, "detail=response-no-store"),
+        ("public, max-age=60", "private", false, "detail=private"),
+        // Not a Dictionary (trailing comma): ignored, Cache-Control applies.
+        ("no-store", "max-age=60,", false, "detail=response-no-store"),
+        ("max-age=60", "", true, ""),
+    ];
+    for (cc, cdn, stored, detail) in cases {
+        let origin = fixed(&[("cache-control", cc), ("cdn-cache-control", cdn)]).await;
+        let proxy = origin.proxy().await;
+        let first = get(proxy, "/t", &[]).await;
+        let case = format!("{cc} / {cdn}: {}", first.cache_status());
+        assert_eq!(first.cache_status().contains("stored"), stored, "{case}");
+        assert!(first.cache_status().contains(detail), "{case}");
+        // Forwarded unchanged.
+        assert_eq!(value(&first, "cdn-cache-control"), cdn, "{case}");
+        assert_eq!(value(&first, "cache-control"), cc, "{case}");
+        let second = get(proxy, "/t", &[]).await;
+        assert_eq!(
+            second.body,
+            if stored { "call 0" } else { "call 1" },
+            "{case}"
+        );
+        if stored {
+            assert!(second.cache_status().contains("hit"), "{case}");
+            assert_eq!(value(&second, "cdn-cache-control"), cdn, "{case}");
+        }
+    }
+
+    // Huge values saturate at 2^31 seconds.
+    let origin = fixed(&[("cdn-cache-control", "max-age=99999999999")]).await;
+    let first = get(origin.proxy().await, "/huge", &[]).await;
+    // 2^31 seconds less the time the exchange took.
+    let status = first.cache_status();
+    assert!(
+        (2_147_483_646..=2_147_483_648).contains(&ttl(&first)),
+        "{status}"
+    );
+    assert!(status.contains("stored"), "{status}");
+    // The targeted field replaces Expires too: without freshness of its own, nothing is kept.
+    let expires = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(300));
+    let origin = fixed(&[("expires", &expires), ("cdn-cache-control", "public")]).await;
+    let first = get(origin.proxy().await, "/expires", &[]).await;
+    assert!(
+        first.cache_status().contains("detail=no-freshness"),
+        "{}",
+        first.cache_status()
+    );
+
+    // A short targeted max-age wins over a long Cache-Control one, and the stored entry's
+    // reuse rules come from the targeted field: no stale-while-revalidate from
+    // Cache-Control, the targeted one instead.
+    let short = fixed(&[
+        ("cache-control", "max-age=600, stale-while-revalidate=600"),
+        ("cdn-cache-control", "max-age=1"),
+        ("etag", "\"a\""),
+    ])
+    .await;
+    let windowed = fixed(&[
+        ("cache-control", "max-age=1"),
+        ("cdn-cache-control", "max-age=1, stale-while-revalidate=600"),
+        ("etag", "\"b\""),
+    ])
+    .await;
+    let (short_proxy, windowed_proxy) = (short.proxy().await, windowed.proxy().await);
+    let primed = get(short_proxy, "/s", &[]).await;
+    assert!(ttl(&primed) <= 1, "{}", primed.cache_status());
+    get(windowed_proxy, "/w", &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = get(short_proxy, "/s", &[]).await;
+    assert!(
+        stale.cache_status().contains("fwd=stale"),
+        "not served stale: {}",
+        stale.cache_status()
+    );
+    assert_eq!(short.calls(), 2);
+    let served = get(windowed_proxy, "/w", &[]).await;
+    assert!(
+        served
+            .cache_status()
+            .contains("detail=stale-while-revalidate"),
+        "{}",
+        served.cache_status()
+    );
+    assert_eq!(served.body, "call 0");
+}
+
+/// The cache's own list of targeted fields, in its order; a targeted field it does not list
+/// changes nothing.
+#[tokio::test]
+async fn targeted_fields_follow_the_configured_list() {
+    let ours = || {
+        CacheLayer::builder()
+            .single_tenant()
+            .targeted_fields(["Parapet-Cache-Control", "CDN-Cache-Control"])
+            .build()
+            .unwrap()
+    };
+    // (Parapet-Cache-Control, CDN-Cache-Control, Cache-Control, stored with our list)
+    let cases = [
+        ("no-store", "max-age=60", "max-age=60", false),
+        ("max-age=60", "no-store", "no-store", true),
+        ("max-age=60,", "no-store", "max-age=60", false),
+        ("max-age=60,", "max-age=60", "no-store", true),
+    ];
+    for (parapet, cdn, cc, stored) in cases {
+        let origin = fixed(&[
+            ("parapet-cache-control", parapet),
+            ("cdn-cache-control", cdn),
+            ("cache-control", cc),
+        ])
+        .await;
+        let proxy = origin.proxy_with(ours()).await;
+        get(proxy, "/o", &[]).await;
+        let second = get(proxy, "/o", &[]).await;
+        assert_eq!(
+            second.cache_status().contains("hit"),
+            stored,
+            "{parapet} / {cdn} / {cc}: {}",
+            second.cache_status()
+        );
+        assert_eq!(value(&second, "parapet-cache-control"), parapet);
+    }
+    // The default cache does not list Parapet-Cache-Control: it obeys CDN-Cache-Control.
+    let origin = fixed(&[
+        ("parapet-cache-control", "no-store"),
+        ("cdn-cache-control", "max-age=60"),
+        ("cache-control", "no-store"),
+    ])
+    .await;
+    let proxy = origin.proxy().await;
+    get(proxy, "/d", &[]).await;
+    assert_eq!(get(proxy, "/d", &[]).await.body, "call 0");
+    // An invalid name is a build error.
+    let error = CacheLayer::builder()
+        .targeted_fields(["bad name"])
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("\"bad name\""), "{error}");
+}
+
+/// `Cache-Control: no-cache` responses are stored and revalidated on every use: each request
+/// sends a conditional request upstream and a 304 serves the stored body with refreshed
+/// headers; a changed resource replaces it.
+#[tokio::test]
+async fn no_cache_responses_are_stored_and_revalidated_on_every_use() {
+    for cc in ["no-cache", "no-cache, max-age=600"] {
+        let origin = Origin::start(move |n, request| {
+            let version = if n < 3 { "v1" } else { "v2" };
+            let etag = format!("\"{version}\"");
+            let headers = vec![
+                ("cache-control", cc.to_owned()),
+                ("etag", etag.clone()),
+                ("x-call", n.to_string()),
+            ];
+            if request.get("if-none-match").is_some_and(|v| *v == *etag) {
+                return (304, headers, String::new());
+            }
+            (200, headers, format!("{version} from call {n}"))
+        })
+        .await;
+        let proxy = origin.proxy().await;
+        let first = get(proxy, "/n", &[]).await;
+        assert!(
+            first.cache_status().contains("stored"),
+            "{cc}: {}",
+            first.cache_status()
+        );
+        for call in 1..3 {
+            let got = get(proxy, "/n", &[]).await;
+            assert_eq!(got.status, StatusCode::OK, "{cc}");
+            assert_eq!(got.body, "v1 from call 0", "{cc}: the stored body");
+            assert!(
+                got.cache_status().contains("fwd-status=304"),
+                "{cc}: {}",
+                got.cache_status()
+            );
+            assert_eq!(
+                value(&got, "x-call"),
+                call.to_string(),
+                "{cc}: refreshed headers"
+            );
+            let seen = origin.seen.lock().unwrap();
+            assert_eq!(
+                seen[call]["if-none-match"], "\"v1\"",
+                "{cc}: conditional upstream"
+            );
+        }
+        assert_eq!(origin.calls(), 3, "{cc}: one upstream request per use");
+        // The resource changed: the full response replaces the stored one.
+        assert_eq!(get(proxy, "/n", &[]).await.body, "v2 from call 3", "{cc}");
+        let again = get(proxy, "/n", &[]).await;
+        assert_eq!(again.body, "v2 from call 3", "{cc}");
+        assert_eq!(origin.seen.lock().unwrap()[4]["if-none-match"], "\"v2\"");
+    }
+}
+
+/// RFC 9111 §4.3.1: a conditional request revalidating a stored variant carries the request
+/// fields its `Vary` names with the values that selected it, whether the client that
+/// triggered it spelled them otherwise (foreground) or the refresh runs in the background.
+#[tokio::test]
+async fn generated_conditionals_carry_the_variants_vary_fields() {
+    for (cc, background) in [
+        ("max-age=1", false),
+        ("max-age=1, stale-while-revalidate=60", true),
+    ] {
+        let origin = Origin::start(move |n, request| {
+            let headers = vec![
+                ("cache-control", cc.to_owned()),
+                ("vary", "Accept-Language".to_owned()),
+                ("content-language", "en-US".to_owned()),
+                ("etag", "\"en\"".to_owned()),
+            ];
+            if request.contains_key("if-none-match") {
+                return (304, headers, String::new());
+            }
+            (200, headers, format!("english {n}"))
+        })
+        .await;
+        let proxy = origin.proxy().await;
+        get(proxy, "/v", &[("accept-language", "en-US, fr")]).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Another spelling of the same preference selects the stored variant.
+        let got = get(proxy, "/v", &[("accept-language", "fr;q=0.5, EN-us")]).await;
+        assert_eq!(got.body, "english 0", "{cc}");
+        if background {
+            assert!(
+                got.cache_status().contains("detail=stale-while-revalidate"),
+                "{}",
+                got.cache_status()
+            );
+            let waited = std::time::Instant::now();
+            while origin.calls() < 2 {
+                assert!(waited.elapsed() < Duration::from_secs(5), "no refresh");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        } else {
+            assert!(
+                got.cache_status().contains("fwd-status=304"),
+                "{}",
+                got.cache_status()
+            );
+        }
+        let seen = origin.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{cc}");
+        assert_eq!(seen[1]["if-none-match"], "\"en\"", "{cc}");
+        assert_eq!(
+            seen[1]["accept-language"], "en-US, fr",
+            "{cc}: the variant's value"
+        );
+        assert_eq!(seen[1].get_all("accept-language").iter().count(), 1, "{cc}");
+    }
+}
+
+/// Spellings of one preference share a variant; the same spellings of a field the cache does
+/// not normalise each get their own. Counted at the origin: one call per stored variant.
+#[tokio::test]
+async fn normalised_requests_share_variants() {
+    let spellings = [
+        "en-US, fr",
+        "en-us,fr",
+        "EN-US , FR",
+        "fr;q=0.9, en-us",
+        "en-US;q=1.0, fr;q=0.5",
+        "en-us;q=1, de;q=0.8, fr;q=0.1",
+    ];
+    let english = |vary: &'static str| {
+        Origin::start(move |n, _| {
+            let headers = vec![
+                ("cache-control", "max-age=60".to_owned()),
+                ("vary", vary.to_owned()),
+                ("content-language", "en-US".to_owned()),
+            ];
+            (200, headers, format!("english {n}"))
+        })
+    };
+    let normalised = english("Accept-Language").await;
+    let proxy = normalised.proxy().await;
+    for spelling in spellings {
+        let got = get(proxy, "/n", &[("accept-language", spelling)]).await;
+        assert_eq!(got.body, "english 0", "{spelling}: {}", got.cache_status());
+    }
+    assert_eq!(normalised.calls(), 1, "one variant for six spellings");
+    // An answer that is not the preferred language is shared only by the same normalised list.
+    for (spelling, body) in [
+        ("fr, en-US", "english 1"),
+        ("FR ,en-us", "english 1"),
+        ("fr;q=1.0, en-us;q=0.5", "english 2"),
+        ("en-US, fr", "english 0"),
+    ] {
+        let got = get(proxy, "/n", &[("accept-language", spelling)]).await;
+        assert_eq!(got.body, body, "{spelling}: {}", got.cache_status());
+    }
+    assert_eq!(normalised.calls(), 3);
+
+    let raw = english("X-Lang").await;
+    let proxy = raw.proxy().await;
+    for spelling in spellings {
+        get(proxy, "/n", &[("x-lang", spelling)]).await;
+    }
+    assert_eq!(raw.calls(), spellings.len(), "a variant per spelling");
+}
+
+/// Keyed on credentials, the stored variant keeps only a digest of the cookie: the conditional
+/// request revalidating it carries the client's own cookie, never the digest.
+#[tokio::test]
+async fn conditionals_keyed_on_credentials_carry_the_clients_cookie() {
+    let origin = Origin::start(|n, request| {
+        let headers = vec![
+            ("cache-control", "max-age=1".to_owned()),
+            ("etag", "\"s\"".to_owned()),
+        ];
+        if request.contains_key("if-none-match") {
+            return (304, headers, String::new());
+        }
+        (200, headers, format!("session {n}"))
+    })
+    .await;
+    let cache = CacheLayer::builder()
+        .single_tenant()
+        .key_on_credentials(true)
+        .build()
+        .unwrap();
+    let proxy = origin.proxy_with(cache).await;
+    get(proxy, "/me", &[("cookie", "sid=alice")]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let got = get(proxy, "/me", &[("cookie", "sid=alice")]).await;
+    assert_eq!(got.body, "session 0");
+    assert!(
+        got.cache_status().contains("fwd-status=304"),
+        "{}",
+        got.cache_status()
+    );
+    let seen = origin.seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1]["cookie"], "sid=alice");
+    assert_eq!(seen[1]["if-none-match"], "\"s\"");
 }

@@ -137,6 +137,9 @@ pub struct ResponseDirectives {
     pub stale_while_revalidate: Option<Duration>,
     /// `stale-if-error` window (RFC 5861 §4); the smallest valid value wins.
     pub stale_if_error: Option<Duration>,
+    /// The targeted field (RFC 9213) these directives were read from; `None` for
+    /// `Cache-Control`. When set, the response's `Expires` is ignored too (§2.2).
+    pub targeted: Option<HeaderName>,
 }
 
 impl ResponseDirectives {
@@ -146,6 +149,17 @@ impl ResponseDirectives {
         combined_lossy(headers, &header::CACHE_CONTROL)
             .map(|value| Self::parse(&value))
             .unwrap_or_default()
+    }
+
+    /// The directives this cache obeys (RFC 9213 §2.2): those of the first field of
+    /// `targeted` (in order) that is present, a valid Structured Field Dictionary and not
+    /// empty, which replace `Cache-Control` (and `Expires`); otherwise `Cache-Control`'s.
+    #[must_use]
+    pub fn for_cache(headers: &HeaderMap, targeted: &[HeaderName]) -> Self {
+        match super::targeted::select(headers, targeted).chosen {
+            Some((_, directives)) => directives,
+            None => Self::from_headers(headers),
+        }
     }
 
     /// Parses one (combined) `Cache-Control` value.

@@ -1,8 +1,11 @@
 //! Settings of the caching policy.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{HeaderName, StatusCode, header};
+
+use super::targeted::DEFAULT_TARGETED;
 
 /// Status codes that are cacheable by default (RFC 9110 §15.1), minus `206 Partial Content`,
 /// which this policy does not store.
@@ -38,6 +41,8 @@ pub struct PolicyConfig {
     pub(crate) default_ttl: Option<Duration>,
     pub(crate) store_set_cookie: bool,
     pub(crate) cacheable_statuses: Vec<StatusCode>,
+    /// The targeted cache-control fields obeyed (RFC 9213), in precedence order.
+    pub(crate) targeted_fields: Arc<[HeaderName]>,
 }
 
 impl Default for PolicyConfig {
@@ -54,6 +59,7 @@ impl Default for PolicyConfig {
             default_ttl: None,
             store_set_cookie: false,
             cacheable_statuses,
+            targeted_fields: Arc::clone(&DEFAULT_TARGETED),
         }
     }
 }
@@ -110,6 +116,30 @@ impl PolicyConfig {
         self
     }
 
+    /// The targeted cache-control fields (RFC 9213) this cache obeys, in precedence order
+    /// (default: `CDN-Cache-Control` alone; an empty list obeys only `Cache-Control`).
+    ///
+    /// The first of them that a response carries with a valid, non-empty Structured Field
+    /// Dictionary value replaces `Cache-Control` and `Expires` for every decision of this
+    /// cache (storing, freshness, reuse, revalidation); an empty or invalid one is ignored.
+    /// The fields are forwarded to clients unchanged. Repeated names count once (the first).
+    pub fn targeted_fields(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        let mut list: Vec<HeaderName> = Vec::new();
+        for name in names {
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+        self.targeted_fields = Arc::from(list);
+        self
+    }
+
+    /// The targeted fields set by [`targeted_fields`](Self::targeted_fields).
+    #[must_use]
+    pub fn targeted(&self) -> &[HeaderName] {
+        &self.targeted_fields
+    }
+
     /// Whether `status` is in the cacheable set (and is one this policy can store at all).
     #[must_use]
     pub fn is_cacheable_status(&self, status: StatusCode) -> bool {
@@ -121,10 +151,14 @@ impl PolicyConfig {
     /// # Errors
     ///
     /// [`ConfigError::HeuristicFraction`] when the fraction is not a number in `0.0..=1.0`;
-    /// [`ConfigError::UnsupportedStatus`] when the cacheable set holds a 1xx, 206 or 304.
+    /// [`ConfigError::UnsupportedStatus`] when the cacheable set holds a 1xx, 206 or 304;
+    /// [`ConfigError::TargetedCacheControl`] when `Cache-Control` is listed as a targeted field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(0.0..=1.0).contains(&self.heuristic_fraction) {
             return Err(ConfigError::HeuristicFraction(self.heuristic_fraction));
+        }
+        if self.targeted_fields.contains(&header::CACHE_CONTROL) {
+            return Err(ConfigError::TargetedCacheControl);
         }
         match self
             .cacheable_statuses
@@ -164,6 +198,10 @@ pub enum ConfigError {
     /// The cacheable status set holds a status the policy never stores.
     #[error("status {0} is never stored (1xx, 206 and 304 are not cacheable here)")]
     UnsupportedStatus(StatusCode),
+    /// `Cache-Control` is listed as a targeted field: it is the fallback of the targeted
+    /// fields, parsed with its own grammar.
+    #[error("cache-control cannot be a targeted field (it is what targeted fields replace)")]
+    TargetedCacheControl,
 }
 
 #[cfg(test)]
@@ -179,7 +217,29 @@ mod tests {
         assert!(c.heuristics_enabled);
         assert_eq!(c.default_ttl, None);
         assert!(!c.store_set_cookie);
+        assert_eq!(c.targeted(), [HeaderName::from_static("cdn-cache-control")]);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn targeted_fields_keep_their_order_once() {
+        let ours = HeaderName::from_static("parapet-cache-control");
+        let cdn = HeaderName::from_static("cdn-cache-control");
+        let c = PolicyConfig::new().targeted_fields([ours.clone(), cdn.clone(), ours.clone()]);
+        assert_eq!(c.targeted(), [ours, cdn]);
+        assert!(c.validate().is_ok());
+        assert!(
+            PolicyConfig::new()
+                .targeted_fields([])
+                .targeted()
+                .is_empty()
+        );
+        assert_eq!(
+            PolicyConfig::new()
+                .targeted_fields([header::CACHE_CONTROL])
+                .validate(),
+            Err(ConfigError::TargetedCacheControl)
+        );
     }
 
     #[test]

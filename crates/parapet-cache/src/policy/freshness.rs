@@ -34,7 +34,9 @@ pub struct FreshnessLifetime {
 
 /// The freshness lifetime of a response for a shared cache, or `None` when it has none.
 ///
-/// Order (§4.2.1): `s-maxage`, `max-age`, `Expires − Date` (an invalid `Expires` such as `0`
+/// The directives are those of the first usable targeted field of the config (RFC 9213), or
+/// `Cache-Control`. Order (§4.2.1): `s-maxage`, `max-age`, `Expires − Date` (not with a
+/// targeted field) (an invalid `Expires` such as `0`
 /// means already expired; a missing `Date` means `response_time`), then a heuristic of
 /// `fraction × (Date − Last-Modified)` capped at the configured maximum (only for cacheable
 /// statuses or `public` responses, §4.2.2), then the configured default TTL (cacheable statuses
@@ -46,7 +48,7 @@ pub fn freshness_lifetime(
     config: &PolicyConfig,
     response_time: SystemTime,
 ) -> Option<FreshnessLifetime> {
-    let directives = ResponseDirectives::from_headers(response_headers);
+    let directives = ResponseDirectives::for_cache(response_headers, &config.targeted_fields);
     lifetime_with(&directives, status, response_headers, config, response_time)
 }
 
@@ -66,7 +68,8 @@ pub(crate) fn lifetime_with(
         return found(duration, FreshnessSource::MaxAge);
     }
     let date = http_date(response_headers, &header::DATE).unwrap_or(response_time);
-    if response_headers.contains_key(header::EXPIRES) {
+    // RFC 9213 §2.2: a targeted field replaces Expires as well as Cache-Control.
+    if directives.targeted.is_none() && response_headers.contains_key(header::EXPIRES) {
         // §5.3: an invalid Expires (e.g. "0") represents a time in the past.
         let duration = http_date(response_headers, &header::EXPIRES)
             .and_then(|expires| expires.duration_since(date).ok())

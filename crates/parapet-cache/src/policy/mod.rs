@@ -5,7 +5,8 @@
 //! - [`storability`]: may a response be stored, with which lifetime and stale windows (§3).
 //! - [`freshness_lifetime`], [`StoredTimes`], [`current_age`], [`is_fresh`]: §4.2.
 //! - [`decide`]: serve fresh, serve stale, revalidate, or answer 504 (§4, §5.2.1).
-//! - [`vary_fields`], [`secondary_key_matches`], [`secondary_key`]: `Vary` (§4.1).
+//! - [`vary_fields`], [`secondary_key_matches`], [`secondary_key`]: `Vary` (§4.1), with the
+//!   request fields normalised as [`variant`] says.
 //! - [`evaluate_conditional`], [`headers_for_304`], [`update_stored_headers`]: conditional
 //!   requests and 304s (RFC 9110 §13, RFC 9111 §3.2).
 //! - [`invalidation_targets`]: unsafe methods invalidate (§4.4).
@@ -65,6 +66,8 @@ mod invalidate;
 mod reuse;
 mod serve;
 mod storable;
+mod targeted;
+pub mod variant;
 mod vary;
 
 #[cfg(test)]
@@ -82,8 +85,9 @@ pub use freshness::{
 pub use invalidate::invalidation_targets;
 pub(crate) use reuse::{ParsedReuse, ReuseDirectives};
 pub use serve::{Decision, StaleReason, StoredMeta, decide, stale_if_error_allowed};
-pub(crate) use serve::{conditional_headers, decide_parsed};
+pub(crate) use serve::{conditional_headers, decide_parsed, stale_if_error_allowed_for};
 pub use storable::{NotStored, Storability, storability};
+pub(crate) use targeted::DEFAULT_TARGETED;
 pub use vary::{
     VaryFields, normalized_field_value, secondary_key, secondary_key_matches, vary_fields,
 };

@@ -2,11 +2,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 
 use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::freshness::{StoredTimes, current_age};
 use super::reuse::ReuseDirectives;
+use super::targeted::DEFAULT_TARGETED;
 
 /// What the cache knows about a stored response when a request finds it.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +70,8 @@ pub enum Decision {
 ///
 /// Call it after [`secondary_key_matches`](super::secondary_key_matches). A request `no-store`
 /// does not prevent serving a stored response (§5.2.1.5); it only prevents storing a new one.
+/// The stored response's directives are those of its `CDN-Cache-Control` when usable (the
+/// default targeted field, RFC 9213), else of its `Cache-Control`.
 #[must_use]
 pub fn decide(
     request_method: &Method,
@@ -76,13 +79,13 @@ pub fn decide(
     stored: &StoredMeta<'_>,
     now: SystemTime,
 ) -> Decision {
-    let response = ReuseDirectives::from_headers(stored.headers);
+    let response = ReuseDirectives::from_headers(stored.headers, &DEFAULT_TARGETED);
     decide_parsed(request_method, request_headers, stored, response, now)
 }
 
 /// [`decide`] with the stored response's directives already parsed (a stored entry keeps them,
 /// see `Entry::reuse_directives`); `response` must be what
-/// [`ReuseDirectives::from_headers`] reads from `stored.headers`.
+/// [`ReuseDirectives::from_headers`] reads from `stored.headers` for the cache's targeted fields.
 pub(crate) fn decide_parsed(
     request_method: &Method,
     request_headers: &HeaderMap,
@@ -149,14 +152,25 @@ pub(crate) fn decide_parsed(
 ///
 /// Allowed when the response does not forbid stale use (see
 /// [`ResponseDirectives::forbids_stale`]) and its staleness is within the request's or the
-/// response's `stale-if-error` window (RFC 5861 §4) or the request's `max-stale`.
+/// response's `stale-if-error` window (RFC 5861 §4) or the request's `max-stale`. The
+/// response's directives are read as [`decide`] reads them.
 #[must_use]
 pub fn stale_if_error_allowed(
     stored: &StoredMeta<'_>,
     request_headers: &HeaderMap,
     now: SystemTime,
 ) -> bool {
-    let response = ResponseDirectives::from_headers(stored.headers);
+    stale_if_error_allowed_for(stored, request_headers, now, &DEFAULT_TARGETED)
+}
+
+/// [`stale_if_error_allowed`] for a cache obeying the `targeted` fields (RFC 9213).
+pub(crate) fn stale_if_error_allowed_for(
+    stored: &StoredMeta<'_>,
+    request_headers: &HeaderMap,
+    now: SystemTime,
+    targeted: &[HeaderName],
+) -> bool {
+    let response = ResponseDirectives::for_cache(stored.headers, targeted);
     if response.forbids_stale() {
         return false;
     }

@@ -139,7 +139,8 @@ fn check(
     if status == StatusCode::NOT_MODIFIED {
         return Err(NotStored::NotModified);
     }
-    let response = ResponseDirectives::from_headers(response_headers);
+    // RFC 9213 §2.2: a targeted field, when usable, replaces Cache-Control and Expires.
+    let response = ResponseDirectives::for_cache(response_headers, &config.targeted_fields);
     // §5.2.2.3: must-understand limits storage to understood statuses, and then overrides
     // no-store.
     let understood = status_understood(status);
@@ -180,7 +181,7 @@ fn check(
 
     let explicit = response.max_age.is_some()
         || response.s_maxage.is_some()
-        || response_headers.contains_key(header::EXPIRES);
+        || (response.targeted.is_none() && response_headers.contains_key(header::EXPIRES));
     if !(config.is_cacheable_status(status) || explicit || response.public) {
         return Err(NotStored::UncacheableStatus);
     }

@@ -96,9 +96,46 @@ fn storability_table() {
         ("max-age=0 with stale-if-error", Method::GET, &[], 200, vec![("cache-control", "max-age=0, stale-if-error=60")], Store(0)),
         ("no-cache with validator", Method::GET, &[], 200, vec![("cache-control", "no-cache"), ("etag", "\"a\"")], Store(0)),
         ("no-cache without validator", Method::GET, &[], 200, vec![("cache-control", "no-cache")], No(N::NoFreshness)),
+        ("no-cache with Last-Modified", Method::GET, &[], 200, vec![("cache-control", "no-cache"), ("last-modified", lm)], Store(100)),
+        // RFC 9213: CDN-Cache-Control, when valid, replaces Cache-Control and Expires.
+        ("cdn max-age over cc no-store", Method::GET, &[], 200, vec![("cache-control", "no-store"), ("cdn-cache-control", "max-age=30")], Store(30)),
+        ("cdn short max-age wins", Method::GET, &[], 200, vec![("cache-control", "max-age=600"), ("cdn-cache-control", "max-age=5")], Store(5)),
+        ("cdn no-store over cc max-age", Method::GET, &[], 200, vec![("cache-control", "max-age=600"), ("cdn-cache-control", "no-store")], No(N::ResponseNoStore)),
+        ("cdn private over cc public", Method::GET, &[], 200, vec![("cache-control", "public, max-age=600"), ("cdn-cache-control", "private")], No(N::Private)),
+        ("cdn invalid: cc applies", Method::GET, &[], 200, vec![("cache-control", "max-age=30"), ("cdn-cache-control", "max-age=5,")], Store(30)),
+        ("cdn empty: cc applies", Method::GET, &[], 200, vec![("cache-control", "max-age=30"), ("cdn-cache-control", "")], Store(30)),
+        ("cdn ignores Expires", Method::GET, &[], 200, vec![("date", &d0), ("expires", &exp), ("cdn-cache-control", "none")], No(N::NoFreshness)),
+        ("cdn huge max-age saturates", Method::GET, &[], 200, vec![("cdn-cache-control", "max-age=99999999999")], Store(2_147_483_648)),
+        ("cdn s-maxage for auth", Method::GET, &auth, 200, vec![("cache-control", "max-age=30"), ("cdn-cache-control", "s-maxage=30")], Store(30)),
     ];
     for (name, method, request, status, response, expected) in cases {
         let got = run(&method, request, status, &response, &cfg);
+        assert_eq!(summarize(&got), expected, "case {name}");
+    }
+}
+
+/// RFC 9213 §2.2: the cache's own list of targeted fields, in its order.
+#[test]
+fn configured_targeted_fields() {
+    let ours = HeaderName::from_static("parapet-cache-control");
+    let cdn = HeaderName::from_static("cdn-cache-control");
+    let both = PolicyConfig::default().targeted_fields([ours.clone(), cdn]);
+    let none = PolicyConfig::default().targeted_fields([]);
+    let only_ours = PolicyConfig::default().targeted_fields([ours]);
+    let response = [
+        ("cache-control", "max-age=600"),
+        ("cdn-cache-control", "max-age=60"),
+        ("parapet-cache-control", "max-age=6"),
+    ];
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &PolicyConfig, RequestPairs<'_>, Want)> = vec![
+        ("first of the list", &both, &response, Want::Store(6)),
+        ("no targeted field", &none, &response, Want::Store(600)),
+        ("cdn not listed", &only_ours, &response[..2], Want::Store(600)),
+        ("first invalid, next used", &both, &[("cache-control", "max-age=600"), ("cdn-cache-control", "max-age=60"), ("parapet-cache-control", "max-age=\"6")], Want::Store(60)),
+    ];
+    for (name, config, response, expected) in cases {
+        let got = run(&Method::GET, &[], 200, response, config);
         assert_eq!(summarize(&got), expected, "case {name}");
     }
 }

@@ -1,10 +1,10 @@
 //! `Vary` and secondary cache keys (RFC 9111 §4.1).
 //!
-//! Field values are compared as sent, after combining multiple lines with `", "` and trimming
-//! optional whitespace around each line. No field-specific normalization is done: in
-//! particular `Accept-Encoding: gzip, br` and `Accept-Encoding: br, gzip` do not match (a layer
-//! may normalize `Accept-Encoding` before calling these functions). Values are compared as
-//! bytes, never through a lossy text conversion.
+//! Field values are compared after the normalisation of [`variant`](super::variant): lines
+//! combined, whitespace around list members removed, and `Accept-Language` /
+//! `Accept-Encoding` read as weighted lists (tokens lowercased, q-values canonical, ordered by
+//! q-value; ties keep the client's order, so `gzip, br` and `br, gzip` do not match). Values
+//! are compared as bytes, never through a lossy text conversion.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, header};
@@ -34,19 +34,11 @@ pub fn vary_fields(response_headers: &HeaderMap) -> VaryFields {
     VaryFields::Fields(names)
 }
 
-/// The value of `name` as used in a secondary key: all lines, each trimmed of optional
-/// whitespace, joined with `", "`; `None` when the field is absent.
+/// The value of `name` as used in a secondary key, normalised (see
+/// [`variant`](super::variant)); `None` when the field is absent.
 #[must_use]
 pub fn normalized_field_value(headers: &HeaderMap, name: &HeaderName) -> Option<Bytes> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    let mut out = BytesMut::new();
-    out.put_slice(trim_ows(first.as_bytes()));
-    for value in values {
-        out.put_slice(b", ");
-        out.put_slice(trim_ows(value.as_bytes()));
-    }
-    Some(out.freeze())
+    super::variant::normalize(headers, name)
 }
 
 /// Whether a new request matches the request a stored response was selected by (§4.1).
@@ -95,17 +87,6 @@ pub fn secondary_key(vary: &VaryFields, request_headers: &HeaderMap) -> Option<B
     Some(out.freeze())
 }
 
-/// Strips leading and trailing spaces and tabs.
-fn trim_ows(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,16 +122,22 @@ mod tests {
     #[test]
     fn secondary_key_matching_table() {
         let ae = fields(&["accept-encoding"]);
+        let flavour = fields(&["x-flavour"]);
         let two = fields(&["accept", "accept-language"]);
         #[rustfmt::skip]
         let cases: Vec<(&str, &VaryFields, Pairs<'_>, Pairs<'_>, bool)> = vec![
             ("same value", &ae, vec![("accept-encoding", "gzip")], vec![("accept-encoding", "gzip")], true),
             ("different value", &ae, vec![("accept-encoding", "gzip")], vec![("accept-encoding", "br")], false),
-            // Compared as sent: list order matters (a layer may normalize Accept-Encoding).
+            // Ties keep the client's order: a server may break them by it.
             ("order of members", &ae, vec![("accept-encoding", "gzip, br")], vec![("accept-encoding", "br, gzip")], false),
+            // Normalised: q-values and the order they give, coding case, whitespace.
+            ("q-values order members", &ae, vec![("accept-encoding", "gzip, br;q=0.5")], vec![("accept-encoding", "BR;q=0.50 ,gzip;q=1")], true),
+            ("different q-values", &ae, vec![("accept-encoding", "gzip, br;q=0.5")], vec![("accept-encoding", "gzip, br;q=0.6")], false),
             ("names are case-insensitive", &ae, vec![("Accept-Encoding", "gzip")], vec![("ACCEPT-ENCODING", "gzip")], true),
             ("surrounding whitespace", &ae, vec![("accept-encoding", " gzip\t")], vec![("accept-encoding", "gzip")], true),
-            ("values are case-sensitive", &ae, vec![("accept-encoding", "GZIP")], vec![("accept-encoding", "gzip")], false),
+            ("codings are case-insensitive", &ae, vec![("accept-encoding", "GZIP")], vec![("accept-encoding", "gzip")], true),
+            ("other values are case-sensitive", &flavour, vec![("x-flavour", "A")], vec![("x-flavour", "a")], false),
+            ("whitespace in lists", &flavour, vec![("x-flavour", "a ,b")], vec![("x-flavour", "a, b")], true),
             // §4.1: combining multiple field lines is an allowed transformation.
             ("multiple lines", &ae, vec![("accept-encoding", "gzip"), ("accept-encoding", "br")], vec![("accept-encoding", "gzip, br")], true),
             ("missing on both sides", &ae, vec![], vec![], true),
@@ -212,7 +199,7 @@ mod tests {
         let name = HeaderName::from_static("x");
         assert_eq!(
             normalized_field_value(&h, &name).as_deref(),
-            Some(&b"a, b,c"[..])
+            Some(&b"a, b, c"[..])
         );
         assert_eq!(normalized_field_value(&h, &header::ACCEPT), None);
     }
