@@ -12,12 +12,12 @@ use bytes::Bytes;
 use http::response;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
-use crate::body::buffer;
+use crate::body::{NotBuffered, buffer};
 use crate::entry::{Entry, StoredValue, VaryMarker, compact};
 use crate::exchange::Sent;
 use crate::policy::variant::{answers_preferred, preferred_secondary_key};
 use crate::policy::{
-    DEFAULT_TARGETED, Storability, StoredTimes, VaryFields, current_age, evaluate_conditional,
+    DEFAULT_TARGETED, NotStored, Storability, StoredTimes, VaryFields, current_age, evaluate_conditional,
     secondary_key, storability, vary_fields,
 };
 use crate::respond::serve;
@@ -39,7 +39,11 @@ pub(crate) async fn complete(
     let (mut entry, bytes) = match built {
         Ok(built) => built,
         Err((body, why)) => {
-            status.detail(why).append_to(&mut parts.headers);
+            if why.starts_a_pass() && !status.is_pass() {
+                // The next requests for the key would queue for a response they cannot use.
+                sent.shared.passes.start(sent.key.as_bytes()).await;
+            }
+            status.detail(why.as_str()).append_to(&mut parts.headers);
             return Response::from_parts(parts, body);
         }
     };
@@ -48,6 +52,10 @@ pub(crate) async fn complete(
     let retention = entry.retention(now, sent.shared.revalidation_grace);
     let entry = Arc::new(entry);
     let stored = store_entry(sent, marker, &entry, retention).await;
+    if stored {
+        // The origin's answer is storable (again): lookups and coalescing resume.
+        sent.shared.passes.end(sent.key.as_bytes()).await;
+    }
     let age = current_age(&entry.times, now);
     let status = status.stored(stored).ttl(entry.lifetime, age);
     if stored
@@ -60,6 +68,44 @@ pub(crate) async fn complete(
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// Why a response was not made an entry.
+#[derive(Debug, Clone, Copy)]
+enum NotAdmitted {
+    /// The policy's reason.
+    Policy(NotStored),
+    /// Why the body was not buffered.
+    Body(NotBuffered),
+}
+
+impl NotAdmitted {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Policy(why) => why.as_str(),
+            Self::Body(why) => why.as_str(),
+        }
+    }
+
+    /// Whether the reason lies in the response (and so will likely hold for the next request
+    /// of the key), not in the request (`no-store`, `Authorization`, a `HEAD`) or in an
+    /// accident (a body that failed): only then does the key pass for a while.
+    const fn starts_a_pass(self) -> bool {
+        match self {
+            Self::Policy(why) => matches!(
+                why,
+                NotStored::NonFinalStatus
+                    | NotStored::MustUnderstand
+                    | NotStored::ResponseNoStore
+                    | NotStored::Private
+                    | NotStored::VaryStar
+                    | NotStored::SetCookie
+                    | NotStored::UncacheableStatus
+                    | NotStored::NoFreshness
+            ),
+            Self::Body(why) => matches!(why, NotBuffered::TooLarge),
+        }
+    }
+}
+
 /// The entry for a response to `sent` (without tags) and its body, or the body back with why
 /// it is not stored (the policy's reason, or why the body was not buffered).
 async fn build_entry(
@@ -67,7 +113,7 @@ async fn build_entry(
     parts: &response::Parts,
     body: Body,
     response_time: SystemTime,
-) -> Result<(Entry, Bytes), (Body, &'static str)> {
+) -> Result<(Entry, Bytes), (Body, NotAdmitted)> {
     let decision = storability(
         &sent.method,
         &sent.headers,
@@ -89,7 +135,7 @@ async fn build_entry(
             stale_if_error,
             strip_fields,
         ),
-        Storability::NoStore(reason) => return Err((body, reason.as_str())),
+        Storability::NoStore(reason) => return Err((body, NotAdmitted::Policy(reason))),
     };
     let content_length = parts
         .headers
@@ -98,7 +144,7 @@ async fn build_entry(
         .and_then(|v| v.trim().parse::<u64>().ok());
     let bytes = buffer(body, content_length, sent.shared.max_body_size)
         .await
-        .map_err(|(body, why)| (body, why.as_str()))?;
+        .map_err(|(body, why)| (body, NotAdmitted::Body(why)))?;
     let times = StoredTimes::from_response(sent.request_time, response_time, &parts.headers);
     let mut stored_headers = storable_headers(&parts.headers, &strip_fields);
     // The whole body is known: a HEAD answered from the entry gets the GET's length.

@@ -1,6 +1,8 @@
-//! Request coalescing: one call to the inner service per key at a time, per instance.
+//! Request coalescing: one call to the inner service per key at a time, per instance; and
+//! hit-for-pass: keys whose last response could not be stored are not coalesced for a while.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,6 +13,10 @@ use tokio::sync::watch;
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
     inflight: Mutex<HashMap<Bytes, watch::Receiver<()>>>,
+    /// Flights ended so far (any key): a request that read it before its lookup and finds it
+    /// unchanged when it becomes a leader knows no fill ended in between, so its lookup is
+    /// still current (see [`Flights::ended_since`]).
+    ended: AtomicU64,
 }
 
 /// What a request gets when it asks to fill a key.
@@ -38,6 +44,9 @@ impl Drop for FlightGuard {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.key);
+        // After the fill's store: whoever reads the old count looked the key up before the
+        // fill ended, and whoever reads the new one looks it up after the store.
+        self.flights.ended.fetch_add(1, Ordering::SeqCst);
         // `_done` drops after this, which wakes every receiver.
     }
 }
@@ -58,6 +67,18 @@ impl Flights {
         })
     }
 
+    /// The number of flights ended so far; read before a lookup, then given to
+    /// [`ended_since`](Self::ended_since).
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Whether a flight (of any key) ended since [`ended`](Self::ended) returned `before`:
+    /// only then may a fill have stored something that a lookup made after `before` missed.
+    pub(crate) fn ended_since(&self, before: u64) -> bool {
+        self.ended.load(Ordering::SeqCst) != before
+    }
+
     /// Whether a fill for `key` is in progress.
     #[cfg(test)]
     pub(crate) fn is_inflight(&self, key: &Bytes) -> bool {
@@ -65,6 +86,55 @@ impl Flights {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(key)
+    }
+}
+
+/// Hit-for-pass: keys whose last response could not be stored for a reason of the response
+/// itself (`no-store`, `private`, a refused `Set-Cookie`, an uncacheable status, too large...),
+/// for a short time. Requests for them go upstream at once, side by side, instead of queueing
+/// behind one leader whose response they cannot use. A stored response for the key ends it.
+/// Bounded in entries; `None` when turned off.
+#[derive(Debug)]
+pub(crate) struct Passes {
+    keys: Option<moka::future::Cache<Bytes, ()>>,
+}
+
+/// The most keys passing at once (an entry is a primary key, about 100 bytes).
+const MAX_PASSES: u64 = 100_000;
+
+impl Passes {
+    /// Passes that last `ttl` (zero: no hit-for-pass).
+    pub(crate) fn new(ttl: Duration) -> Self {
+        let keys = (!ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(MAX_PASSES)
+                .time_to_live(ttl)
+                .build()
+        });
+        Self { keys }
+    }
+
+    /// Whether requests for `key` pass now.
+    pub(crate) fn passes(&self, key: &Bytes) -> bool {
+        self.keys
+            .as_ref()
+            .is_some_and(|keys| keys.contains_key(key))
+    }
+
+    /// `key`'s response could not be stored: requests for it pass until the time is over.
+    pub(crate) async fn start(&self, key: &Bytes) {
+        if let Some(keys) = &self.keys {
+            keys.insert(key.clone(), ()).await;
+        }
+    }
+
+    /// A response for `key` was stored: requests for it are looked up and coalesced again.
+    pub(crate) async fn end(&self, key: &Bytes) {
+        if let Some(keys) = &self.keys
+            && keys.contains_key(key)
+        {
+            keys.invalidate(key).await;
+        }
     }
 }
 
@@ -106,5 +176,41 @@ mod tests {
             panic!("second waits");
         };
         assert!(!wait(rx, Duration::from_millis(30)).await);
+    }
+
+    #[test]
+    fn a_flight_that_ends_is_counted() {
+        let flights = Arc::new(Flights::default());
+        let before = flights.ended();
+        let Join::Leader(guard) = flights.join(&Bytes::from_static(b"k")) else {
+            panic!("first is leader");
+        };
+        assert!(!flights.ended_since(before), "still in flight");
+        drop(guard);
+        assert!(flights.ended_since(before));
+        assert!(!flights.ended_since(flights.ended()));
+    }
+
+    #[tokio::test]
+    async fn passes_start_end_and_expire() {
+        let passes = Passes::new(Duration::from_millis(200));
+        let (a, b) = (Bytes::from_static(b"a"), Bytes::from_static(b"b"));
+        assert!(!passes.passes(&a));
+        passes.start(&a).await;
+        assert!(passes.passes(&a));
+        assert!(!passes.passes(&b), "per key");
+        passes.end(&a).await;
+        assert!(!passes.passes(&a), "ended by a stored response");
+        passes.start(&b).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!passes.passes(&b), "expired");
+    }
+
+    #[tokio::test]
+    async fn zero_turns_passes_off() {
+        let passes = Passes::new(Duration::ZERO);
+        let key = Bytes::from_static(b"a");
+        passes.start(&key).await;
+        assert!(!passes.passes(&key));
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::entry::{Entry, StoredValue, VaryMarker, compact};
+use crate::entry::{Entry, StoredValue, VaryMarker};
 use crate::policy::StoredTimes;
 
 /// The current encoding version.
@@ -176,11 +176,12 @@ fn decode_entry(r: &mut Reader<'_>) -> Option<Entry> {
         date,
         age_header,
     };
-    let mut entry = Entry::new(status, headers, body, times, lifetime);
+    // `headers` made both maps with values of their own: not copied again.
+    let mut entry = Entry::of_compact(status, headers, body, times, lifetime);
     entry.stale_while_revalidate = swr;
     entry.stale_if_error = sie;
     entry.vary = vary;
-    entry.vary_request = compact(&vary_request);
+    entry.vary_request = vary_request;
     entry.tags = tags;
     Some(entry)
 }
@@ -229,6 +230,9 @@ fn duration_millis(d: Duration) -> u64 {
 fn from_millis(ms: u64) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_millis(ms))
 }
+
+/// The most header fields a decoded map is sized for up front (it grows past that).
+const MAX_PRESIZED: usize = 1024;
 
 /// A bounds-checked cursor.
 struct Reader<'a> {
@@ -279,10 +283,14 @@ impl<'a> Reader<'a> {
         Some(names)
     }
 
+    /// A map of its own size (as `entry::compact` makes it: the local tier weighs its slots),
+    /// its values copied out of the input.
     fn headers(&mut self) -> Option<HeaderMap> {
         let count = self.u32()?;
-        // Not sized from `count`: a hostile value may claim any number.
-        let mut map = HeaderMap::new();
+        // Sized from `count` only as far as the input can hold that many fields (6 bytes each
+        // at least) and up to `MAX_PRESIZED`: a hostile value may claim any number.
+        let fits = (self.rest.len() / 6).min(MAX_PRESIZED);
+        let mut map = HeaderMap::with_capacity(usize::try_from(count).ok()?.min(fits));
         for _ in 0..count {
             let name = HeaderName::from_bytes(self.short()?).ok()?;
             let len = usize::try_from(self.u32()?).ok()?;

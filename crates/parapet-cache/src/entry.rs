@@ -54,7 +54,18 @@ impl Entry {
         times: StoredTimes,
         lifetime: Duration,
     ) -> Self {
-        let headers = compact(&headers);
+        Self::of_compact(status, compact(&headers), body, times, lifetime)
+    }
+
+    /// [`new`](Self::new) for headers already in a map of their own size with values of their
+    /// own (as decoding makes them): not copied again.
+    pub(crate) fn of_compact(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        times: StoredTimes,
+        lifetime: Duration,
+    ) -> Self {
         Self {
             status,
             reuse: ParsedReuse::of(&headers, &DEFAULT_TARGETED),

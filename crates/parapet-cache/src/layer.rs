@@ -94,6 +94,7 @@ pub struct CacheLayerBuilder {
     max_body_size: usize,
     single_tenant: bool,
     coalesce_wait: Duration,
+    pass_ttl: Duration,
     revalidation_grace: Duration,
     tag_headers: Vec<HeaderName>,
     expose_tags: bool,
@@ -118,6 +119,7 @@ impl Default for CacheLayerBuilder {
             max_body_size: 1024 * 1024,
             single_tenant: false,
             coalesce_wait: Duration::from_secs(5),
+            pass_ttl: Duration::from_secs(10),
             revalidation_grace: Duration::from_secs(60),
             tag_headers: vec![
                 HeaderName::from_static("cache-tag"),
@@ -142,6 +144,7 @@ impl fmt::Debug for CacheLayerBuilder {
             .field("prefix", &self.prefix)
             .field("max_body_size", &self.max_body_size)
             .field("single_tenant", &self.single_tenant)
+            .field("pass_ttl", &self.pass_ttl)
             .field("credential_headers", &self.credential_headers)
             .field("key_on_credentials", &self.key_on_credentials)
             .field("max_uri_length", &self.max_uri_length)
@@ -265,6 +268,19 @@ impl CacheLayerBuilder {
     /// How long concurrent misses wait for the first one before going through (default 5 s).
     pub fn coalesce_timeout(mut self, wait: Duration) -> Self {
         self.coalesce_wait = wait;
+        self
+    }
+
+    /// Hit-for-pass: how long a key whose response could not be stored for a reason of the
+    /// response (`no-store`, `private`, a refused `Set-Cookie`, an uncacheable status, a body
+    /// over `max_body_size`...) goes upstream without coalescing (default 10 s; zero turns it
+    /// off). Concurrent requests for such a key then reach the origin side by side instead of
+    /// queueing behind one request whose response they cannot use, and skip the cache's second
+    /// lookup; their `Cache-Status` says so after the reason, `fwd=uri-miss; fwd-status=200;
+    /// detail=response-no-store/pass`. A storable response for
+    /// the key is stored as usual and ends the pass. At most 100,000 keys pass at once.
+    pub fn pass_ttl(mut self, ttl: Duration) -> Self {
+        self.pass_ttl = ttl;
         self
     }
 
@@ -395,6 +411,7 @@ impl CacheLayerBuilder {
                 max_body_size: self.max_body_size,
                 single_tenant: self.single_tenant,
                 coalesce_wait: self.coalesce_wait,
+                passes: crate::coalesce::Passes::new(self.pass_ttl),
                 revalidation_grace: self.revalidation_grace,
                 tag_headers: self.tag_headers,
                 expose_tags: self.expose_tags,

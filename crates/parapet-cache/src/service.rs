@@ -128,6 +128,9 @@ where
     let (parts, body) = request.into_parts();
     let path_and_query = uri_path_and_query(&parts.uri);
     let key = shared.key_for(tenant, path_and_query).await;
+    // Read before the lookup: a miss that becomes a leader looks again only if a fill ended
+    // since (it may have stored what this lookup missed).
+    let ended = shared.flights.ended();
     let ctx = Ctx {
         shared,
         upstream,
@@ -138,8 +141,17 @@ where
         .into_hit()
     {
         Ok((found, tier)) => answer_from_entry(ctx, parts, body, found, tier, true).await,
-        Err((fwd, marker)) => miss(ctx, parts, body, fwd, marker).await,
+        Err((fwd, marker)) => miss(ctx, parts, body, Missed { fwd, marker, ended }).await,
     }
+}
+
+/// Why a lookup found nothing usable, and when.
+struct Missed {
+    fwd: Fwd,
+    /// The URI's `Vary` marker, when one was found.
+    marker: Option<VaryMarker>,
+    /// [`Flights::ended`](crate::coalesce::Flights::ended) before the lookup.
+    ended: u64,
 }
 
 /// A stored entry was found: serve it, revalidate it, or refuse (`only-if-cached`).
@@ -210,18 +222,19 @@ where
     }
 }
 
-/// Nothing usable was stored: one request per key goes upstream, the others wait for it.
+/// Nothing usable was stored: one request per key goes upstream, the others wait for it;
+/// a key on a hit-for-pass goes upstream at once.
 async fn miss<S, B>(
     ctx: Ctx<S>,
     parts: Parts,
     body: B,
-    fwd: Fwd,
-    marker: Option<VaryMarker>,
+    missed: Missed,
 ) -> Result<Response<Body>, S::Error>
 where
     S: Inner<B>,
     B: Default + Send + 'static,
 {
+    let Missed { fwd, marker, ended } = missed;
     let request = RequestDirectives::from_headers(&parts.headers);
     if request.only_if_cached {
         return Ok(only_if_cached());
@@ -231,12 +244,17 @@ where
         // HEAD responses are not stored; only a GET fills the entry.
         return fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await;
     }
+    if ctx.shared.passes.passes(ctx.key.as_bytes()) {
+        return pass_through(ctx, parts, body, marker, fwd).await;
+    }
     match ctx.shared.flights.join(ctx.key.as_bytes()) {
         Join::Leader(guard) => {
-            // The previous leader may have stored it between our lookup and now.
-            if let Ok((found, tier)) = lookup(&ctx.shared, &ctx.key, &parts.headers)
-                .await
-                .into_hit()
+            // A previous leader may have stored it between our lookup and now: only if one
+            // ended since, look again.
+            if ctx.shared.flights.ended_since(ended)
+                && let Ok((found, tier)) = lookup(&ctx.shared, &ctx.key, &parts.headers)
+                    .await
+                    .into_hit()
             {
                 drop(guard);
                 // We hold this key's flight: revalidating must not wait for ourselves.
@@ -296,6 +314,10 @@ where
 {
     bump(&ctx.shared.counters.coalesced);
     wait(rx, ctx.shared.coalesce_wait).await;
+    if ctx.shared.passes.passes(ctx.key.as_bytes()) {
+        // The leader's response could not be stored: nothing to look up.
+        return pass_through(ctx, parts, body, None, Fwd::UriMiss).await;
+    }
     let found = lookup(&ctx.shared, &ctx.key, &parts.headers).await;
     let decision = match &found {
         Lookup::Hit { found, .. } => Some(decide_parsed(
@@ -330,6 +352,23 @@ where
             fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
         }
     }
+}
+
+/// Hit-for-pass: forwards a request for a key whose last response could not be stored,
+/// without coalescing; its response is still judged, and stored (ending the pass) when it may.
+async fn pass_through<S, B>(
+    ctx: Ctx<S>,
+    parts: Parts,
+    body: B,
+    marker: Option<VaryMarker>,
+    fwd: Fwd,
+) -> Result<Response<Body>, S::Error>
+where
+    S: Inner<B>,
+{
+    bump(&ctx.shared.counters.misses);
+    bump(&ctx.shared.counters.passes);
+    fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd).pass()).await
 }
 
 /// `504` for `only-if-cached` requests the cache cannot answer (RFC 9111 §5.2.1.7).

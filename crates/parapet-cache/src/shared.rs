@@ -11,7 +11,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use crate::coalesce::Flights;
+use crate::coalesce::{Flights, Passes};
 use crate::epoch::Epochs;
 use crate::key::{PrimaryKey, tenant_prefix};
 use crate::policy::{PolicyConfig, normalized_field_value};
@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) max_body_size: usize,
     pub(crate) single_tenant: bool,
     pub(crate) coalesce_wait: Duration,
+    /// Keys whose last response could not be stored: not coalesced for a while.
+    pub(crate) passes: Passes,
     pub(crate) revalidation_grace: Duration,
     pub(crate) tag_headers: Vec<HeaderName>,
     pub(crate) expose_tags: bool,

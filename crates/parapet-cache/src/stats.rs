@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub(crate) stored: AtomicU64,
     pub(crate) store_skipped: AtomicU64,
     pub(crate) coalesced: AtomicU64,
+    pub(crate) passes: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) local_hits: AtomicU64,
     pub(crate) local_misses: AtomicU64,
@@ -43,6 +44,7 @@ impl Counters {
             stored: get(&self.stored),
             store_skipped: get(&self.store_skipped),
             coalesced: get(&self.coalesced),
+            passes: get(&self.passes),
             invalidations: get(&self.invalidations),
             local_hits: get(&self.local_hits),
             local_misses: get(&self.local_misses),
@@ -79,6 +81,11 @@ pub struct CacheStats {
     pub store_skipped: u64,
     /// Requests that waited for another request's miss instead of calling the inner service.
     pub coalesced: u64,
+    /// Requests forwarded at once, without coalescing, because their key's last response could
+    /// not be stored (hit-for-pass, see
+    /// [`CacheLayerBuilder::pass_ttl`](crate::CacheLayerBuilder::pass_ttl)); counted in
+    /// `misses` too.
+    pub passes: u64,
     /// Primary keys invalidated (unsafe methods and purges).
     pub invalidations: u64,
     /// Lookups answered by the local tier.

@@ -50,6 +50,9 @@ pub(crate) struct CacheStatus {
     ttl: Option<i64>,
     stored: bool,
     collapsed: bool,
+    /// Hit-for-pass: forwarded without coalescing because the key's last response could not
+    /// be stored; rendered as `detail=pass` unless this response is stored.
+    pass: bool,
     detail: Option<&'static str>,
 }
 
@@ -86,6 +89,16 @@ impl CacheStatus {
         self
     }
 
+    /// Forwarded on a hit-for-pass (see [`Passes`](crate::coalesce::Passes)).
+    pub(crate) fn pass(mut self) -> Self {
+        self.pass = true;
+        self
+    }
+
+    pub(crate) fn is_pass(&self) -> bool {
+        self.pass
+    }
+
     pub(crate) fn detail(mut self, detail: &'static str) -> Self {
         self.detail = Some(detail);
         self
@@ -109,6 +122,9 @@ impl CacheStatus {
     /// (numbers rendered with `itoa`, not through `fmt`).
     fn render(&self) -> String {
         let detail = self.detail.unwrap_or_default();
+        // A pass that was not stored says so after the reason (an sf-token may hold `/`):
+        // `detail=response-no-store/pass`; a stored response ended the pass and says `stored`.
+        let pass = self.pass && !self.stored;
         let mut out = String::with_capacity(RENDERED_LEN + detail.len());
         out.push_str(NAME);
         if self.hit {
@@ -133,9 +149,16 @@ impl CacheStatus {
         if self.collapsed {
             out.push_str("; collapsed");
         }
-        if self.detail.is_some() {
+        if self.detail.is_some() || pass {
             out.push_str("; detail=");
             out.push_str(detail);
+            if pass {
+                out.push_str(if self.detail.is_some() {
+                    "/pass"
+                } else {
+                    "pass"
+                });
+            }
         }
         out
     }
@@ -151,8 +174,9 @@ impl CacheStatus {
 }
 
 /// Enough for every member but its `detail`: the name, `hit`, the longest `fwd`, a
-/// `fwd-status`, a `ttl` of up to 10 digits, `stored` and `collapsed`.
-const RENDERED_LEN: usize = 96;
+/// `fwd-status`, a `ttl` of up to 10 digits, `stored`, `collapsed` and a `/pass` after the
+/// detail.
+const RENDERED_LEN: usize = 101;
 
 /// The header value of a rendered member, without copying it.
 fn value_of(text: String) -> HeaderValue {
@@ -190,6 +214,24 @@ mod tests {
         assert_eq!(
             s(CacheStatus::hit(secs(1), secs(0)).collapsed()),
             "parapet; hit; ttl=1; collapsed"
+        );
+        assert_eq!(
+            s(CacheStatus::fwd(Fwd::UriMiss)
+                .pass()
+                .fwd_status(200)
+                .detail("response-no-store")),
+            "parapet; fwd=uri-miss; fwd-status=200; detail=response-no-store/pass"
+        );
+        assert_eq!(
+            s(CacheStatus::fwd(Fwd::UriMiss).pass().fwd_status(200)),
+            "parapet; fwd=uri-miss; fwd-status=200; detail=pass"
+        );
+        assert_eq!(
+            s(CacheStatus::fwd(Fwd::UriMiss)
+                .pass()
+                .fwd_status(200)
+                .stored(true)),
+            "parapet; fwd=uri-miss; fwd-status=200; stored"
         );
         let mut headers = HeaderMap::new();
         headers.insert(CACHE_STATUS, HeaderValue::from_static("origin; hit"));
