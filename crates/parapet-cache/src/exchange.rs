@@ -73,6 +73,9 @@ where
     if let Some(entry) = validators {
         parts.headers.extend(conditional_headers(&entry.headers));
     }
+    // The cache stores full responses and answers a byte range from them itself.
+    parts.headers.remove(header::RANGE);
+    parts.headers.remove(header::IF_RANGE);
     let epoch = shared.epochs.current(key.tenant_prefix()).await;
     let request_time = SystemTime::now();
     let result = upstream.call(Request::from_parts(parts, body)).await;

@@ -78,6 +78,7 @@ mod key;
 mod layer;
 mod lookup;
 pub mod policy;
+mod range;
 mod respond;
 mod revalidate;
 mod service;
