@@ -67,11 +67,13 @@ where
         let tenant_prefix = crate::key::tenant_prefix(&shared.prefix, tenant);
         shared.epochs.bump(&tenant_prefix).await;
     }
+    let mut keys = Vec::with_capacity(targets.len());
     for target in &targets {
-        let key = shared.key_for(tenant, target).await;
-        shared.store.delete(key.as_bytes()).await;
+        keys.push(shared.key_for(tenant, target).await.as_bytes().clone());
         bump(&shared.counters.invalidations);
     }
+    // One round trip and one announcement for all the targets.
+    shared.store.delete_many(&keys).await;
     let status = CacheStatus::fwd(Fwd::Method);
     let status = if targets.is_empty() {
         status
