@@ -113,8 +113,10 @@ impl CacheHandle {
     /// purge, read with the lookup (cached per instance like the generation, and dropped on
     /// every instance when a soft purge is announced). Entries are compared by the time their
     /// instance received them, so the instances' clocks must agree (to within the time
-    /// between a response and the purge that should cover it). Returns false when the time
-    /// could not be stored in Redis (only this instance's cache then knows: try again).
+    /// between a response and the purge that should cover it). Without a local tier there is
+    /// no subscriber, so another instance sees it within `generation_ttl`. Returns false when
+    /// the time could not be stored in Redis (the soft purge then reached no instance: try
+    /// again).
     pub async fn soft_purge_tenant(&self, tenant: Option<&TenantId>) -> bool {
         let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
         self.shared.epochs.bump(&prefix).await;
