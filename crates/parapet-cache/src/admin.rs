@@ -30,9 +30,14 @@ use crate::handle::CacheHandle;
 /// - `/tenant/{tenant}/tag/{tag}`: the tenant's entries tagged `tag`;
 /// - `/tenant/{tenant}/uri?path={percent-encoded path and query}`: one URI (all variants).
 ///
-/// Answers `200 {"purged": n}` (`n` is 1 for a URI and a tenant), and RFC 9457 problems:
-/// 401 without the right token, 404 for an unknown route or invalid tenant, 405 for another
-/// method, 400 for a missing `path`, 503 when a tenant purge could not be stored in Redis.
+/// With `soft=1` (or `soft=true`) in the query, any of them is a soft purge: the entries are
+/// marked stale instead of removed, so the next request revalidates them (see
+/// [`CacheHandle::soft_purge`]).
+///
+/// Answers `200 {"purged": n}` (`n` is 1 for a URI and a tenant; `{"purged": n, "soft": true}`
+/// for a soft purge), and RFC 9457 problems: 401 without the right token, 404 for an unknown
+/// route or invalid tenant, 405 for another method, 400 for a missing `path` or a `soft` other
+/// than `1`, `true`, `0`, `false`, 503 when a tenant purge could not be stored in Redis.
 #[derive(Clone)]
 pub struct PurgeService {
     handle: CacheHandle,
@@ -136,9 +141,19 @@ impl PurgeService {
                 Err(_) => return not_found(),
             }
         };
+        let Some(soft) = soft_requested(request.uri.query()) else {
+            return Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request")
+                .detail("`soft` must be 1, true, 0 or false")
+                .into_response();
+        };
         let purged = match rest {
             [] => {
-                if !self.handle.purge_tenant(tenant.as_ref()).await {
+                let stored = if soft {
+                    self.handle.soft_purge_tenant(tenant.as_ref()).await
+                } else {
+                    self.handle.purge_tenant(tenant.as_ref()).await
+                };
+                if !stored {
                     return Problem::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "cache-purge-failed",
@@ -150,6 +165,7 @@ impl PurgeService {
                 1
             }
             ["tag", tag] => match percent_decode(tag) {
+                Some(tag) if soft => self.handle.soft_purge_tag(tenant.as_ref(), &tag).await,
                 Some(tag) => self.handle.purge_tag(tenant.as_ref(), &tag).await,
                 None => return not_found(),
             },
@@ -166,17 +182,40 @@ impl PurgeService {
                         .detail("the `path` query parameter must hold a percent-encoded path")
                         .into_response();
                 };
-                self.handle.purge(tenant.as_ref(), &path).await;
+                if soft {
+                    self.handle.soft_purge(tenant.as_ref(), &path).await;
+                } else {
+                    self.handle.purge(tenant.as_ref(), &path).await;
+                }
                 1
             }
             _ => return not_found(),
         };
-        let mut response = Response::new(Body::from(format!("{{\"purged\":{purged}}}")));
+        let body = if soft {
+            format!("{{\"purged\":{purged},\"soft\":true}}")
+        } else {
+            format!("{{\"purged\":{purged}}}")
+        };
+        let mut response = Response::new(Body::from(body));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
         response
+    }
+}
+
+/// Whether the query asks for a soft purge (`soft=1` or `soft=true`; `0`, `false` or no
+/// `soft` for a hard one); `None` for another value.
+fn soft_requested(query: Option<&str>) -> Option<bool> {
+    let value = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("soft="));
+    match value {
+        None | Some("0" | "false") => Some(false),
+        Some("1" | "true") => Some(true),
+        Some(_) => None,
     }
 }
 
@@ -279,5 +318,11 @@ mod tests {
         assert_eq!(percent_decode("a%2"), None);
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(soft_requested(None), Some(false));
+        assert_eq!(soft_requested(Some("path=%2Fa")), Some(false));
+        assert_eq!(soft_requested(Some("soft=1")), Some(true));
+        assert_eq!(soft_requested(Some("path=%2Fa&soft=true")), Some(true));
+        assert_eq!(soft_requested(Some("soft=0")), Some(false));
+        assert_eq!(soft_requested(Some("soft=yes")), None);
     }
 }

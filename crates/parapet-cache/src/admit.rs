@@ -20,6 +20,7 @@ use crate::policy::{
     DEFAULT_TARGETED, NotStored, Storability, StoredTimes, VaryFields, current_age, evaluate_conditional,
     secondary_key, storability, vary_fields,
 };
+use crate::range::{self, applies};
 use crate::respond::serve;
 use crate::stats::bump;
 use crate::status::{CACHE_STATUS, CacheStatus};
@@ -63,6 +64,18 @@ pub(crate) async fn complete(
             == Some(StatusCode::NOT_MODIFIED)
     {
         return serve(&entry, &sent.method, &sent.headers, age, &status);
+    }
+    if let Some(ranged) = applies(
+        &sent.method,
+        &sent.headers,
+        entry.status,
+        &entry.headers,
+        bytes.len(),
+    ) {
+        // Fetched whole (the range was not sent upstream): the client gets its part.
+        let mut response = range::respond(ranged, &parts.headers, &bytes);
+        status.append_to(response.headers_mut());
+        return response;
     }
     status.append_to(&mut parts.headers);
     Response::from_parts(parts, Body::from(bytes))

@@ -85,6 +85,9 @@ where
             }
         }
     }
+    // The cache stores full responses and answers a byte range from them itself.
+    parts.headers.remove(header::RANGE);
+    parts.headers.remove(header::IF_RANGE);
     let epoch = shared.epochs.current(key.tenant_prefix()).await;
     let request_time = SystemTime::now();
     let result = upstream.call(Request::from_parts(parts, body)).await;

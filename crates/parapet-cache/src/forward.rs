@@ -1,10 +1,11 @@
 //! Requests the cache does not answer from storage: passed through (no tenant, preconditions,
-//! ranges), and other methods, after which a successful unsafe one invalidates its targets.
+//! several ranges), and other methods, after which a successful unsafe one invalidates its targets.
 
 use axum_core::body::Body;
 use http::{Request, Response};
 
 use crate::policy::invalidation_targets;
+use crate::range::{RangeRequest, classify};
 use crate::shared::Shared;
 use crate::stats::bump;
 use crate::status::{CacheStatus, Fwd};
@@ -66,11 +67,13 @@ where
         let tenant_prefix = crate::key::tenant_prefix(&shared.prefix, tenant);
         shared.epochs.bump(&tenant_prefix).await;
     }
+    let mut keys = Vec::with_capacity(targets.len());
     for target in &targets {
-        let key = shared.key_for(tenant, target).await;
-        shared.store.delete(key.as_bytes()).await;
+        keys.push(shared.key_for(tenant, target).await.as_bytes().clone());
         bump(&shared.counters.invalidations);
     }
+    // One round trip and one announcement for all the targets.
+    shared.store.delete_many(&keys).await;
     let status = CacheStatus::fwd(Fwd::Method);
     let status = if targets.is_empty() {
         status
@@ -81,16 +84,18 @@ where
     Ok(response)
 }
 
-/// Why a `GET` or `HEAD` must go to the origin untouched, if it must.
-pub(crate) fn passed_through(headers: &http::HeaderMap) -> Option<&'static str> {
-    if headers.contains_key(http::header::RANGE) {
+/// Why a `GET` or `HEAD` must go to the origin untouched, if it must: several byte ranges or
+/// another range unit (one byte range is answered from the stored response, and `Range` means
+/// nothing on a `HEAD`), and preconditions the cache does not evaluate. `If-Range` is not one:
+/// it only qualifies a `Range` (and is ignored without one, RFC 9110 §13.1.5).
+pub(crate) fn passed_through(
+    method: &http::Method,
+    headers: &http::HeaderMap,
+) -> Option<&'static str> {
+    if method == http::Method::GET && classify(headers) == RangeRequest::PassThrough {
         return Some("range");
     }
-    let preconditions = [
-        http::header::IF_MATCH,
-        http::header::IF_UNMODIFIED_SINCE,
-        http::header::IF_RANGE,
-    ];
+    let preconditions = [http::header::IF_MATCH, http::header::IF_UNMODIFIED_SINCE];
     preconditions
         .iter()
         .any(|name| headers.contains_key(name))

@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parapet_tenant::TenantId;
 
 use crate::key::{PrimaryKey, tag_index, tenant_prefix};
 use crate::shared::Shared;
+use crate::soft::{soften_key, soften_keys};
 use crate::stats::{CacheStats, bump};
 use crate::store::TenantBytes;
 
@@ -54,18 +56,77 @@ impl CacheHandle {
     /// Removes every stored response of `tenant` tagged `tag` (by a `Cache-Tag` or
     /// `Surrogate-Key` response header), from every tier and every instance's local tier.
     ///
-    /// Uses one index per tag and single-key commands only, so it works on Redis Cluster.
+    /// Uses one index per tag, so it works on Redis Cluster. The round trips to Redis do not
+    /// grow with the number of keys: the index is read and removed (two commands), the keys
+    /// are deleted by one `DEL` per slot sent together (one per 512 keys on a single server),
+    /// and one message announces them all to the other instances.
     /// Returns how many keys the tag listed whose entries had not expired (some may already
     /// have been gone).
     pub async fn purge_tag(&self, tenant: Option<&TenantId>, tag: &str) -> usize {
         let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
         self.shared.epochs.bump(&prefix).await;
         let members = self.shared.store.index_take(&tag_index(&prefix, tag)).await;
-        for key in &members {
-            self.shared.store.delete(key).await;
+        self.shared.store.delete_many(&members).await;
+        for _ in &members {
             bump(&self.shared.counters.invalidations);
         }
         members.len()
+    }
+
+    /// Soft purge of one URI: marks every stored response of `path_and_query` for `tenant`
+    /// stale instead of removing it, on every tier and every instance. The next request
+    /// revalidates it with the origin (a `304` refreshes it without a new body), and while the
+    /// origin fails, `stale-if-error` can still serve it.
+    ///
+    /// An entry with neither a validator (`ETag`, `Last-Modified`) nor a stale window has
+    /// nothing to offer once stale and is removed instead; a URI whose responses vary (`Vary`)
+    /// has its variants removed, as by [`purge`](Self::purge), since they cannot be listed.
+    pub async fn soft_purge(&self, tenant: Option<&TenantId>, path_and_query: &str) {
+        let key = self.key_for(tenant, path_and_query).await;
+        self.shared.epochs.bump(key.tenant_prefix()).await;
+        soften_key(&self.shared, key.as_bytes()).await;
+        bump(&self.shared.counters.invalidations);
+    }
+
+    /// Soft purge of a tag: marks every stored response of `tenant` tagged `tag` stale (see
+    /// [`soft_purge`](Self::soft_purge)); the tag index stays, so a later purge of the tag
+    /// still finds them. Returns how many of the tag's keys held an entry.
+    pub async fn soft_purge_tag(&self, tenant: Option<&TenantId>, tag: &str) -> usize {
+        let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
+        self.shared.epochs.bump(&prefix).await;
+        let members = self
+            .shared
+            .store
+            .index_members(&tag_index(&prefix, tag))
+            .await;
+        let found = soften_keys(&self.shared, &members).await;
+        for _ in 0..found {
+            bump(&self.shared.counters.invalidations);
+        }
+        found
+    }
+
+    /// Soft purge of a tenant: every response of `tenant` stored until now is stale from now
+    /// on, on every instance (see [`soft_purge`](Self::soft_purge)).
+    ///
+    /// O(1) and safe on Redis Cluster: one key per tenant holds the time of its last soft
+    /// purge, read with the lookup (cached per instance like the generation, and dropped on
+    /// every instance when a soft purge is announced). Entries are compared by the time their
+    /// instance received them, so the instances' clocks must agree (to within the time
+    /// between a response and the purge that should cover it). Without a local tier there is
+    /// no subscriber, so another instance sees it within `generation_ttl`. Returns false when
+    /// the time could not be stored in Redis (the soft purge then reached no instance: try
+    /// again).
+    pub async fn soft_purge_tenant(&self, tenant: Option<&TenantId>) -> bool {
+        let prefix = tenant_prefix(&self.shared.prefix, tenant.map(TenantId::as_str));
+        self.shared.epochs.bump(&prefix).await;
+        let stored = self
+            .shared
+            .store
+            .soft_purge_tenant(&prefix, SystemTime::now())
+            .await;
+        bump(&self.shared.counters.invalidations);
+        stored
     }
 
     /// Removes every stored response of `tenant` (`None`: of the single-tenant deployment)

@@ -5,12 +5,14 @@
 //! with path `b:c` give `…t3:a:b|…u2:/c` and `…t1:a|…u4:/b:c`. The configured prefix comes
 //! first so a deployment can keep its keys apart from others in one Redis. After the tenant
 //! comes its generation (`n<len>:<generation>|`), which a tenant purge bumps: the keys of the old
-//! generation are never built again.
+//! generation are never built again. A path and query longer than 256 bytes is named by its
+//! SHA-256 (`h64:<hex>|`), so a key stays small whatever the client sends.
 
 use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::Uri;
+use sha2::{Digest, Sha256};
 
 /// The primary key of a URI for one tenant (GET and HEAD share it).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -19,6 +21,11 @@ pub struct PrimaryKey {
     /// Length of the prefix-and-tenant part.
     tenant_len: usize,
 }
+
+/// Paths and queries longer than this are hashed into the key (SHA-256, hex).
+pub(crate) const HASHED_URI_LENGTH: usize = 256;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Room in a key for its generation, method and the length prefixes of its components.
 const KEY_SLACK: usize = 48;
@@ -56,6 +63,16 @@ pub fn generation_key(tenant_prefix: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// The key holding when a tenant was last soft-purged (milliseconds since the Unix epoch),
+/// under its tenant prefix. Like [`generation_key`], `S|` never starts a component.
+#[must_use]
+pub fn soft_purge_key(tenant_prefix: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(tenant_prefix.len() + 2);
+    out.put_slice(tenant_prefix);
+    out.put_slice(b"S|");
+    out.freeze()
+}
+
 impl PrimaryKey {
     /// Builds the key. `tenant` is `None` only in single-tenant mode, which uses a component
     /// no tenant id can produce. `generation` is the tenant's current generation (see
@@ -81,7 +98,19 @@ impl PrimaryKey {
         );
         // Only GET responses are stored; HEAD is answered from them.
         out.put_slice(b"mGET|");
-        put_component(&mut out, b'u', path_and_query.as_bytes());
+        if path_and_query.len() > HASHED_URI_LENGTH {
+            // A long URI (a cursor of kilobytes) is named by its SHA-256: keys, tag index
+            // members and invalidation messages stay small whatever the client sends.
+            let digest = Sha256::digest(path_and_query.as_bytes());
+            let mut hex = [0u8; 64];
+            for (i, byte) in digest.iter().enumerate() {
+                hex[2 * i] = HEX[usize::from(byte >> 4)];
+                hex[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+            }
+            put_component(&mut out, b'h', &hex);
+        } else {
+            put_component(&mut out, b'u', path_and_query.as_bytes());
+        }
         Self {
             bytes: out.freeze(),
             tenant_len,
@@ -235,6 +264,35 @@ mod tests {
         assert_eq!(&k.tag_index("t:1")[..], b"p:t1:a|z3:t:1|");
         assert_eq!(k.tag_index("t"), tag_index(&a, "t"));
         assert_eq!(&generation_key(&a)[..], b"p:t1:a|G|");
+        assert_eq!(&soft_purge_key(&a)[..], b"p:t1:a|S|");
+    }
+
+    #[test]
+    fn long_uris_are_hashed_into_bounded_keys() {
+        let cursor = "c".repeat(60 * 1024);
+        let long = format!("/api/leads?cursor={cursor}");
+        let key = PrimaryKey::new("p:", Some("a"), 0, &long);
+        assert!(key.as_bytes().len() < 120, "{}", key.as_bytes().len());
+        assert!(key.as_bytes().ends_with(b"|") && key.as_bytes().windows(4).any(|w| w == b"h64:"));
+        // Distinct long URIs stay distinct; the same one (normalised) gives the same key.
+        let other = format!("/api/leads?cursor={cursor}d");
+        assert_ne!(key, PrimaryKey::new("p:", Some("a"), 0, &other));
+        let lower = format!("/api/leads?cursor={cursor}%2f");
+        let upper = format!("/api/leads?cursor={cursor}%2F");
+        assert_eq!(
+            PrimaryKey::new("p:", Some("a"), 0, &lower),
+            PrimaryKey::new("p:", Some("a"), 0, &upper)
+        );
+        // A URI at the limit is kept as it is.
+        let at_limit = format!("/{}", "x".repeat(HASHED_URI_LENGTH - 1));
+        let kept = PrimaryKey::new("p:", Some("a"), 0, &at_limit);
+        assert!(
+            kept.as_bytes()
+                .windows(at_limit.len())
+                .any(|w| w == at_limit.as_bytes())
+        );
+        // The tenant still scopes it.
+        assert_ne!(key, PrimaryKey::new("p:", Some("b"), 0, &long));
     }
 
     #[test]

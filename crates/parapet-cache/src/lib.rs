@@ -81,10 +81,12 @@ mod key;
 mod layer;
 mod lookup;
 pub mod policy;
+mod range;
 mod respond;
 mod revalidate;
 mod service;
 mod shared;
+mod soft;
 mod stats;
 mod status;
 pub mod store;
@@ -93,7 +95,9 @@ mod upstream;
 pub use admin::PurgeService;
 pub use entry::{Entry, StoredValue, VaryMarker};
 pub use handle::CacheHandle;
-pub use key::{PrimaryKey, generation_key, normalize_path_and_query, tenant_prefix};
+pub use key::{
+    PrimaryKey, generation_key, normalize_path_and_query, soft_purge_key, tenant_prefix,
+};
 pub use layer::{BuildError, CacheLayer, CacheLayerBuilder};
 pub use service::CacheService;
 pub use stats::CacheStats;

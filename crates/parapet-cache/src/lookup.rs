@@ -11,6 +11,7 @@ use crate::key::PrimaryKey;
 use crate::policy::variant::{preferred_secondary_key, variant_matches};
 use crate::policy::{VaryFields, secondary_key};
 use crate::shared::Shared;
+use crate::soft::as_of_soft_purge;
 use crate::status::Fwd;
 use crate::store::Tier;
 
@@ -47,8 +48,20 @@ impl Lookup {
     }
 }
 
-/// Looks up the primary key, then, when the URI varies, the request's variant.
+/// Looks up the primary key, then, when the URI varies, the request's variant; an entry the
+/// tenant's last soft purge covers is found stale.
 pub(crate) async fn lookup(shared: &Shared, key: &PrimaryKey, headers: &HeaderMap) -> Lookup {
+    match lookup_stored(shared, key, headers).await {
+        Lookup::Hit { mut found, tier } => {
+            found.entry = as_of_soft_purge(&*shared.store, key.tenant_prefix(), found.entry).await;
+            Lookup::Hit { found, tier }
+        }
+        miss @ Lookup::Miss { .. } => miss,
+    }
+}
+
+/// The stored response for the request, as stored.
+async fn lookup_stored(shared: &Shared, key: &PrimaryKey, headers: &HeaderMap) -> Lookup {
     let Some(found) = shared.store.get(key.as_bytes()).await else {
         return Lookup::Miss {
             fwd: Fwd::UriMiss,

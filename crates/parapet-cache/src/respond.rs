@@ -7,10 +7,12 @@ use http::{HeaderMap, Method, Response, StatusCode, header};
 
 use crate::entry::Entry;
 use crate::policy::{age_header, evaluate_conditional, headers_for_304};
+use crate::range::{self, applies};
 use crate::status::CacheStatus;
 
 /// Answers a request from a stored entry of current age `age`: a 304 when the request's
-/// conditional headers match it, the stored response otherwise (without a body for `HEAD`).
+/// conditional headers match it, a `206` or `416` for one byte range of a `GET` (see
+/// [`range`]), the stored response otherwise (without a body for `HEAD`).
 pub(crate) fn serve(
     entry: &Entry,
     method: &Method,
@@ -25,6 +27,14 @@ pub(crate) fn serve(
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         *response.headers_mut() = headers_for_304(&entry.headers);
         response
+    } else if let Some(ranged) = applies(
+        method,
+        request_headers,
+        entry.status,
+        &entry.headers,
+        entry.body.len(),
+    ) {
+        range::respond(ranged, &entry.headers, &entry.body)
     } else {
         let body = if method == Method::HEAD {
             Body::empty()

@@ -109,8 +109,8 @@ where
     if !cacheable_method {
         return forward_other(&shared, upstream, tenant, request).await;
     }
-    if let Some(detail) = passed_through(request.headers()) {
-        // Preconditions the policy does not evaluate, and ranges, are the origin's to answer.
+    if let Some(detail) = passed_through(request.method(), request.headers()) {
+        // Preconditions the policy does not evaluate, and multiple ranges, are the origin's.
         let status = CacheStatus::fwd(Fwd::Request).detail(detail);
         return pass(&shared, upstream, request, status).await;
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -72,6 +72,51 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// then does what it can so the old value is not served, see [`TieredStore`]).
     fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool>;
 
+    /// Removes the values under `keys`, in as few round trips as the backend allows (one
+    /// pipeline, one announcement); false when a backend could not confirm it (see
+    /// [`delete`](Self::delete)). By default, one [`delete`](Self::delete) after another.
+    fn delete_many<'a>(&'a self, keys: &'a [Bytes]) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let mut all = true;
+            for key in keys {
+                all &= self.delete(key).await;
+            }
+            all
+        })
+    }
+
+    /// Replaces the value under `key` (for `ttl`) on every instance: stores it, and has the
+    /// instances sharing the backend drop their local copies so they read the new one (a
+    /// soft purge writes an entry back marked stale). False when a backend could not take it:
+    /// the key is then deleted instead, as by [`delete`](Self::delete). By default, a
+    /// [`put`](Self::put).
+    fn replace<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: StoredValue,
+        ttl: Duration,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.put(key, value, ttl).await;
+            true
+        })
+    }
+
+    /// When the tenant whose keys start with `tenant_prefix` was last soft-purged: its
+    /// entries received until then are stale. `None` when never.
+    fn stale_before<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, Option<SystemTime>>;
+
+    /// Marks every value of the tenant received until `at` stale (a soft tenant purge): O(1),
+    /// one key. False when it could not be stored.
+    fn soft_purge_tenant<'a>(
+        &'a self,
+        tenant_prefix: &'a [u8],
+        at: SystemTime,
+    ) -> BoxFuture<'a, bool>;
+
+    /// The members of the index `index` whose time is not over, leaving the index in place.
+    fn index_members<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>>;
+
     /// The current generation of the tenant whose keys start with `tenant_prefix` (0 until
     /// its first purge). Keys are built with it (see
     /// [`PrimaryKey::new`](crate::PrimaryKey::new)).
@@ -112,6 +157,35 @@ impl<T: Store + ?Sized> Store for Arc<T> {
 
     fn delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, bool> {
         (**self).delete(key)
+    }
+
+    fn delete_many<'a>(&'a self, keys: &'a [Bytes]) -> BoxFuture<'a, bool> {
+        (**self).delete_many(keys)
+    }
+
+    fn replace<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: StoredValue,
+        ttl: Duration,
+    ) -> BoxFuture<'a, bool> {
+        (**self).replace(key, value, ttl)
+    }
+
+    fn stale_before<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, Option<SystemTime>> {
+        (**self).stale_before(tenant_prefix)
+    }
+
+    fn soft_purge_tenant<'a>(
+        &'a self,
+        tenant_prefix: &'a [u8],
+        at: SystemTime,
+    ) -> BoxFuture<'a, bool> {
+        (**self).soft_purge_tenant(tenant_prefix, at)
+    }
+
+    fn index_members<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
+        (**self).index_members(index)
     }
 
     fn generation<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, u64> {

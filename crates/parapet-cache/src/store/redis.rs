@@ -7,10 +7,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, join_all};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterConfig;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
 use redis::{ErrorKind, RedisError, RedisResult};
 use tokio::sync::OnceCell;
 
@@ -22,7 +23,7 @@ use super::subscriber::Subscription;
 use super::{Found, Store, Tier};
 use crate::encoding::{decode, encode};
 use crate::entry::StoredValue;
-use crate::key::generation_key;
+use crate::key::{generation_key, soft_purge_key};
 use crate::stats::{Counters, bump};
 
 /// The time a readiness `PING` may take, a first connection (and its TLS handshake) included.
@@ -39,6 +40,10 @@ enum Connection {
 /// Tenant generations read from Redis, with when they were read; kept past their TTL as the
 /// fallback when Redis cannot be reached.
 pub(crate) type Generations = moka::future::Cache<Bytes, (u64, Instant)>;
+
+/// Tenant soft-purge times (ms since the Unix epoch) read from Redis, with when they were read;
+/// kept like [`Generations`].
+pub(crate) type SoftPurges = moka::future::Cache<Bytes, (Option<u64>, Instant)>;
 
 /// The Redis tier: every value under its own key with a TTL (`SET … PX`), encoded compactly
 /// (see the `encoding` module docs), single-key commands only, so it works the same on a
@@ -60,6 +65,7 @@ pub struct RedisStore {
     breaker: Breaker,
     counters: Arc<Counters>,
     generations: Generations,
+    soft_purges: SoftPurges,
     /// When a failure was last logged as a warning (ms since `started`).
     warned_at: AtomicU64,
     started: Instant,
@@ -106,6 +112,7 @@ impl RedisStore {
             breaker,
             counters,
             generations: moka::future::Cache::builder().max_capacity(100_000).build(),
+            soft_purges: moka::future::Cache::builder().max_capacity(100_000).build(),
             config,
             hosts,
             warned_at: AtomicU64::new(0),
@@ -282,6 +289,101 @@ impl Store for RedisStore {
         async move { self.run_twice::<i64>(&redis::Cmd::del(key)).await.is_some() }.boxed()
     }
 
+    /// One `DEL` of many keys per slot (on one server: per [`DELETE_BATCH`] keys), all sent at
+    /// once on the multiplexed connection: one round trip however many keys, each command
+    /// tried twice. False when a command got no answer.
+    fn delete_many<'a>(&'a self, keys: &'a [Bytes]) -> BoxFuture<'a, bool> {
+        async move {
+            let batches = self.delete_batches(keys);
+            let deletes = batches.iter().map(|cmd| self.run_twice::<i64>(cmd));
+            join_all(deletes).await.iter().all(Option::is_some)
+        }
+        .boxed()
+    }
+
+    /// `SET … PX`, confirmed.
+    fn replace<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: StoredValue,
+        ttl: Duration,
+    ) -> BoxFuture<'a, bool> {
+        self.put_confirmed(key, value, ttl).boxed()
+    }
+
+    /// The `GET` of the tenant's soft-purge key, cached like the generation.
+    fn stale_before<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, Option<SystemTime>> {
+        async move {
+            let cached = self.soft_purges.get(tenant_prefix).await;
+            let millis = match cached {
+                Some((millis, read_at)) if read_at.elapsed() < self.config.generation_ttl => millis,
+                _ => {
+                    let read: Option<Option<u64>> = self
+                        .run(redis::Cmd::get(&soft_purge_key(tenant_prefix)[..]))
+                        .await;
+                    match read {
+                        Some(millis) => {
+                            self.soft_purges
+                                .insert(
+                                    Bytes::copy_from_slice(tenant_prefix),
+                                    (millis, Instant::now()),
+                                )
+                                .await;
+                            millis
+                        }
+                        None => cached.and_then(|(millis, _)| millis),
+                    }
+                }
+            };
+            millis.map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+        }
+        .boxed()
+    }
+
+    /// `SET` of the tenant's soft-purge key to `at` (rounded up to the millisecond), unless it
+    /// already holds a later time: one small script on one key, tried twice.
+    fn soft_purge_tenant<'a>(
+        &'a self,
+        tenant_prefix: &'a [u8],
+        at: SystemTime,
+    ) -> BoxFuture<'a, bool> {
+        async move {
+            let key = soft_purge_key(tenant_prefix);
+            let millis = epoch_ms(at).saturating_add(1);
+            let script = redis::Script::new(SOFT_PURGE_SCRIPT);
+            let mut invocation = script.key(&key[..]);
+            invocation.arg(millis);
+            let mut stored = self.invoke_script::<u64>(&invocation).await;
+            if stored.is_none() {
+                stored = self.invoke_script::<u64>(&invocation).await;
+            }
+            let Some(stored) = stored else {
+                tracing::warn!("tenant soft purge could not reach redis");
+                return false;
+            };
+            self.soft_purges
+                .insert(
+                    Bytes::copy_from_slice(tenant_prefix),
+                    (Some(stored), Instant::now()),
+                )
+                .await;
+            true
+        }
+        .boxed()
+    }
+
+    fn index_members<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
+        async move {
+            let mut live = redis::cmd("ZRANGEBYSCORE");
+            live.arg(index)
+                .arg(format!("({}", epoch_ms(SystemTime::now())))
+                .arg("+inf");
+            let members: Vec<Vec<u8>> = self.run(live).await.unwrap_or_default();
+            members.into_iter().map(Bytes::from).collect()
+        }
+        .boxed()
+    }
+
     /// The `GET` of the tenant's generation key, reused for the generation TTL; when Redis
     /// cannot answer, the last generation read (or 0).
     fn generation<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, u64> {
@@ -383,15 +485,25 @@ impl RedisStore {
         let _: Option<i64> = self.run(expire).await;
     }
 
-    /// `ZRANGEBYSCORE` of the members not yet expired, then `DEL`.
+    /// `ZRANGEBYSCORE` of the members not yet expired and `DEL`, in one round trip (one key,
+    /// so one slot); the `DEL` is sent once more alone when that failed.
     pub(crate) async fn index_take_inner(&self, index: &[u8]) -> Vec<Bytes> {
-        let mut live = redis::cmd("ZRANGEBYSCORE");
-        live.arg(index)
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGEBYSCORE")
+            .arg(index)
             .arg(format!("({}", epoch_ms(SystemTime::now())))
-            .arg("+inf");
-        let members: Vec<Vec<u8>> = self.run(live).await.unwrap_or_default();
-        let _: Option<i64> = self.run_twice(&redis::Cmd::del(index)).await;
-        members.into_iter().map(Bytes::from).collect()
+            .arg("+inf")
+            .cmd("DEL")
+            .arg(index)
+            .ignore();
+        let taken: Option<(Vec<Vec<u8>>,)> = self.run_op(Op::Pipe(pipe), self.config.timeout).await;
+        match taken {
+            Some((members,)) => members.into_iter().map(Bytes::from).collect(),
+            None => {
+                let _: Option<i64> = self.run(redis::Cmd::del(index)).await;
+                Vec::new()
+            }
+        }
     }
 
     /// Publishes `payload` on `channel` (fails open like every operation): `SPUBLISH` on a
@@ -414,15 +526,80 @@ impl RedisStore {
         &self.subscription
     }
 
+    /// The `DEL` commands removing `keys`: one per slot on a cluster (a multi-key command
+    /// must stay in one slot), batches of [`DELETE_BATCH`] keys otherwise.
+    fn delete_batches(&self, keys: &[Bytes]) -> Vec<redis::Cmd> {
+        let del = |keys: &[&Bytes]| {
+            let mut cmd = redis::cmd("DEL");
+            for key in keys {
+                cmd.arg(&key[..]);
+            }
+            cmd
+        };
+        match self.target {
+            Target::Cluster(_) => {
+                let mut by_slot: std::collections::HashMap<Slot, Vec<&Bytes>> =
+                    std::collections::HashMap::new();
+                for key in keys {
+                    by_slot.entry(Slot::for_key(key)).or_default().push(key);
+                }
+                by_slot.values().map(|keys| del(keys)).collect()
+            }
+            Target::Single(_) | Target::Sentinel(_) => keys
+                .chunks(DELETE_BATCH)
+                .map(|chunk| del(&chunk.iter().collect::<Vec<_>>()))
+                .collect(),
+        }
+    }
+
+    /// `SET … PX` of an encoded value; false when Redis did not confirm it.
+    pub(crate) async fn put_confirmed(
+        &self,
+        key: &[u8],
+        value: StoredValue,
+        ttl: Duration,
+    ) -> bool {
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        if millis == 0 {
+            return self.run_twice::<i64>(&redis::Cmd::del(key)).await.is_some();
+        }
+        let encoded = encode(&value, self.config.compress_threshold);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(&encoded[..]).arg("PX").arg(millis);
+        self.run::<redis::Value>(cmd).await.is_some()
+    }
+
+    /// The soft-purge times read so far (the subscriber drops one when a soft purge is
+    /// announced).
+    pub(crate) fn soft_purges(&self) -> &SoftPurges {
+        &self.soft_purges
+    }
+
     /// The generations read so far (the subscriber drops one when a purge is announced).
     pub(crate) fn generations(&self) -> &Generations {
         &self.generations
     }
 }
 
+/// Keys per `DEL` on one server (a cluster needs one per slot anyway).
+const DELETE_BATCH: usize = 512;
+
+/// Sets the soft-purge key to the later of its value and `ARGV[1]`; returns the value kept.
+const SOFT_PURGE_SCRIPT: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local at = tonumber(ARGV[1])
+if at > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return at
+end
+return current
+";
+
 /// What [`RedisStore::run_op`] sends: a command, or a script invocation.
 enum Op<'a> {
     Cmd(redis::Cmd),
+    /// Commands sent together (on a cluster, all on one slot).
+    Pipe(redis::Pipeline),
     Script(&'a redis::ScriptInvocation<'a>),
 }
 
@@ -434,6 +611,7 @@ impl Op<'_> {
     {
         match self {
             Self::Cmd(cmd) => cmd.query_async(connection).await,
+            Self::Pipe(pipe) => pipe.query_async(connection).await,
             Self::Script(invocation) => invocation.invoke_async(connection).await,
         }
     }

@@ -4,9 +4,10 @@
 //! A message is `kind | key`, followed with a secret by `HMAC-SHA-256(secret, channel | kind |
 //! key)` (32 bytes). Anyone who can `PUBLISH` on the channel could otherwise make every
 //! instance drop its local tier; with a secret, only holders of the secret can. Without one,
-//! a message is still only obeyed for keys under the cache's prefix, and a purge (`p`) only
-//! for one well-formed tenant prefix, so a forged message can drop at most one tenant's local
-//! entries, never the whole tier.
+//! a message is still only obeyed for keys under the cache's prefix (all of them, for a batch
+//! of keys: `K` deleted, `T` tombstoned), and a purge (`p`, or `s` for a soft one) only for one
+//! well-formed tenant prefix, so a forged message can drop at most one tenant's local entries,
+//! never the whole tier.
 
 use std::fmt;
 use std::sync::Arc;
@@ -94,14 +95,48 @@ impl Seal {
         };
         let (&kind, key) = body.split_first()?;
         let confined = match kind {
-            b'k' | b't' => key.starts_with(&self.key_prefix) && key.len() > self.key_prefix.len(),
-            b'p' => key
+            b'k' | b't' => self.confined(key),
+            b'K' | b'T' => batch_keys(key)
+                .is_some_and(|keys| !keys.is_empty() && keys.iter().all(|key| self.confined(key))),
+            b'p' | b's' => key
                 .strip_prefix(&self.key_prefix[..])
                 .is_some_and(is_tenant_component),
             _ => false,
         };
         confined.then_some((kind, key))
     }
+}
+
+impl Seal {
+    /// Whether `key` is one of the cache's own keys.
+    fn confined(&self, key: &[u8]) -> bool {
+        key.starts_with(&self.key_prefix) && key.len() > self.key_prefix.len()
+    }
+}
+
+/// The body of a message naming several keys (`K`: deleted, `T`: tombstoned): each key as a
+/// big-endian `u32` length and its bytes.
+pub(crate) fn batch<'a>(keys: impl IntoIterator<Item = &'a Bytes>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for key in keys {
+        let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&key[..len as usize]);
+    }
+    out
+}
+
+/// The keys of a [`batch`] body; `None` when it is malformed.
+pub(crate) fn batch_keys(mut body: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut keys = Vec::new();
+    while !body.is_empty() {
+        let (len, rest) = body.split_at_checked(4)?;
+        let len = u32::from_be_bytes(len.try_into().ok()?) as usize;
+        let (key, rest) = rest.split_at_checked(len)?;
+        keys.push(key);
+        body = rest;
+    }
+    Some(keys)
 }
 
 /// Whether `rest` is exactly one tenant component (`t<len>:<id>|`) or the single-tenant one
@@ -203,5 +238,34 @@ mod tests {
         // A sealed message still has to stay within the prefix.
         assert_eq!(s.open(&s.seal(b'p', b"")), None);
         assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn batches_and_soft_purges_are_confined_like_single_messages() {
+        let s = seal(None);
+        let acme = tenant_prefix("parapet:cache:", Some("acme"));
+        let a = Bytes::from_static(b"parapet:cache:t4:acme|n1:0|mGET|u2:/a|");
+        let b = Bytes::from_static(b"parapet:cache:t4:acme|n1:0|mGET|u2:/b|");
+        let body = batch([&a, &b]);
+        assert_eq!(batch_keys(&body), Some(vec![&a[..], &b[..]]));
+        for kind in [b'K', b'T'] {
+            let payload = s.seal(kind, &body);
+            let (opened, keys) = s.open(&payload).unwrap();
+            assert_eq!(opened, kind);
+            assert_eq!(batch_keys(keys).unwrap().len(), 2);
+        }
+        // One key outside the prefix spoils the whole batch; so do a truncated or empty one.
+        let outside = Bytes::from_static(b"other:key");
+        assert_eq!(s.open(&s.seal(b'K', &batch([&a, &outside]))), None);
+        assert_eq!(s.open(&s.seal(b'K', &body[..body.len() - 1])), None);
+        assert_eq!(s.open(&s.seal(b'K', &[])), None);
+        // A soft tenant purge names exactly one tenant, as a purge does.
+        assert_eq!(s.open(&s.seal(b's', &acme)), Some((b's', &acme[..])));
+        assert_eq!(s.open(b"sparapet:cache:"), None);
+        assert_eq!(s.open(b"sparapet:cache:t4:acme|n1:0|"), None);
+        // With a secret, a batch must carry the tag like any message.
+        let sealed = seal(Some(b"secret"));
+        assert!(sealed.open(&sealed.seal(b'K', &body)).is_some());
+        assert_eq!(sealed.open(&s.seal(b'K', &body)), None);
     }
 }

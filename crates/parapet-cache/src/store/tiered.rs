@@ -10,8 +10,8 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-use super::redis::Generations;
-use super::seal::Seal;
+use super::redis::{Generations, SoftPurges};
+use super::seal::{Seal, batch, batch_keys};
 use super::subscriber::{Handler, listen};
 use super::{Found, MemoryStore, RedisStore, Store};
 use crate::entry::StoredValue;
@@ -150,6 +150,7 @@ impl TieredStore {
             local: self.local.clone(),
             removals: Arc::clone(&self.removals),
             generations: self.redis.generations().clone(),
+            soft_purges: self.redis.soft_purges().clone(),
             repair: self.repair(),
         };
         tokio::spawn(listen(
@@ -180,7 +181,12 @@ impl TieredStore {
     }
 }
 
-/// Announces an invalidation of `kind` (`k` key, `t` tombstone, `p` tenant purge).
+/// Keys per batch announcement (`K`, `T`): a purge of more keys publishes one message per
+/// this many.
+const KEYS_PER_MESSAGE: usize = 4096;
+
+/// Announces an invalidation of `kind` (`k` key, `t` tombstone, `p` tenant purge, `s` tenant
+/// soft purge; `K` and `T` for several keys, see [`batch`]).
 async fn publish(redis: &RedisStore, seal: &Seal, kind: u8, key: &[u8]) {
     redis.publish(seal.channel(), &seal.seal(kind, key)).await;
 }
@@ -239,6 +245,7 @@ struct Listener {
     local: MemoryStore,
     removals: Arc<AtomicU64>,
     generations: Generations,
+    soft_purges: SoftPurges,
     repair: Repair,
 }
 
@@ -248,6 +255,7 @@ impl Handler for Listener {
         self.removals.fetch_add(1, Ordering::SeqCst);
         self.local.clear();
         self.generations.invalidate_all();
+        self.soft_purges.invalidate_all();
     }
 
     fn message<'a>(&'a self, payload: &'a [u8]) -> BoxFuture<'a, ()> {
@@ -269,6 +277,30 @@ impl Handler for Listener {
                     // The sender could not delete it from Redis: skip the Redis copy here too.
                     self.local.delete(key).await;
                     self.repair.tombstone(key).await;
+                }
+                (b'K', body) => {
+                    let keys: Vec<Bytes> = batch_keys(body)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(Bytes::copy_from_slice)
+                        .collect();
+                    self.local.delete_many(&keys).await;
+                    for key in &keys {
+                        // As for `k`; most keys have none, and a lookup is cheaper.
+                        if self.repair.tombstones.contains_key(key) {
+                            self.repair.tombstones.invalidate(key).await;
+                        }
+                    }
+                }
+                (b'T', body) => {
+                    for key in batch_keys(body).unwrap_or_default() {
+                        self.local.delete(key).await;
+                        self.repair.tombstone(key).await;
+                    }
+                }
+                (b's', prefix) => {
+                    // Read the new soft-purge time on the next request.
+                    self.soft_purges.invalidate(prefix).await;
                 }
                 (b'p', prefix) => {
                     // Read the bumped generation on the next request, and free the old entries.
@@ -340,6 +372,101 @@ impl Store for TieredStore {
         .boxed()
     }
 
+    /// Deletes locally, then in Redis in one round trip ([`RedisStore`]'s pipelined `DEL`s),
+    /// and announces all the keys in one message (per 4,096 keys); when Redis could not
+    /// confirm it, leaves tombstones and retries in the background, as [`delete`] does.
+    ///
+    /// [`delete`]: Store::delete
+    fn delete_many<'a>(&'a self, keys: &'a [Bytes]) -> BoxFuture<'a, bool> {
+        async move {
+            match keys {
+                [] => return true,
+                // Announced as `k`, which instances of earlier versions obey too.
+                [key] => return self.delete(key).await,
+                _ => {}
+            }
+            self.ensure_subscribed();
+            self.removals.fetch_add(1, Ordering::SeqCst);
+            self.local.delete_many(keys).await;
+            let deleted = self.redis.delete_many(keys).await;
+            if !deleted {
+                tracing::warn!(
+                    keys = keys.len(),
+                    "cache invalidation could not reach redis; retrying in the background"
+                );
+                let repair = self.repair();
+                for key in keys {
+                    repair.tombstone(key).await;
+                }
+            }
+            let kind = if deleted { b'K' } else { b'T' };
+            for chunk in keys.chunks(KEYS_PER_MESSAGE) {
+                self.publish(kind, &batch(chunk)).await;
+            }
+            deleted
+        }
+        .boxed()
+    }
+
+    /// Stores the value locally and in Redis (confirmed), and announces the key so the other
+    /// instances drop their local copies; deletes it instead when Redis did not confirm it.
+    fn replace<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: StoredValue,
+        ttl: Duration,
+    ) -> BoxFuture<'a, bool> {
+        async move {
+            self.ensure_subscribed();
+            self.removals.fetch_add(1, Ordering::SeqCst);
+            if !self.redis.put_confirmed(key, value.clone(), ttl).await {
+                tracing::warn!("cache soft purge could not reach redis; deleting instead");
+                self.delete(key).await;
+                return false;
+            }
+            self.local
+                .put(key, value, ttl.min(self.local_ttl_cap))
+                .await;
+            self.publish(b'k', key).await;
+            true
+        }
+        .boxed()
+    }
+
+    fn stale_before<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, Option<SystemTime>> {
+        async move {
+            self.ensure_subscribed();
+            self.redis.stale_before(tenant_prefix).await
+        }
+        .boxed()
+    }
+
+    /// Stores the soft-purge time in Redis and announces it, so the other instances read it
+    /// again on their next request of the tenant.
+    fn soft_purge_tenant<'a>(
+        &'a self,
+        tenant_prefix: &'a [u8],
+        at: SystemTime,
+    ) -> BoxFuture<'a, bool> {
+        async move {
+            self.ensure_subscribed();
+            let stored = self.redis.soft_purge_tenant(tenant_prefix, at).await;
+            self.publish(b's', tenant_prefix).await;
+            stored
+        }
+        .boxed()
+    }
+
+    fn index_members<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
+        async move {
+            union(
+                self.local.index_members(index).await,
+                self.redis.index_members(index).await,
+            )
+        }
+        .boxed()
+    }
+
     fn generation<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, u64> {
         async move {
             self.ensure_subscribed();
@@ -386,14 +513,28 @@ impl Store for TieredStore {
 
     fn index_take<'a>(&'a self, index: &'a [u8]) -> BoxFuture<'a, Vec<Bytes>> {
         async move {
-            let mut members = self.local.index_take(index).await;
-            for member in self.redis.index_take(index).await {
-                if !members.contains(&member) {
-                    members.push(member);
-                }
-            }
-            members
+            union(
+                self.local.index_take(index).await,
+                self.redis.index_take(index).await,
+            )
         }
         .boxed()
     }
+}
+
+/// The members of both tiers' copies of an index, each once.
+fn union(mut members: Vec<Bytes>, more: Vec<Bytes>) -> Vec<Bytes> {
+    if more.is_empty() {
+        return members;
+    }
+    if members.is_empty() {
+        return more;
+    }
+    let mut seen: std::collections::HashSet<Bytes> = members.iter().cloned().collect();
+    for member in more {
+        if seen.insert(member.clone()) {
+            members.push(member);
+        }
+    }
+    members
 }
