@@ -23,9 +23,12 @@ use parapet_tenant::{
 };
 use serde_json::{Value, json};
 
+/// The check of one input.
+pub type Check = fn(&[u8]);
+
 /// Every target: its name (the binary in `fuzz_targets/` and the folder in `corpus/`) and the
 /// function that checks one input.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("tenant_id", tenant_id),
     ("resolve_host", resolve_host),
     ("resolve_path", resolve_path),

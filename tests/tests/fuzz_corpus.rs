@@ -1,6 +1,7 @@
 //! Replays every committed fuzzing corpus file (`fuzz/corpus/<target>/`) through the same
 //! property checks the cargo-fuzz targets run (`fuzz/src/lib.rs`), so CI checks the corpora and
 //! every input a fuzzing run found interesting without cargo-fuzz or a nightly toolchain.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
