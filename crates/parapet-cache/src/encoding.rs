@@ -295,7 +295,8 @@ impl<'a> Reader<'a> {
             let name = HeaderName::from_bytes(self.short()?).ok()?;
             let len = usize::try_from(self.u32()?).ok()?;
             let value = HeaderValue::from_bytes(self.take(len)?).ok()?;
-            map.append(name, value);
+            // More names than a `HeaderMap` holds (about 24,000) is not a value we wrote.
+            map.try_append(name, value).ok()?;
         }
         Some(map)
     }
@@ -370,6 +371,49 @@ mod tests {
         trailing.push(0);
         assert_eq!(decode(&trailing), None);
         assert_eq!(decode(b"not a cache entry at all"), None);
+    }
+
+    /// A stored response whose headers are `count` × `name: ""`, as a hostile or corrupted
+    /// Redis value could claim.
+    fn with_headers(count: u32, name: impl Fn(u32) -> String) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        out.put_slice(&[VERSION, 0]);
+        out.put_u16(200);
+        out.put_u64(1_700_000_000_000);
+        out.put_u64(1_700_000_000_000);
+        out.put_u8(0);
+        out.put_u64(60_000);
+        out.put_u32(count);
+        for i in 0..count {
+            put_short(&mut out, name(i).as_bytes());
+            out.put_u32(0);
+        }
+        put_names(&mut out, &[]);
+        put_headers(&mut out, &HeaderMap::new());
+        out.put_u16(0);
+        out.put_u32(0);
+        out.put_u32(0);
+        out.to_vec()
+    }
+
+    /// More header lines than a `HeaderMap` can index (`with_capacity` and `append` panic past
+    /// about 24,000 entries) decode to `None` or to an entry, never to a panic.
+    #[test]
+    fn more_headers_than_a_header_map_holds_do_not_panic() {
+        // Distinct names: more than the map can hold, refused.
+        assert_eq!(decode(&with_headers(40_000, |i| format!("h{i}"))), None);
+        // One name repeated: the map holds the values; the entry's copy must too.
+        let Some(StoredValue::Response(entry)) = decode(&with_headers(40_000, |_| "a".into()))
+        else {
+            panic!("40,000 values of one field are a valid entry");
+        };
+        assert_eq!(entry.headers.get_all("a").iter().count(), 40_000);
+        // And what fits decodes.
+        let Some(StoredValue::Response(entry)) = decode(&with_headers(1_000, |i| format!("h{i}")))
+        else {
+            panic!("1,000 fields are a valid entry");
+        };
+        assert_eq!(entry.headers.len(), 1_000);
     }
 
     proptest! {

@@ -184,7 +184,9 @@ fn header_bytes(map: &HeaderMap) -> usize {
 
 /// A copy of `headers` in a map of their own size, with values in allocations of their own.
 pub(crate) fn compact(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(headers.len());
+    // Room for the names; extra values of a name need none (and `len()`, which counts them,
+    // can exceed what `with_capacity` accepts).
+    let mut out = HeaderMap::try_with_capacity(headers.keys_len()).unwrap_or_default();
     for (name, value) in headers {
         let mut copy = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
             .unwrap_or_else(|_| value.clone());

@@ -76,6 +76,8 @@ mod epoch;
 mod exchange;
 mod fill;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod key;
 mod layer;

@@ -4,6 +4,7 @@ use std::fmt;
 
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry_sdk::{
+    error::OTelSdkError,
     metrics::SdkMeterProvider,
     propagation::{BaggagePropagator, TraceContextPropagator},
     trace::SdkTracerProvider,
@@ -115,8 +116,10 @@ impl TelemetryGuard {
             .map_err(|e| TelemetryError::Shutdown(e.to_string()))
     }
 
-    /// Flushes and stops the pipelines. Blocks until the exports are done (each bounded by the
-    /// exporter's timeout); safe to call from inside a Tokio runtime.
+    /// Flushes and stops the pipelines. Blocks until the exports are done or the SDK's shutdown
+    /// timeout (5 s) has passed, whichever comes first: exports still hung on a collector that
+    /// does not answer are then abandoned, so the shutdown is bounded and never panics. Safe to
+    /// call from inside a Tokio runtime.
     ///
     /// # Errors
     /// An export or a shutdown failed; the pipelines are stopped anyway.
@@ -128,8 +131,19 @@ impl TelemetryGuard {
         if std::mem::replace(&mut self.done, true) {
             return Ok(());
         }
-        let spans = self.tracer_provider.shutdown();
-        let metrics = self.meter_provider.shutdown();
+        // Both at once: with a collector that never answers, each waits for its own timeout
+        // (the SDK's 5 s), so the shutdown takes one timeout, not two.
+        let (spans, metrics) = std::thread::scope(|scope| {
+            let metrics = scope.spawn(|| self.meter_provider.shutdown());
+            let spans = self.tracer_provider.shutdown();
+            let metrics = metrics.join().unwrap_or_else(|_| {
+                Err(OTelSdkError::InternalFailure(
+                    "the metric shutdown panicked".into(),
+                ))
+            });
+            (spans, metrics)
+        });
+        // Exports still hung on the collector give up, then the export runtime stops.
         self.runtime = None;
         spans
             .and(metrics)
