@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # claims: the original plan's claims, on the demo CRM with and without the cache.
 # The demo twice, side by side, on a PostgreSQL cluster of the scenario's own: with the cache and
-# with PARAPET_CACHE=off; wrk with a mix of reads over both seeded tenants in rounds, then in
+# with PARAPET_CACHE=off (both with PARAPET_QUOTA=off: the claims are the cache's, and wrk asks
+# far more of globex than its free plan allows); wrk with a mix of reads over both seeded tenants in rounds, then in
 # connection steps. Prints the markdown section. Shorter runs: CLAIMS_SECS (10 s per round),
 # CLAIMS_STEP_SECS (5 s per step), CLAIMS_ROUNDS (3), CLAIMS_SEED (100000 leads per tenant).
 source "$(dirname "$0")/../lib.sh"
@@ -16,10 +17,10 @@ trap demo_cleanup EXIT
 pg_start "$work/pg" 100
 db="postgres://postgres@127.0.0.1:$pg_port/parapet_bench_claims"
 t0=$(date +%s)
-demo_start claims "$work/on.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget -- --seed "$seed"
+demo_start claims "$work/on.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget PARAPET_QUOTA=off -- --seed "$seed"
 t1=$(date +%s)
 on=$addr
-demo_start claims "$work/off.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget PARAPET_CACHE=off -- --seed "$seed"
+demo_start claims "$work/off.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget PARAPET_CACHE=off PARAPET_QUOTA=off -- --seed "$seed"
 off=$addr
 # A mixed list of reads for both seeded tenants: each wrk connection walks the list in turn.
 {
@@ -132,7 +133,7 @@ done
 echo
 echo "How it was run:"
 echo
-echo "- The demo (\`target/release/example-crm --seed $seed\`: acme and globex with $seed leads, $((seed / 4)) deals, $((seed / 2)) activity entries and $((seed / 10)) billing events each; seeding and start-up took $((t1 - t0)) s) twice, side by side, against one database \`parapet_bench_claims\` on a PostgreSQL 15 cluster of the scenario's own (\`initdb\`, \`fsync=off\`, \`max_connections=100\`, removed afterwards): once with the defaults (telemetry → tenant → cache → pool, local cache tier only, no \`REDIS_URL\`, \`PARAPET_CACHE_DEFAULT_TTL=/api/=10\` as the demo sets it) and once with \`PARAPET_CACHE=off\` (telemetry → tenant → pool). Both with \`PARAPET_POOL_BUDGET=$budget\` and \`RUST_LOG=warn\`. Peak resident memory (VmHWM): cache on $mem_on, cache off $mem_off."
+echo "- The demo (\`target/release/example-crm --seed $seed\`: acme and globex with $seed leads, $((seed / 4)) deals, $((seed / 2)) activity entries and $((seed / 10)) billing events each; seeding and start-up took $((t1 - t0)) s) twice, side by side, against one database \`parapet_bench_claims\` on a PostgreSQL 15 cluster of the scenario's own (\`initdb\`, \`fsync=off\`, \`max_connections=100\`, removed afterwards): once with the defaults (telemetry → tenant → cache → pool, local cache tier only, no \`REDIS_URL\`, \`PARAPET_CACHE_DEFAULT_TTL=/api/=10\` as the demo sets it) and once with \`PARAPET_CACHE=off\` (telemetry → tenant → pool). Both with \`PARAPET_POOL_BUDGET=$budget\`, \`PARAPET_QUOTA=off\` (the demo turns its per-plan quotas on by default; wrk asks far more of globex than its free plan's 20 requests/s) and \`RUST_LOG=warn\`. Peak resident memory (VmHWM): cache on $mem_on, cache off $mem_off."
 echo "- \`wrk -t$threads -c$conns -d${secs}s --timeout 2s\` on 127.0.0.1 with a Lua script that rotates 8 read URLs (\`/api/leads?limit=20\` and \`?limit=50\`, \`/api/deals?stage=won|proposal&limit=20\` and \`?stage=negotiation&limit=10\`, \`/api/activity?limit=20|50\`, \`/api/subscription\`) over the two tenants (\`X-Tenant-Id\`), after a 2 s warm-up of each server; the two servers are measured in turn, in $rounds rounds, and the rows are the median round. Errors are wrk's socket errors plus responses with a status ≥ 400."
 echo "- Before measuring, the second of two identical requests to \`/api/leads?limit=20\` was checked: cache on answered $check_on, cache off $check_off."
 echo "- 16 distinct URLs (8 paths, 2 tenants), the cache's TTL 10 s. Both servers and wrk share the machine's $(nproc) cores with PostgreSQL."
