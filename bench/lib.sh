@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Every scenario (bench/scenarios/<name>.sh), in the order of BENCHMARKS.md.
 # shellcheck disable=SC2034 # for run.sh and report.sh
-scenarios=(claims pool stack instructions cache cache-bytes telemetry scale propagation)
+scenarios=(claims pool stack instructions cache cache-bytes telemetry scale propagation noisy)
 
 # The release binaries `cargo build --release` wrote (it honours CARGO_TARGET_DIR too).
 # shellcheck disable=SC2034 # for the scenarios

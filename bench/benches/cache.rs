@@ -144,7 +144,7 @@ fn cache(c: &mut Criterion) {
         true,
     );
 
-    // tower-http-cache 0.5, in-memory backend, 60 s TTL.
+    // tower-http-cache 0.6.1, in-memory backend, 60 s TTL.
     let calls = Arc::new(AtomicU64::new(0));
     bench_one(
         &mut group,

@@ -54,7 +54,7 @@ redis_cluster_start
 pg_start "$work/pg" 100
 db="postgres://postgres@127.0.0.1:$pg_port/parapet_bench_propagation"
 env=(DATABASE_URL="$db" REDIS_CLUSTER_URLS="$seeds" PARAPET_CACHE_PREFIX="parapet:bench:propagation:$$:"
-  PARAPET_TELEMETRY=off)
+  PARAPET_TELEMETRY=off PARAPET_QUOTA=off)
 # The first start creates, migrates and seeds the database; the other two find it ready.
 addrs=()
 for i in 1 2 3; do
@@ -75,6 +75,6 @@ trap - EXIT
 echo
 echo "How it was run:"
 echo
-echo "- A Redis Cluster of three masters (\`redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)\`, \`--cluster-enabled yes\`, no replicas, no persistence) and a PostgreSQL cluster (\`initdb\`, \`fsync=off\`), both on free ports of 127.0.0.1 and removed afterwards. Three demo processes (\`target/release/example-crm --seed 1000\`, \`RUST_LOG=warn\`, telemetry off) on one database, with \`REDIS_CLUSTER_URLS\` naming the three nodes, one \`PARAPET_CACHE_PREFIX\`, and the defaults otherwise: a 64 MiB local tier in front of the cluster, \`/api/=10\` s TTL. The demo's log had $errors warning, error or panic lines."
+echo "- A Redis Cluster of three masters (\`redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)\`, \`--cluster-enabled yes\`, no replicas, no persistence) and a PostgreSQL cluster (\`initdb\`, \`fsync=off\`), both on free ports of 127.0.0.1 and removed afterwards. Three demo processes (\`target/release/example-crm --seed 1000\`, \`RUST_LOG=warn\`, telemetry and quotas off: the client polls every 1 ms, beyond acme's plan) on one database, with \`REDIS_CLUSTER_URLS\` naming the three nodes, one \`PARAPET_CACHE_PREFIX\`, and the defaults otherwise: a 64 MiB local tier in front of the cluster, \`/api/=10\` s TTL. The demo's log had $errors warning, error or panic lines."
 echo "- \`target/release/propagation\` (bench/src/bin/propagation.rs), one client on one thread: $writes rounds of (1) \`GET /api/leads?limit=5\` as acme on each instance until \`Cache-Status\` says \`hit\`, (2) \`POST /api/leads\` through the first instance (the demo purges the tenant's \`leads\` and \`activity\` tags before it answers), (3) the same GET on the other two instances concurrently, every 1 ms, until the newest lead is the one just written (deadline 2 s, counted as 2 s). Propagation is the time from the POST's response to the response of that first fresh read, so it includes one GET's own latency."
 echo "- The client, the three demos, the three Redis nodes and PostgreSQL share the machine's $(nproc) cores."

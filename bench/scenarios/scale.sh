@@ -17,7 +17,7 @@ admin="postgres://postgres@127.0.0.1:$pg_port"
 db="$admin/parapet_bench_scale"
 # A first start creates, migrates and seeds the database; then the 1,000 tenants are added
 # and the demo started again, so every tenant exists before the first request.
-demo_start scale "$work/prep.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget -- --seed 1000
+demo_start scale "$work/prep.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget PARAPET_QUOTA=off -- --seed 1000
 demo_stop "$demo_pid"
 pids=()
 psql -q -v ON_ERROR_STOP=1 "$db" <<SQL
@@ -68,7 +68,7 @@ LUA
 declare -A res=()
 scale_run() {
   demo_start scale "$work/demo-$1.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget \
-    PARAPET_POOL_MAX_PER_POOL="$2" -- --seed 1000
+    PARAPET_POOL_MAX_PER_POOL="$2" PARAPET_QUOTA=off -- --seed 1000
   local pid=$demo_pid
   local head
   head=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Tenant-Id: t0500' "http://$addr/api/leads?limit=20")
@@ -161,7 +161,7 @@ echo "| leads created by the run's POSTs |$row | |"
 echo
 echo "How it was run:"
 echo
-echo "- A PostgreSQL 15 cluster of the scenario's own (\`initdb\`, \`fsync=off\`, \`max_connections=$maxconn\`, removed afterwards), database \`parapet_bench_scale\`: a first start of the demo (\`target/release/example-crm --seed 1000\`) created, migrated and seeded it (acme and globex with 1,000 leads each); then $tenants tenants \`t0001\`…\`t$(printf '%04d' "$tenants")\` with 5 leads and 3 deals each were inserted, and the demo was started again for each column, one after the other, with \`PARAPET_POOL_BUDGET=$budget\`, \`RUST_LOG=warn\`, the defaults otherwise (telemetry → tenant → cache → pool, local cache tier only, \`/api/=10\` s TTL)."
+echo "- A PostgreSQL 15 cluster of the scenario's own (\`initdb\`, \`fsync=off\`, \`max_connections=$maxconn\`, removed afterwards), database \`parapet_bench_scale\`: a first start of the demo (\`target/release/example-crm --seed 1000\`) created, migrated and seeded it (acme and globex with 1,000 leads each); then $tenants tenants \`t0001\`…\`t$(printf '%04d' "$tenants")\` with 5 leads and 3 deals each were inserted, and the demo was started again for each column, one after the other, with \`PARAPET_POOL_BUDGET=$budget\`, \`RUST_LOG=warn\`, \`PARAPET_QUOTA=off\` (the scenario measures the pools; the demo's quotas are the noisy scenario's), the defaults otherwise (telemetry → tenant → cache → pool, local cache tier only, \`/api/=10\` s TTL)."
 echo "- The two columns differ only in \`PARAPET_POOL_MAX_PER_POOL\`. These tenants all live in the shared database, so they share one pool: with the default of 20 per pool, that pool and not the budget bounds the connections (left column); with $per_pool per pool the budget of $budget is what bounds them (right column)."
 echo "- \`ulimit -n 20000\`, then \`wrk -t$threads -c$conns -d${secs}s --timeout 5s\` on 127.0.0.1 with a Lua script that picks a random tenant per request (\`X-Tenant-Id\`) and sends 45 % \`GET /api/leads?limit=20\`, 45 % \`GET /api/deals?stage=<random stage>&limit=20\`, 10 % \`POST /api/leads\` (JSON name and email; each write purges the tenant's leads and activity entries from the cache). Errors are wrk's socket errors (connect, read, write, timeout) plus responses with a status ≥ 400 (wrk's count); non-2xx/3xx is wrk's own count."
 echo "- PostgreSQL connections: \`count(*)\` of \`pg_stat_activity\` rows with \`backend_type = 'client backend'\` other than the sampler's own, sampled in a loop of one \`psql\` query and a 500 ms sleep (about every $(awk -v n="${res[default,nsamples]}" -v s="$secs" 'BEGIN{printf "%.0f", (n > 0 ? s * 1000 / n : 0)}') ms) from just before the run until wrk finished; \"in all\" includes the demo's tenant-directory pool (4 connections of its own, outside the budget). Memory: the demo's \`VmRSS\` from \`/proc/<pid>/status\`, sampled at the same times."

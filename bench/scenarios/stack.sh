@@ -22,7 +22,7 @@ declare -A label=(
   [varnish]="Varnish in front of bare axum"
   [redis-hit]="full stack, Redis-tier hit"
   [redis-get]="bare axum + one Redis \`GET\`"
-  [thc]="tower-http-cache 0.5, in-memory hit (no other layer)"
+  [thc]="tower-http-cache 0.6.1, in-memory hit (no other layer)"
 )
 
 # cleanup: every server stopped, the run's Redis keys and the temporary directory deleted.
@@ -252,7 +252,7 @@ echo "- Cache miss: the handler answers \`Cache-Control: no-store\`, so every re
 echo "- Local-tier hit: \`CacheLayer::builder().local(64 MiB)\`; Redis-tier hit: \`CacheLayer::builder().redis(..)\` and no local tier, keys under a prefix unique to the run (\`${prefix}\`, deleted afterwards). The Redis-GET handler reads one value of the size of the entry the cache stored (\`STRLEN\` of its key: $size bytes) through a \`redis::aio::ConnectionManager\`, then answers like the bare handler."
 echo "- nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'): config generated into a temp dir, \`proxy_cache_path\` there, \`proxy_cache_valid 200 60s\`, keepalive to the origin, \`access_log off\`, run with \`nginx -p <tmp> -c <tmp>/nginx.conf\` (\`daemon off\`) and stopped afterwards. Varnish $(varnishd -V 2>&1 | grep -o 'varnish-[0-9.]*' | head -1 | sed 's/varnish-//'): \`varnishd -F -a 127.0.0.1:<port> -b <bare axum> -s malloc,64m -n <tmp>\` (built-in VCL; the origin's \`max-age=60\` sets the TTL), stopped afterwards."
 if [ -n "$varnish_note" ]; then echo "- $varnish_note"; fi
-echo "- tower-http-cache 0.5 (\`default-features = false, features = [\"in-memory\"]\`: its moka backend), \`CacheLayer::builder(InMemoryBackend::new(10_000)).ttl(60 s)\`, defaults otherwise, directly around the handler with no other layer (it has no tenant scoping to configure). It sets no header on a hit, so its origin numbers its calls in \`x-origin-call\` and the check expects the number of the call that filled the entry."
+echo "- tower-http-cache 0.6.1 (\`default-features = false, features = [\"in-memory\"]\`: its moka backend), \`CacheLayer::builder(InMemoryBackend::new(10_000)).ttl(60 s)\`, defaults otherwise, directly around the handler with no other layer (it has no tenant scoping to configure). It sets no header on a hit, so its origin numbers its calls in \`x-origin-call\` and the check expects the number of the call that filled the entry."
 echo "- Before every measured run (each round) one request checked the variant and the scenario stops if it is wrong: status 200 and, on hits, after one request that refills an entry that may have expired since the last round (entries live 60 s), a hit. The answers before the first round:"
 echo
 cat "$work/checks"

@@ -61,7 +61,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// tower-http-cache 0.5, the cache users would pick instead of parapet's: its in-memory (moka)
+/// tower-http-cache 0.6.1, the cache users would pick instead of parapet's: its in-memory (moka)
 /// backend with a 60 s TTL, defaults otherwise, around an origin answering `body` as JSON with
 /// `Cache-Control: public, max-age=60` on `route`, and no other layer.
 ///

@@ -22,7 +22,7 @@ const VARIANTS: [(&str, &str); 5] = [
     ),
     (
         "tower_http_cache_hit",
-        "tower-http-cache 0.5 `CacheLayer`, in-memory hit",
+        "tower-http-cache 0.6.1 `CacheLayer`, in-memory hit",
     ),
 ];
 

@@ -334,7 +334,7 @@ fn telemetry() -> Result<TelemetryGuard, BoxError> {
 }
 
 mod thc {
-    //! tower-http-cache 0.5 around the same handler ([`parapet_bench::tower_http_cache_app`]).
+    //! tower-http-cache 0.6.1 around the same handler ([`parapet_bench::tower_http_cache_app`]).
 
     use std::sync::{Arc, LazyLock, atomic::AtomicU64};
 

@@ -47,8 +47,10 @@ impl std::fmt::Debug for Demo {
 /// Prepares the database (create, migrate, seed `leads_per_tenant` leads per tenant, over
 /// `DATABASE_DIRECT_URL` when set) and builds the app from `vars`: `DATABASE_URL` (default
 /// [`DEFAULT_DATABASE_URL`]), `REDIS_URL`, `PARAPET_ADMIN_TOKEN` and every variable of
-/// [`parapet::EnvConfig`], with the demo's defaults `PARAPET_TENANT_HOST=localhost` and
-/// `PARAPET_CACHE_DEFAULT_TTL=/api/=10`.
+/// [`parapet::EnvConfig`], with the demo's defaults `PARAPET_TENANT_HOST=localhost`,
+/// `PARAPET_CACHE_DEFAULT_TTL=/api/=10` and `PARAPET_QUOTA=on` (the per-plan limits of
+/// `PARAPET_QUOTA_PLANS`, by default `free=20/s:40,pro=200/s:400`: globex is on `free`, acme on
+/// `pro`; shared through Redis when it is configured, under `PARAPET_QUOTA_PREFIX`).
 pub async fn build(
     vars: impl IntoIterator<Item = (String, String)>,
     leads_per_tenant: u32,
@@ -69,6 +71,7 @@ pub async fn build(
     for (name, default) in [
         ("PARAPET_TENANT_HOST", "localhost"),
         ("PARAPET_CACHE_DEFAULT_TTL", "/api/=10"),
+        ("PARAPET_QUOTA", "on"),
     ] {
         vars.entry(name.to_owned())
             .or_insert_with(|| default.to_owned());

@@ -6,7 +6,8 @@
 //! transaction-mode pooler in `DATABASE_URL` cannot run the migrations); both take libpq's
 //! `sslmode` / `sslrootcert` / `sslcert` / `sslkey`; `REDIS_URL` is optional; spans and metrics go to
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set. Every `PARAPET_*` variable of
-//! `parapet::EnvConfig` applies.
+//! `parapet::EnvConfig` applies; the quota layer is on unless `PARAPET_QUOTA=off`, with the
+//! per-plan limits of `PARAPET_QUOTA_PLANS` (acme is on `pro`, globex on `free`).
 
 use clap::Parser;
 use example_crm::{Error, app};

@@ -65,6 +65,8 @@ fn unique_prefix(label: &str) -> String {
 async fn start(label: &str, options: Options) -> TestApp {
     let db = TestDb::create(label).await;
     let prefix = unique_prefix(label);
+    // The demo's quotas are on: their buckets in Redis are the test's own too.
+    let quota_prefix = format!("{prefix}quota:");
     let vars = [
         ("DATABASE_URL", db.url()),
         (
@@ -73,6 +75,7 @@ async fn start(label: &str, options: Options) -> TestApp {
         ),
         ("REDIS_URL", options.redis_url.as_str()),
         ("PARAPET_CACHE_PREFIX", prefix.as_str()),
+        ("PARAPET_QUOTA_PREFIX", quota_prefix.as_str()),
         ("PARAPET_ADMIN_TOKEN", ADMIN_TOKEN),
     ];
     let vars = vars
@@ -945,6 +948,59 @@ async fn bad_input_is_a_problem_never_a_server_error() {
     let ok = app.get("acme", "/api/leads?limit=1").await;
     ok.assert_ok("after the abuse");
     assert!(seen > 60, "{seen} bad requests were sent");
+}
+
+/// The demo runs with the quota layer on and the default per-plan limits: globex (`free`,
+/// 20/s with a burst of 40) is refused once its burst is spent, acme (`pro`, 200/s:400) is not,
+/// and globex's refusals take nothing from acme.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_limits_each_tenant_by_its_plan() {
+    let app = start("crm_quota", Options::default()).await;
+    // `no-cache`: each request reaches the handler, so each costs a whole request.
+    let uncached = |tenant: &str| {
+        Request::get("/api/leads?limit=5")
+            .header("x-tenant-id", tenant)
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::empty())
+            .unwrap()
+    };
+    // A fresh bucket allows the whole burst at once.
+    for n in 1..=40 {
+        let res = app.send(uncached("globex")).await;
+        res.assert_ok(&format!("globex, request {n} of its burst"));
+        assert_eq!(res.headers["ratelimit-policy"], "\"free\";q=40;w=2");
+    }
+    // Then one request per 50 ms: 300 more requests taking under 13 s cannot all pass.
+    let mut refused = None;
+    for _ in 0..300 {
+        let res = app.send(uncached("globex")).await;
+        if res.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(res);
+            break;
+        }
+        res.assert_ok("globex beyond its burst");
+    }
+    let refused = refused.expect("globex (free plan) was never refused beyond its burst");
+    assert_eq!(refused.headers[header::CONTENT_TYPE], PROBLEM_JSON);
+    assert_eq!(
+        refused.json()["type"],
+        "urn:parapet:problem:quota-exceeded",
+        "{}",
+        refused.text()
+    );
+    assert!(refused.headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(refused.headers["ratelimit-policy"], "\"free\";q=40;w=2");
+    assert!(
+        !refused.text().contains("acme"),
+        "a refusal names no other tenant: {}",
+        refused.text()
+    );
+    // acme's plan is its own: 100 uncached requests right after are all answered.
+    for n in 1..=100 {
+        let res = app.send(uncached("acme")).await;
+        res.assert_ok(&format!("acme, request {n}, while globex is refused"));
+        assert_eq!(res.headers["ratelimit-policy"], "\"pro\";q=400;w=2");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

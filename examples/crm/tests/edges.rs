@@ -33,11 +33,14 @@ struct TestApp {
 async fn start(label: &str, leads: u32) -> TestApp {
     let db = TestDb::create(label).await;
     let prefix = unique_prefix(label);
+    // The demo's quotas are on: their buckets in Redis are the test's own too.
+    let quota_prefix = format!("{prefix}quota:");
     let vars = [
         ("DATABASE_URL", db.url()),
         ("PARAPET_TELEMETRY", "off"),
         ("REDIS_URL", REDIS_URL),
         ("PARAPET_CACHE_PREFIX", prefix.as_str()),
+        ("PARAPET_QUOTA_PREFIX", quota_prefix.as_str()),
     ];
     let demo = app::build(vars.map(|(k, v)| (k.to_owned(), v.to_owned())), leads)
         .await
