@@ -17,8 +17,8 @@ use crate::entry::{Entry, StoredValue, VaryMarker, compact};
 use crate::exchange::Sent;
 use crate::policy::variant::{answers_preferred, preferred_secondary_key};
 use crate::policy::{
-    DEFAULT_TARGETED, NotStored, Storability, StoredTimes, VaryFields, current_age, evaluate_conditional,
-    secondary_key, storability, vary_fields,
+    DEFAULT_TARGETED, NotStored, Storability, StoredTimes, VaryFields, current_age,
+    evaluate_conditional, secondary_key, storability, vary_fields,
 };
 use crate::range::{self, applies};
 use crate::respond::serve;
