@@ -6,35 +6,17 @@
 //! A file of its own: the test counts panics with a process-wide panic hook.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::MeterProvider as _;
 use parapet_telemetry::TelemetryBuilder;
 
-/// Accepts connections and holds them open without reading or answering; counts them.
-fn black_hole() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            count.fetch_add(1, Ordering::Relaxed);
-            held.push(stream);
-        }
-    });
-    (addr, accepted)
-}
-
 /// Builds telemetry against a black hole, starts hung exports, shuts down; returns how long the
 /// shutdown took.
 fn shut_down_against_black_hole(protocol: &str) -> Duration {
-    let (addr, accepted) = black_hole();
+    let (addr, accepted) = parapet_testkit::otlp::black_hole();
     let (subscriber, guard) = TelemetryBuilder::from_env_map([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),

@@ -10,7 +10,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::{Router, body::Body};
@@ -19,24 +19,6 @@ use http::{Request, StatusCode, header};
 use parapet::telemetry::TelemetryBuilder;
 use parapet_testkit::unique_prefix;
 use parapet_tests::TestDb;
-
-/// A collector that accepts connections and never reads or answers; counts the connections.
-fn black_hole() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            count.fetch_add(1, Ordering::Relaxed);
-            // Kept open and never read: the exporter waits for its timeout.
-            held.push(stream);
-        }
-    });
-    (addr, accepted)
-}
 
 /// Resident memory of this process, in bytes.
 fn resident() -> u64 {
@@ -93,7 +75,7 @@ async fn reads(router: &Router, count: usize, workers: usize) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_collector_neither_slows_requests_nor_grows_memory() {
-    let (addr, accepted) = black_hole();
+    let (addr, accepted) = parapet_testkit::otlp::black_hole();
     let (subscriber, guard) = TelemetryBuilder::from_env_map([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
         ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),

@@ -289,7 +289,7 @@ impl Store for RedisStore {
         async move { self.run_twice::<i64>(&redis::Cmd::del(key)).await.is_some() }.boxed()
     }
 
-    /// One `DEL` of many keys per slot (on one server: per [`DELETE_BATCH`] keys), all sent at
+    /// One `DEL` of many keys per slot (on one server: per 512 keys, `DELETE_BATCH`), all sent at
     /// once on the multiplexed connection: one round trip however many keys, each command
     /// tried twice. False when a command got no answer.
     fn delete_many<'a>(&'a self, keys: &'a [Bytes]) -> BoxFuture<'a, bool> {

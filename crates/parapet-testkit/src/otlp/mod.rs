@@ -15,7 +15,10 @@ mod server;
 
 use std::{
     io::Read as _,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use axum::body::Bytes;
@@ -135,4 +138,23 @@ impl Received {
             })
             .collect()
     }
+}
+
+/// A hung collector: a listener on 127.0.0.1 that accepts connections and holds them open
+/// without reading or answering, so an exporter waits for its own timeout. Returns its address
+/// and the number of connections it accepted so far.
+pub fn black_hole() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("the listener's address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            count.fetch_add(1, Ordering::Relaxed);
+            held.push(stream);
+        }
+    });
+    (addr, accepted)
 }
