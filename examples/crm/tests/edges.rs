@@ -664,7 +664,10 @@ async fn the_id_migration_keeps_rows_links_and_indexes_and_numbers_on_per_tenant
 
     // The lookups the API makes can still use their indexes under row-level security. The
     // tables are small enough for the planner to prefer a sequential scan now and then, so it
-    // is told not to: an index that cannot serve the query would still leave one.
+    // is told not to: an index that cannot serve the query would still leave one. Statistics
+    // first: without them (autovacuum may or may not have run) the planner sometimes took the
+    // tenant's stage index with a filter on `id` over the primary key.
+    client.batch_execute("ANALYZE leads, deals").await.unwrap();
     app.batch_execute("SET enable_seqscan = off").await.unwrap();
     for (sql, index) in [
         ("SELECT * FROM leads WHERE id = 7", "leads_pkey"),
