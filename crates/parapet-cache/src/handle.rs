@@ -11,6 +11,7 @@ use crate::shared::Shared;
 use crate::soft::{soften_key, soften_keys};
 use crate::stats::{CacheStats, bump};
 use crate::store::TenantBytes;
+use crate::tenant_stats::TenantRequests;
 
 /// Purges entries of the [`CacheLayer`](crate::CacheLayer) it came from (cheap to clone).
 #[derive(Clone)]
@@ -168,5 +169,19 @@ impl CacheHandle {
             .tenants
             .as_ref()
             .map_or_else(Vec::new, |ledger| ledger.top(top))
+    }
+
+    /// The requests each tenant made of the cache, by outcome (as [`CacheStats`] counts them:
+    /// hits, stale, misses, bypass), since the layer was built: the `top` tenants with the most
+    /// requests, then one entry with `tenant: None` summing the others (only when some were
+    /// left out), so the list is bounded whatever the number of tenants. Requests without a
+    /// tenant are not listed.
+    ///
+    /// Counting is one atomic increment per request on a slot found by hashing the tenant id.
+    /// The first 1,024 or so tenants seen get a slot of their own for the layer's life; the
+    /// requests of tenants that find none are only ever counted in the sum of the others.
+    #[must_use]
+    pub fn requests_by_tenant(&self, top: usize) -> Vec<TenantRequests> {
+        self.shared.tenant_counters.top(top)
     }
 }

@@ -419,6 +419,7 @@ impl CacheLayerBuilder {
                 key_on_credentials: self.key_on_credentials,
                 max_uri_length: self.max_uri_length,
                 counters,
+                tenant_counters: crate::tenant_stats::TenantCounters::default(),
                 tenants,
                 flights: Arc::default(),
                 refreshes: Arc::default(),

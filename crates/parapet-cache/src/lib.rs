@@ -92,6 +92,7 @@ mod soft;
 mod stats;
 mod status;
 pub mod store;
+mod tenant_stats;
 mod upstream;
 
 pub use admin::PurgeService;
@@ -104,4 +105,5 @@ pub use layer::{BuildError, CacheLayer, CacheLayerBuilder};
 pub use service::CacheService;
 pub use stats::CacheStats;
 pub use status::CACHE_STATUS;
+pub use tenant_stats::TenantRequests;
 pub use store::{MemoryStore, RedisConfig, RedisStore, Store, TenantBytes, TieredStore};
