@@ -80,8 +80,10 @@ impl CacheHandle {
     /// origin fails, `stale-if-error` can still serve it.
     ///
     /// An entry with neither a validator (`ETag`, `Last-Modified`) nor a stale window has
-    /// nothing to offer once stale and is removed instead; a URI whose responses vary (`Vary`)
-    /// has its variants removed, as by [`purge`](Self::purge), since they cannot be listed.
+    /// nothing to offer once stale and is removed instead. A URI whose responses vary (`Vary`)
+    /// keeps its variants: its marker records the time of the purge, and every variant
+    /// received until then is found stale (as with [`soft_purge_tenant`](Self::soft_purge_tenant),
+    /// entries are compared by the time their instance received them).
     pub async fn soft_purge(&self, tenant: Option<&TenantId>, path_and_query: &str) {
         let key = self.key_for(tenant, path_and_query).await;
         self.shared.epochs.bump(key.tenant_prefix()).await;
