@@ -79,6 +79,10 @@ where
     }
     // One round trip and one announcement for all the targets.
     shared.store.delete_many(&keys).await;
+    // The targets changed: their next misses are coalesced again (a pass is this instance's).
+    for key in &keys {
+        shared.passes.end(key).await;
+    }
     let status = CacheStatus::fwd(Fwd::Method);
     let status = if targets.is_empty() {
         status

@@ -47,10 +47,15 @@ impl CacheHandle {
     /// too (through Redis pub/sub). When Redis cannot confirm the delete, this instance stops
     /// reading that key from Redis and retries the delete in the background (see
     /// [`TieredStore`](crate::TieredStore)).
+    ///
+    /// It also ends this instance's hit-for-pass on the URI (see
+    /// [`CacheLayerBuilder::pass_ttl`](crate::CacheLayerBuilder::pass_ttl)): its next miss is
+    /// coalesced again. The other instances' passes run out by themselves.
     pub async fn purge(&self, tenant: Option<&TenantId>, path_and_query: &str) {
         let key = self.key_for(tenant, path_and_query).await;
         self.shared.epochs.bump(key.tenant_prefix()).await;
         self.shared.store.delete(key.as_bytes()).await;
+        self.shared.passes.end(key.as_bytes()).await;
         bump(&self.shared.counters.invalidations);
     }
 
@@ -68,7 +73,8 @@ impl CacheHandle {
         self.shared.epochs.bump(&prefix).await;
         let members = self.shared.store.index_take(&tag_index(&prefix, tag)).await;
         self.shared.store.delete_many(&members).await;
-        for _ in &members {
+        for key in &members {
+            self.shared.passes.end(key).await;
             bump(&self.shared.counters.invalidations);
         }
         members.len()
@@ -83,11 +89,13 @@ impl CacheHandle {
     /// nothing to offer once stale and is removed instead. A URI whose responses vary (`Vary`)
     /// keeps its variants: its marker records the time of the purge, and every variant
     /// received until then is found stale (as with [`soft_purge_tenant`](Self::soft_purge_tenant),
-    /// entries are compared by the time their instance received them).
+    /// entries are compared by the time their instance received them). Like
+    /// [`purge`](Self::purge), it ends this instance's hit-for-pass on the URI.
     pub async fn soft_purge(&self, tenant: Option<&TenantId>, path_and_query: &str) {
         let key = self.key_for(tenant, path_and_query).await;
         self.shared.epochs.bump(key.tenant_prefix()).await;
         soften_key(&self.shared, key.as_bytes()).await;
+        self.shared.passes.end(key.as_bytes()).await;
         bump(&self.shared.counters.invalidations);
     }
 
