@@ -8,8 +8,8 @@ use crate::policy::invalidation_targets;
 use crate::range::{RangeRequest, classify};
 use crate::shared::Shared;
 use crate::stats::bump;
-use crate::tenant_stats::{Outcome, TenantSlot};
 use crate::status::{CacheStatus, Fwd};
+use crate::tenant_stats::{Outcome, TenantSlot};
 use crate::upstream::{Inner, Upstream};
 
 /// Forwards a request the cache does not answer, with `status` as its `Cache-Status`.

@@ -105,5 +105,5 @@ pub use layer::{BuildError, CacheLayer, CacheLayerBuilder};
 pub use service::CacheService;
 pub use stats::CacheStats;
 pub use status::CACHE_STATUS;
-pub use tenant_stats::TenantRequests;
 pub use store::{MemoryStore, RedisConfig, RedisStore, Store, TenantBytes, TieredStore};
+pub use tenant_stats::TenantRequests;

@@ -20,8 +20,8 @@ use crate::policy::{
 };
 use crate::respond::serve;
 use crate::stats::bump;
-use crate::tenant_stats::Outcome;
 use crate::status::{CacheStatus, Fwd};
+use crate::tenant_stats::Outcome;
 use crate::upstream::Inner;
 
 /// Revalidates `stale` with a conditional request and answers the client: from the updated

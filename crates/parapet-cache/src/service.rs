@@ -28,9 +28,9 @@ use crate::respond::serve;
 use crate::revalidate::{revalidate, spawn_refresh};
 use crate::shared::Shared;
 use crate::stats::bump;
-use crate::tenant_stats::Outcome;
 use crate::status::{CacheStatus, Fwd};
 use crate::store::Tier;
+use crate::tenant_stats::Outcome;
 use crate::upstream::{Inner, Upstream};
 
 /// The service made by [`CacheLayer`](crate::CacheLayer): answers `GET` and `HEAD` from the

@@ -127,7 +127,11 @@ async fn requests_by_tenant_name_the_top_and_sum_the_rest() {
         assert_eq!(get(&tenant, "bypass"), 0, "{tenant}");
     }
     let last = format!("t{}", tenants - 1);
-    assert_eq!(get(&last, "miss"), 3, "its /fresh miss, the no-store miss, the pass");
+    assert_eq!(
+        get(&last, "miss"),
+        3,
+        "its /fresh miss, the no-store miss, the pass"
+    );
     assert_eq!(get(&last, "hit"), tenants as u64);
     // t0, t1, t2: 2 + 3 + 4 requests, one miss each.
     assert_eq!(get(OTHER_TENANTS, "miss"), 3);
