@@ -215,6 +215,19 @@ async fn cache_and_pool_metrics_arrive_over_otlp() {
     ] {
         assert_eq!(requests[&result(r)], i64::try_from(v).unwrap(), "{r}");
     }
+    // Per tenant: every request was acme's, so its series are the totals, and with one
+    // tenant there is no `_other`.
+    let by_tenant = int_points(find(last, "parapet.cache.tenant.requests").unwrap());
+    for (r, v) in [
+        ("hit", stats.hits),
+        ("stale", stats.stale),
+        ("miss", stats.misses),
+        ("bypass", stats.bypass),
+    ] {
+        let key = attrs(&[("tenant.id", "acme"), ("cache.result", r)]);
+        assert_eq!(by_tenant[&key], i64::try_from(v).unwrap(), "acme {r}");
+    }
+    assert_eq!(by_tenant.len(), 4, "{by_tenant:?}");
     let lookups = int_points(find(last, "parapet.cache.lookups").unwrap());
     let tier = |t: &str, r: &str| attrs(&[("cache.tier", t), ("cache.result", r)]);
     assert_eq!(lookups[&tier("local", "hit")], 2, "{lookups:?}");
@@ -230,6 +243,10 @@ async fn cache_and_pool_metrics_arrive_over_otlp() {
     let single = |name: &str| int_points(find(last, name).unwrap())[&attrs(&[])];
     assert_eq!(single("parapet.cache.stored"), 1);
     assert!(single("parapet.cache.invalidations") >= 1);
+    assert_eq!(
+        single("parapet.cache.passes"),
+        i64::try_from(stats.passes).unwrap()
+    );
     assert_eq!(single("parapet.cache.redis.errors"), 0);
     assert_eq!(single("parapet.cache.breaker.open"), 0);
     assert_eq!(single("parapet.cache.breaker.opens"), 0);

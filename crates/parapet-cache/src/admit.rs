@@ -228,6 +228,7 @@ async fn store_entry(
                 fields: entry.vary.clone(),
                 generation: new_generation(),
                 expires_at,
+                stale_before: None,
             },
         };
         let fields = VaryFields::Fields(entry.vary.clone());

@@ -3,13 +3,15 @@
 //! Layout (version 1, integers big-endian):
 //!
 //! ```text
-//! u8 version (1) | u8 kind (0 response, 1 vary marker) | payload
+//! u8 version (1) | u8 kind (0 response, 1 vary marker, 2 soft-purged vary marker) | payload
 //! response: u16 status | u64 request_ms | u64 response_ms | u8 flags
 //!           [u64 date_ms] [u64 age_s] | u64 lifetime_ms [u64 swr_ms] [u64 sie_ms]
 //!           headers | u16 n, n × (u16 len, name) | headers (vary request) |
 //!           u16 n, n × (u16 len, tag) | u32 raw_len | u32 len | body (lz4 when flagged)
 //! headers:  u32 n, n × (u16 len, name, u32 len, value)
 //! marker:   u64 generation | u64 expires_ms | u16 n, n × (u16 len, name)
+//! soft-purged marker: u64 generation | u64 expires_ms | u64 stale_before_ms |
+//!           u16 n, n × (u16 len, name)
 //! ```
 //!
 //! Decoding never panics: anything malformed, truncated, of an unknown version, or longer than
@@ -48,9 +50,13 @@ pub(crate) fn encode(value: &StoredValue, compress_threshold: usize) -> Bytes {
             encode_entry(&mut out, entry, compress_threshold);
         }
         StoredValue::Vary(marker) => {
-            out.put_u8(1);
+            // A marker without a soft purge keeps kind 1, which every version reads.
+            out.put_u8(if marker.stale_before.is_some() { 2 } else { 1 });
             out.put_u64(marker.generation);
             out.put_u64(millis(marker.expires_at));
+            if let Some(stale_before) = marker.stale_before {
+                out.put_u64(millis(stale_before));
+            }
             put_names(&mut out, &marker.fields);
         }
     }
@@ -114,6 +120,13 @@ pub(crate) fn decode(input: &[u8]) -> Option<StoredValue> {
         1 => StoredValue::Vary(VaryMarker {
             generation: r.u64()?,
             expires_at: from_millis(r.u64()?)?,
+            stale_before: None,
+            fields: r.names()?,
+        }),
+        2 => StoredValue::Vary(VaryMarker {
+            generation: r.u64()?,
+            expires_at: from_millis(r.u64()?)?,
+            stale_before: Some(from_millis(r.u64()?)?),
             fields: r.names()?,
         }),
         _ => return None,
@@ -354,8 +367,21 @@ mod tests {
             fields: vec![http::header::ACCEPT_ENCODING],
             generation: 42,
             expires_at: UNIX_EPOCH + Duration::from_secs(5),
+            stale_before: None,
         });
         assert_eq!(decode(&encode(&marker, 0)), Some(marker));
+        let soft_purged = StoredValue::Vary(VaryMarker {
+            fields: vec![http::header::ACCEPT_ENCODING],
+            generation: 42,
+            expires_at: UNIX_EPOCH + Duration::from_secs(5),
+            stale_before: Some(UNIX_EPOCH + Duration::from_secs(3)),
+        });
+        let encoded = encode(&soft_purged, 0);
+        assert_eq!(encoded[1], 2, "its own kind: older versions miss it");
+        assert_eq!(decode(&encoded), Some(soft_purged));
+        for cut in 0..encoded.len() {
+            assert_eq!(decode(&encoded[..cut]), None, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -201,6 +201,8 @@ pub(crate) fn compact(headers: &HeaderMap) -> HeaderMap {
 ///
 /// Deleting the marker makes every variant of the URI unreachable at once: a new marker gets a
 /// new generation, so variants written under the old one are never read again (they expire).
+/// A soft purge of the URI keeps the marker and sets `stale_before` instead: every variant
+/// received until then is found stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaryMarker {
     /// The fields named by `Vary`, lowercase and sorted.
@@ -209,6 +211,8 @@ pub struct VaryMarker {
     pub generation: u64,
     /// Until when the marker is kept (the latest retention of its variants).
     pub expires_at: SystemTime,
+    /// The time of the URI's last soft purge: a variant received no later than this is stale.
+    pub stale_before: Option<SystemTime>,
 }
 
 /// A value held by a [`Store`](crate::store::Store); cloning is cheap.

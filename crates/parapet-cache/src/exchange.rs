@@ -12,6 +12,7 @@ use crate::entry::Entry;
 use crate::key::PrimaryKey;
 use crate::policy::{PolicyConfig, conditional_headers};
 use crate::shared::Shared;
+use crate::tenant_stats::TenantSlot;
 use crate::upstream::{Inner, Upstream};
 
 /// What a cacheable request carries on its way upstream and back.
@@ -19,6 +20,8 @@ pub(crate) struct Ctx<S> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) upstream: Upstream<S>,
     pub(crate) key: PrimaryKey,
+    /// The request's tenant's slot in the per-tenant counters.
+    pub(crate) slot: TenantSlot,
 }
 
 /// Request fields the client's own conditional request is made of; the cache sends its own
@@ -31,6 +34,8 @@ pub(crate) const CLIENT_CONDITIONALS: [HeaderName; 2] =
 pub(crate) struct Sent {
     pub(crate) shared: Arc<Shared>,
     pub(crate) key: PrimaryKey,
+    /// The request's tenant's slot in the per-tenant counters.
+    pub(crate) slot: TenantSlot,
     pub(crate) method: Method,
     /// The client's headers (with its conditionals).
     pub(crate) headers: HeaderMap,
@@ -62,6 +67,7 @@ where
         shared,
         upstream,
         key,
+        slot,
     } = ctx;
     let headers = parts.headers.clone();
     let method = parts.method.clone();
@@ -94,6 +100,7 @@ where
     let sent = Sent {
         shared,
         key,
+        slot,
         method,
         headers,
         policy,

@@ -9,19 +9,21 @@ use crate::range::{RangeRequest, classify};
 use crate::shared::Shared;
 use crate::stats::bump;
 use crate::status::{CacheStatus, Fwd};
+use crate::tenant_stats::{Outcome, TenantSlot};
 use crate::upstream::{Inner, Upstream};
 
 /// Forwards a request the cache does not answer, with `status` as its `Cache-Status`.
 pub(crate) async fn pass<S, B>(
     shared: &Shared,
     upstream: Upstream<S>,
+    slot: TenantSlot,
     request: Request<B>,
     status: CacheStatus,
 ) -> Result<Response<Body>, S::Error>
 where
     S: Inner<B>,
 {
-    let mut response = forward(shared, upstream, request).await?;
+    let mut response = forward(shared, upstream, slot, request).await?;
     status.append_to(response.headers_mut());
     Ok(response)
 }
@@ -30,12 +32,14 @@ where
 async fn forward<S, B>(
     shared: &Shared,
     upstream: Upstream<S>,
+    slot: TenantSlot,
     request: Request<B>,
 ) -> Result<Response<Body>, S::Error>
 where
     S: Inner<B>,
 {
     bump(&shared.counters.bypass);
+    shared.tenant_counters.count(slot, Outcome::Bypass);
     let mut response = upstream.call(request).await?;
     shared.take_tags(response.headers_mut());
     Ok(response)
@@ -46,6 +50,7 @@ where
 pub(crate) async fn forward_other<S, B>(
     shared: &Shared,
     upstream: Upstream<S>,
+    slot: TenantSlot,
     tenant: Option<&str>,
     request: Request<B>,
 ) -> Result<Response<Body>, S::Error>
@@ -55,7 +60,7 @@ where
     let method = request.method().clone();
     let uri = request.uri().clone();
     let headers = request.headers().clone();
-    let mut response = forward(shared, upstream, request).await?;
+    let mut response = forward(shared, upstream, slot, request).await?;
     let targets = invalidation_targets(
         &method,
         response.status(),
@@ -74,6 +79,10 @@ where
     }
     // One round trip and one announcement for all the targets.
     shared.store.delete_many(&keys).await;
+    // The targets changed: their next misses are coalesced again (a pass is this instance's).
+    for key in &keys {
+        shared.passes.end(key).await;
+    }
     let status = CacheStatus::fwd(Fwd::Method);
     let status = if targets.is_empty() {
         status

@@ -11,6 +11,7 @@ use crate::shared::Shared;
 use crate::soft::{soften_key, soften_keys};
 use crate::stats::{CacheStats, bump};
 use crate::store::TenantBytes;
+use crate::tenant_stats::TenantRequests;
 
 /// Purges entries of the [`CacheLayer`](crate::CacheLayer) it came from (cheap to clone).
 #[derive(Clone)]
@@ -46,10 +47,15 @@ impl CacheHandle {
     /// too (through Redis pub/sub). When Redis cannot confirm the delete, this instance stops
     /// reading that key from Redis and retries the delete in the background (see
     /// [`TieredStore`](crate::TieredStore)).
+    ///
+    /// It also ends this instance's hit-for-pass on the URI (see
+    /// [`CacheLayerBuilder::pass_ttl`](crate::CacheLayerBuilder::pass_ttl)): its next miss is
+    /// coalesced again. The other instances' passes run out by themselves.
     pub async fn purge(&self, tenant: Option<&TenantId>, path_and_query: &str) {
         let key = self.key_for(tenant, path_and_query).await;
         self.shared.epochs.bump(key.tenant_prefix()).await;
         self.shared.store.delete(key.as_bytes()).await;
+        self.shared.passes.end(key.as_bytes()).await;
         bump(&self.shared.counters.invalidations);
     }
 
@@ -67,7 +73,8 @@ impl CacheHandle {
         self.shared.epochs.bump(&prefix).await;
         let members = self.shared.store.index_take(&tag_index(&prefix, tag)).await;
         self.shared.store.delete_many(&members).await;
-        for _ in &members {
+        for key in &members {
+            self.shared.passes.end(key).await;
             bump(&self.shared.counters.invalidations);
         }
         members.len()
@@ -79,12 +86,16 @@ impl CacheHandle {
     /// origin fails, `stale-if-error` can still serve it.
     ///
     /// An entry with neither a validator (`ETag`, `Last-Modified`) nor a stale window has
-    /// nothing to offer once stale and is removed instead; a URI whose responses vary (`Vary`)
-    /// has its variants removed, as by [`purge`](Self::purge), since they cannot be listed.
+    /// nothing to offer once stale and is removed instead. A URI whose responses vary (`Vary`)
+    /// keeps its variants: its marker records the time of the purge, and every variant
+    /// received until then is found stale (as with [`soft_purge_tenant`](Self::soft_purge_tenant),
+    /// entries are compared by the time their instance received them). Like
+    /// [`purge`](Self::purge), it ends this instance's hit-for-pass on the URI.
     pub async fn soft_purge(&self, tenant: Option<&TenantId>, path_and_query: &str) {
         let key = self.key_for(tenant, path_and_query).await;
         self.shared.epochs.bump(key.tenant_prefix()).await;
         soften_key(&self.shared, key.as_bytes()).await;
+        self.shared.passes.end(key.as_bytes()).await;
         bump(&self.shared.counters.invalidations);
     }
 
@@ -168,5 +179,19 @@ impl CacheHandle {
             .tenants
             .as_ref()
             .map_or_else(Vec::new, |ledger| ledger.top(top))
+    }
+
+    /// The requests each tenant made of the cache, by outcome (as [`CacheStats`] counts them:
+    /// hits, stale, misses, bypass), since the layer was built: the `top` tenants with the most
+    /// requests, then one entry with `tenant: None` summing the others (only when some were
+    /// left out), so the list is bounded whatever the number of tenants. Requests without a
+    /// tenant are not listed.
+    ///
+    /// Counting is one atomic increment per request on a slot found by hashing the tenant id.
+    /// The first 1,024 or so tenants seen get a slot of their own for the layer's life; the
+    /// requests of tenants that find none are only ever counted in the sum of the others.
+    #[must_use]
+    pub fn requests_by_tenant(&self, top: usize) -> Vec<TenantRequests> {
+        self.shared.tenant_counters.top(top)
     }
 }

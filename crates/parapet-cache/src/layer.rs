@@ -278,7 +278,9 @@ impl CacheLayerBuilder {
     /// queueing behind one request whose response they cannot use, and skip the cache's second
     /// lookup; their `Cache-Status` says so after the reason, `fwd=uri-miss; fwd-status=200;
     /// detail=response-no-store/pass`. A storable response for
-    /// the key is stored as usual and ends the pass. At most 100,000 keys pass at once.
+    /// the key is stored as usual and ends the pass, as do a purge of its URI (or of a tag it
+    /// had) and a successful unsafe request invalidating it, on the instance that handles them.
+    /// At most 100,000 keys pass at once.
     pub fn pass_ttl(mut self, ttl: Duration) -> Self {
         self.pass_ttl = ttl;
         self
@@ -419,6 +421,7 @@ impl CacheLayerBuilder {
                 key_on_credentials: self.key_on_credentials,
                 max_uri_length: self.max_uri_length,
                 counters,
+                tenant_counters: crate::tenant_stats::TenantCounters::default(),
                 tenants,
                 flights: Arc::default(),
                 refreshes: Arc::default(),

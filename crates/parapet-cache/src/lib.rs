@@ -92,6 +92,7 @@ mod soft;
 mod stats;
 mod status;
 pub mod store;
+mod tenant_stats;
 mod upstream;
 
 pub use admin::PurgeService;
@@ -105,3 +106,4 @@ pub use service::CacheService;
 pub use stats::CacheStats;
 pub use status::CACHE_STATUS;
 pub use store::{MemoryStore, RedisConfig, RedisStore, Store, TenantBytes, TieredStore};
+pub use tenant_stats::TenantRequests;

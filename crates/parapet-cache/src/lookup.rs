@@ -11,7 +11,7 @@ use crate::key::PrimaryKey;
 use crate::policy::variant::{preferred_secondary_key, variant_matches};
 use crate::policy::{VaryFields, secondary_key};
 use crate::shared::Shared;
-use crate::soft::as_of_soft_purge;
+use crate::soft::{as_of_soft_purge, as_of_uri_soft_purge};
 use crate::status::Fwd;
 use crate::store::Tier;
 
@@ -49,10 +49,11 @@ impl Lookup {
 }
 
 /// Looks up the primary key, then, when the URI varies, the request's variant; an entry the
-/// tenant's last soft purge covers is found stale.
+/// tenant's last soft purge (or a variant its URI's last soft purge) covers is found stale.
 pub(crate) async fn lookup(shared: &Shared, key: &PrimaryKey, headers: &HeaderMap) -> Lookup {
     match lookup_stored(shared, key, headers).await {
         Lookup::Hit { mut found, tier } => {
+            found.entry = as_of_uri_soft_purge(found.marker.as_ref(), found.entry);
             found.entry = as_of_soft_purge(&*shared.store, key.tenant_prefix(), found.entry).await;
             Lookup::Hit { found, tier }
         }

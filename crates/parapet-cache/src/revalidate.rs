@@ -21,6 +21,7 @@ use crate::policy::{
 use crate::respond::serve;
 use crate::stats::bump;
 use crate::status::{CacheStatus, Fwd};
+use crate::tenant_stats::Outcome;
 use crate::upstream::Inner;
 
 /// Revalidates `stale` with a conditional request and answers the client: from the updated
@@ -42,6 +43,7 @@ where
     let status = CacheStatus::fwd(fwd);
     let serve_stale = |status: CacheStatus| {
         bump(&sent.shared.counters.stale);
+        sent.shared.tenant_counters.count(sent.slot, Outcome::Stale);
         let age = current_age(&stale.entry.times, now);
         let status = status
             .ttl(stale.entry.lifetime, age)
@@ -96,6 +98,7 @@ where
         shared: Arc::clone(&ctx.shared),
         upstream: ctx.upstream.spare(),
         key: ctx.key.clone(),
+        slot: ctx.slot,
     };
     tokio::spawn(async move {
         let _guard = guard;

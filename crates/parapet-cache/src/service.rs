@@ -30,6 +30,7 @@ use crate::shared::Shared;
 use crate::stats::bump;
 use crate::status::{CacheStatus, Fwd};
 use crate::store::Tier;
+use crate::tenant_stats::Outcome;
 use crate::upstream::{Inner, Upstream};
 
 /// The service made by [`CacheLayer`](crate::CacheLayer): answers `GET` and `HEAD` from the
@@ -100,30 +101,31 @@ where
 {
     // The id is shared (a reference count), not copied.
     let tenant: Option<TenantId> = request.extensions().get::<Tenant>().map(|t| t.id().clone());
+    let slot = shared.tenant_counters.slot(tenant.as_ref());
     let tenant = tenant.as_ref().map(TenantId::as_str);
     let cacheable_method = matches!(*request.method(), Method::GET | Method::HEAD);
     if tenant.is_none() && !shared.single_tenant {
         let status = CacheStatus::fwd(Fwd::Bypass).detail("no-tenant");
-        return pass(&shared, upstream, request, status).await;
+        return pass(&shared, upstream, slot, request, status).await;
     }
     if !cacheable_method {
-        return forward_other(&shared, upstream, tenant, request).await;
+        return forward_other(&shared, upstream, slot, tenant, request).await;
     }
     if let Some(detail) = passed_through(request.method(), request.headers()) {
         // Preconditions the policy does not evaluate, and multiple ranges, are the origin's.
         let status = CacheStatus::fwd(Fwd::Request).detail(detail);
-        return pass(&shared, upstream, request, status).await;
+        return pass(&shared, upstream, slot, request, status).await;
     }
     let path_and_query = uri_path_and_query(request.uri());
     if path_and_query.len() > shared.max_uri_length {
         // Not stored: a client must not fill the tiers with huge keys.
         let status = CacheStatus::fwd(Fwd::Bypass).detail("uri-too-long");
-        return pass(&shared, upstream, request, status).await;
+        return pass(&shared, upstream, slot, request, status).await;
     }
     if !shared.key_on_credentials && shared.has_credentials(request.headers()) {
         // One user's response must not reach another user of the tenant.
         let status = CacheStatus::fwd(Fwd::Bypass).detail("credentials");
-        return pass(&shared, upstream, request, status).await;
+        return pass(&shared, upstream, slot, request, status).await;
     }
     let (parts, body) = request.into_parts();
     let path_and_query = uri_path_and_query(&parts.uri);
@@ -135,6 +137,7 @@ where
         shared,
         upstream,
         key,
+        slot,
     };
     match lookup(&ctx.shared, &ctx.key, &parts.headers)
         .await
@@ -178,11 +181,13 @@ where
     ) {
         Decision::Fresh { age } => {
             bump(&ctx.shared.counters.hits);
+            ctx.shared.tenant_counters.count(ctx.slot, Outcome::Hit);
             let status = CacheStatus::hit(entry.lifetime, age).detail(tier.as_str());
             Ok(serve(entry, &parts.method, &parts.headers, age, &status))
         }
         Decision::StaleServable { age, reason } => {
             bump(&ctx.shared.counters.stale);
+            ctx.shared.tenant_counters.count(ctx.slot, Outcome::Stale);
             let detail = match reason {
                 StaleReason::WhileRevalidate => "stale-while-revalidate",
                 StaleReason::MaxStale => "max-stale",
@@ -212,11 +217,13 @@ where
         Decision::GatewayTimeout => Ok(only_if_cached()),
         Decision::AuthorizationNotShared => {
             bump(&ctx.shared.counters.bypass);
+            ctx.shared.tenant_counters.count(ctx.slot, Outcome::Bypass);
             let status = CacheStatus::fwd(Fwd::Request).detail("authorization");
             fetch(ctx, parts, body, found.marker, status).await
         }
         Decision::NotServable => {
             bump(&ctx.shared.counters.bypass);
+            ctx.shared.tenant_counters.count(ctx.slot, Outcome::Bypass);
             fetch(ctx, parts, body, None, CacheStatus::fwd(Fwd::Method)).await
         }
     }
@@ -241,6 +248,7 @@ where
     }
     if parts.method == Method::HEAD {
         bump(&ctx.shared.counters.misses);
+        ctx.shared.tenant_counters.count(ctx.slot, Outcome::Miss);
         // HEAD responses are not stored; only a GET fills the entry.
         return fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await;
     }
@@ -261,6 +269,7 @@ where
                 return answer_from_entry(ctx, parts, body, found, tier, false).await;
             }
             bump(&ctx.shared.counters.misses);
+            ctx.shared.tenant_counters.count(ctx.slot, Outcome::Miss);
             detached(
                 guard,
                 fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)),
@@ -335,6 +344,7 @@ where
         && let Lookup::Hit { found, .. } = &found
     {
         bump(&ctx.shared.counters.hits);
+        ctx.shared.tenant_counters.count(ctx.slot, Outcome::Hit);
         let entry = &found.entry;
         let status = CacheStatus::hit(entry.lifetime, age).collapsed();
         return Ok(serve(entry, &parts.method, &parts.headers, age, &status));
@@ -343,12 +353,14 @@ where
         // The leader's response is not for this request's credentials (§3.5).
         Ok((found, _)) if decision == Some(Decision::AuthorizationNotShared) => {
             bump(&ctx.shared.counters.bypass);
+            ctx.shared.tenant_counters.count(ctx.slot, Outcome::Bypass);
             let status = CacheStatus::fwd(Fwd::Request).detail("authorization");
             fetch(ctx, parts, body, found.marker, status).await
         }
         Ok((stale, _)) => revalidate(ctx, parts, body, stale, Fwd::Stale).await,
         Err((fwd, marker)) => {
             bump(&ctx.shared.counters.misses);
+            ctx.shared.tenant_counters.count(ctx.slot, Outcome::Miss);
             fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd)).await
         }
     }
@@ -367,6 +379,7 @@ where
     S: Inner<B>,
 {
     bump(&ctx.shared.counters.misses);
+    ctx.shared.tenant_counters.count(ctx.slot, Outcome::Miss);
     bump(&ctx.shared.counters.passes);
     fetch(ctx, parts, body, marker, CacheStatus::fwd(fwd).pass()).await
 }

@@ -17,6 +17,7 @@ use crate::key::{PrimaryKey, tenant_prefix};
 use crate::policy::{PolicyConfig, normalized_field_value};
 use crate::stats::Counters;
 use crate::store::{Store, TenantLedger};
+use crate::tenant_stats::TenantCounters;
 
 /// A per-request default TTL, for responses that carry no freshness information.
 pub(crate) type TtlFn = dyn Fn(&Parts) -> Option<Duration> + Send + Sync;
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     /// The longest path and query stored.
     pub(crate) max_uri_length: usize,
     pub(crate) counters: Arc<Counters>,
+    /// Requests per tenant by outcome.
+    pub(crate) tenant_counters: TenantCounters,
     /// Bytes per tenant in the local tier (`None` without a local tier).
     pub(crate) tenants: Option<Arc<TenantLedger>>,
     pub(crate) flights: Arc<Flights>,

@@ -6,8 +6,9 @@
 //! - a URI or a tag: each entry is written back with a freshness lifetime of zero
 //!   ([`Store::replace`]: Redis, and every instance's local copy dropped through the
 //!   invalidation channel). An entry with neither a validator nor a stale window would have
-//!   nothing left to offer, so it is deleted instead; so is a URI's `Vary` marker (its variants
-//!   cannot be listed, so they become unreachable, as with a hard purge).
+//!   nothing left to offer, so it is deleted instead. A URI whose responses vary keeps its
+//!   `Vary` marker, written back with the time of the purge (`stale_before`): its variants
+//!   cannot be listed, so the lookup finds every variant received until then stale.
 //! - a tenant: one time per tenant ([`Store::soft_purge_tenant`]), read with the lookup (cached
 //!   like the generation); an entry received until then is served as stale.
 
@@ -16,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::entry::{Entry, StoredValue};
+use crate::entry::{Entry, StoredValue, VaryMarker};
 use crate::shared::Shared;
 use crate::store::Store;
 
@@ -44,8 +45,24 @@ pub(crate) async fn soften_key(shared: &Shared, key: &[u8]) -> bool {
                 shared.store.replace(key, value, retention).await;
             }
         }
-        StoredValue::Vary(_) => {
-            shared.store.delete(key).await;
+        StoredValue::Vary(marker) => {
+            let now = SystemTime::now();
+            match marker.expires_at.duration_since(now) {
+                Ok(ttl) if !ttl.is_zero() => {
+                    let marker = VaryMarker {
+                        stale_before: Some(now),
+                        ..marker
+                    };
+                    shared
+                        .store
+                        .replace(key, StoredValue::Vary(marker), ttl)
+                        .await;
+                }
+                // Its variants are gone too.
+                _ => {
+                    shared.store.delete(key).await;
+                }
+            }
         }
     }
     true
@@ -60,6 +77,17 @@ pub(crate) async fn soften_keys(shared: &Shared, keys: &[Bytes]) -> usize {
         }
     }
     found
+}
+
+/// A variant as a request sees it: stale when it was received no later than the last soft
+/// purge of its URI (recorded in the URI's marker).
+pub(crate) fn as_of_uri_soft_purge(marker: Option<&VaryMarker>, entry: Arc<Entry>) -> Arc<Entry> {
+    match marker.and_then(|marker| marker.stale_before) {
+        Some(mark) if !entry.lifetime.is_zero() && entry.times.response_time <= mark => {
+            Arc::new(stale_copy(&entry))
+        }
+        _ => entry,
+    }
 }
 
 /// `entry` as a request of its tenant sees it: stale when it was received no later than the

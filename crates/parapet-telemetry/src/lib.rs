@@ -19,8 +19,9 @@
 //!   query spans); and a [`TelemetryGuard`] whose shutdown delivers the last spans.
 //! - [`MemoryMonitor`]: `process.memory.usage`, and a WARN before the cgroup's limit is reached.
 //! - [`metrics`]: with the `cache` feature, `metrics::observe_cache` exports parapet-cache's
-//!   counters (`parapet.cache.requests` by `cache.result`, `parapet.cache.lookups` by
-//!   `cache.tier`, local bytes, Redis errors, the breaker); with the `pool` feature,
+//!   counters (`parapet.cache.requests` by `cache.result`, and by tenant for the busiest
+//!   tenants in `parapet.cache.tenant.requests`, `parapet.cache.lookups` by `cache.tier`,
+//!   local bytes, Redis errors, the breaker); with the `pool` feature,
 //!   `metrics::observe_pool` exports parapet-pool's status (`db.client.connection.count` idle /
 //!   used, `.max`, `.pending_requests`, `parapet.pool.budget.in_use` / `.limit`).
 //!

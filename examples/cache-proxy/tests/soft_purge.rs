@@ -176,3 +176,110 @@ async fn a_soft_purge_of_the_whole_cache_reaches_the_other_instance() {
         stale.cache_status()
     );
 }
+
+/// An origin whose document varies on `Accept-Language` (`en` or `fr`, each with its own
+/// `ETag`, fresh for a minute, `stale-if-error` for a minute): `304` to a matching
+/// `If-None-Match`, `503` while `down`.
+async fn varying_origin(down: Arc<AtomicBool>) -> Origin {
+    Origin::start(move |_, request| {
+        if down.load(Ordering::SeqCst) {
+            return (503, vec![], "down".to_owned());
+        }
+        let language = match request.get("accept-language") {
+            Some(v) if v == "fr" => "fr",
+            _ => "en",
+        };
+        let etag = format!("\"{language}1\"");
+        let headers = vec![
+            ("cache-control", "max-age=60, stale-if-error=60".to_owned()),
+            ("vary", "accept-language".to_owned()),
+            ("content-language", language.to_owned()),
+            ("etag", etag.clone()),
+        ];
+        if request.get("if-none-match").is_some_and(|v| *v == etag) {
+            return (304, headers, String::new());
+        }
+        (200, headers, format!("the document in {language}"))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soft_purge_of_a_varying_uri_makes_every_variant_revalidate() {
+    parapet_testkit::require_redis().await;
+    let down = Arc::new(AtomicBool::new(false));
+    let origin = varying_origin(down.clone()).await;
+    let prefix = parapet_testkit::unique_prefix("proxy-soft-vary");
+    let (a, handle_a) = proxy(&origin, &prefix).await;
+    let (b, _handle_b) = proxy(&origin, &prefix).await;
+    let warm_variant = |proxy: SocketAddr, language: &'static str| async move {
+        for _ in 0..50 {
+            let got = get(proxy, "/doc", &[("accept-language", language)]).await;
+            if got.cache_status().contains("hit") {
+                assert_eq!(got.body, format!("the document in {language}"));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the {language} variant never became a hit");
+    };
+    for language in ["en", "fr"] {
+        warm_variant(a, language).await;
+        warm_variant(b, language).await;
+    }
+    assert_eq!(origin.calls(), 2, "one fetch per variant");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A soft purge of the URI through a: on b, each variant revalidates with its own ETag
+    // and the 304 refreshes it (no variant is refetched in full).
+    handle_a.soft_purge(None, "/doc").await;
+    for language in ["en", "fr"] {
+        let mut revalidated = None;
+        for _ in 0..50 {
+            let got = get(b, "/doc", &[("accept-language", language)]).await;
+            if !got.cache_status().contains("hit") {
+                revalidated = Some(got);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let got = revalidated.unwrap_or_else(|| panic!("b never saw the soft purge ({language})"));
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.body, format!("the document in {language}"));
+        assert!(
+            got.cache_status().contains("fwd=stale; fwd-status=304"),
+            "{language}: {}",
+            got.cache_status()
+        );
+        let again = get(b, "/doc", &[("accept-language", language)]).await;
+        assert!(
+            again.cache_status().contains("hit"),
+            "{language} fresh again: {}",
+            again.cache_status()
+        );
+    }
+    let conditionals = {
+        let seen = origin.seen.lock().unwrap();
+        seen.iter()
+            .filter_map(|h| h.get("if-none-match"))
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(conditionals, ["\"en1\"", "\"fr1\""], "one per variant");
+    assert_eq!(origin.calls(), 4, "no full refetch");
+
+    // Down, then soft-purged again: each variant is kept and served stale, as itself.
+    down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    handle_a.soft_purge(None, "/doc").await;
+    for language in ["en", "fr"] {
+        let stale = get(a, "/doc", &[("accept-language", language)]).await;
+        assert_eq!(stale.status, StatusCode::OK, "{language}");
+        assert_eq!(stale.body, format!("the document in {language}"));
+        assert!(
+            stale.cache_status().contains("detail=stale-if-error"),
+            "{language}: {}",
+            stale.cache_status()
+        );
+    }
+}

@@ -215,21 +215,16 @@ pub fn preferred_secondary_key(vary: &VaryFields, request: &HeaderMap) -> Option
     }
     let mut out = BytesMut::new();
     for name in names {
-        out.put_slice(name.as_str().as_bytes());
         if content_field(name).is_some() {
+            out.put_slice(name.as_str().as_bytes());
             // 0x02 cannot appear in a field value: this never equals a whole-list key.
             out.put_u8(0x02);
             out.put_slice(preferred(request, name)?.as_bytes());
+            out.put_u8(b'\n');
         } else {
-            match normalize(request, name) {
-                Some(value) => {
-                    out.put_u8(b':');
-                    out.put_slice(&value);
-                }
-                None => out.put_u8(0x01),
-            }
+            // As in the whole-request key.
+            super::vary::put_field(&mut out, name, request);
         }
-        out.put_u8(b'\n');
     }
     Some(out.freeze())
 }

@@ -74,17 +74,23 @@ pub fn secondary_key(vary: &VaryFields, request_headers: &HeaderMap) -> Option<B
     };
     let mut out = BytesMut::new();
     for name in names {
-        out.put_slice(name.as_str().as_bytes());
-        match normalized_field_value(request_headers, name) {
-            Some(value) => {
-                out.put_u8(b':');
-                out.put_slice(&value);
-            }
-            None => out.put_u8(0x01),
-        }
-        out.put_u8(b'\n');
+        put_field(&mut out, name, request_headers);
     }
     Some(out.freeze())
+}
+
+/// Writes one field of a [`secondary_key`]: `name`, then `:` and the normalized value or
+/// `\x01` when absent, then `\n`.
+pub(crate) fn put_field(out: &mut BytesMut, name: &HeaderName, request_headers: &HeaderMap) {
+    out.put_slice(name.as_str().as_bytes());
+    match normalized_field_value(request_headers, name) {
+        Some(value) => {
+            out.put_u8(b':');
+            out.put_slice(&value);
+        }
+        None => out.put_u8(0x01),
+    }
+    out.put_u8(b'\n');
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ pub const CACHE_TIER: &str = "cache.tier";
 /// | instrument | kind, unit | attributes | from [`CacheStats`] |
 /// |---|---|---|---|
 /// | `parapet.cache.requests` | counter, `{request}` | `cache.result` = `hit` / `stale` / `miss` / `bypass` | `hits`, `stale`, `misses`, `bypass` |
+/// | `parapet.cache.tenant.requests` | counter, `{request}` | `tenant.id`: the [`TOP_TENANTS`](super::TOP_TENANTS) tenants with the most requests, the rest summed as [`OTHER_TENANTS`](super::OTHER_TENANTS); `cache.result` as above | [`CacheHandle::requests_by_tenant`] |
+/// | `parapet.cache.passes` | counter, `{request}` | | `passes` (hit-for-pass: forwarded without coalescing; counted as misses too) |
 /// | `parapet.cache.lookups` | counter, `{lookup}` | `cache.tier` = `local` / `redis`, `cache.result` = `hit` / `miss` | `local_hits`, `local_misses`, `redis_hits`, `redis_misses` |
 /// | `parapet.cache.stored` | counter, `{response}` | | `stored` |
 /// | `parapet.cache.revalidated` | counter, `{response}` | | `revalidated` |
@@ -30,7 +32,10 @@ pub const CACHE_TIER: &str = "cache.tier";
 /// | `parapet.cache.breaker.opens` | counter, `{open}` | | `breaker_opens` |
 /// | `parapet.cache.breaker.open` | gauge, `1` | | `breaker_open` (1 open, 0 closed) |
 ///
-/// The counters are cumulative since the layer was built. The callbacks keep the handle (and so
+/// The counters are cumulative since the layer was built. The tenants named by
+/// `parapet.cache.tenant.requests` are chosen at each collection by their requests so far: when
+/// a tenant enters or leaves the top, its requests move between its own series and
+/// `_other`'s (which can then go down, as a counter reset would). The callbacks keep the handle (and so
 /// the cache's shared state) alive as long as the meter provider lives. Observe one cache per
 /// meter: two caches on one meter would report under the same names and attributes.
 ///
@@ -75,6 +80,33 @@ pub fn observe_cache(meter: &Meter, cache: CacheHandle) {
                 o.observe(value, &[KeyValue::new(CACHE_RESULT, result)]);
             }
         },
+    );
+    let handle = cache.clone();
+    meter
+        .u64_observable_counter("parapet.cache.tenant.requests")
+        .with_unit("{request}")
+        .with_description(
+            "Requests the cache handled, by tenant and outcome (the busiest tenants; the rest summed).",
+        )
+        .with_callback(move |o| {
+            for tenant in handle.requests_by_tenant(super::TOP_TENANTS) {
+                let id = super::tenant_attribute(tenant.tenant.as_deref());
+                for (value, result) in [
+                    (tenant.hits, "hit"),
+                    (tenant.stale, "stale"),
+                    (tenant.misses, "miss"),
+                    (tenant.bypass, "bypass"),
+                ] {
+                    o.observe(value, &[id.clone(), KeyValue::new(CACHE_RESULT, result)]);
+                }
+            }
+        })
+        .build();
+    counter(
+        "parapet.cache.passes",
+        "{request}",
+        "Requests forwarded at once, without coalescing, because their key's last response could not be stored (hit-for-pass).",
+        |s, o| o.observe(s.passes, &[]),
     );
     counter(
         "parapet.cache.lookups",
