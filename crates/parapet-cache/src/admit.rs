@@ -184,7 +184,7 @@ async fn build_entry(
                 entry.vary_request.append(name.clone(), value.clone());
             }
         }
-        entry.vary_request = compact(&entry.vary_request);
+        entry.vary_request = compact(&entry.vary_request, 0);
         entry.vary = fields;
     }
     Ok((entry, bytes))

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::entry::{Entry, StoredValue, VaryMarker};
+use crate::entry::{ANSWER_ROOM, Entry, StoredValue, VaryMarker};
 use crate::policy::StoredTimes;
 
 /// The current encoding version.
@@ -161,9 +161,9 @@ fn decode_entry(r: &mut Reader<'_>) -> Option<Entry> {
     } else {
         None
     };
-    let headers = r.headers()?;
+    let headers = r.headers(ANSWER_ROOM)?;
     let vary = r.names()?;
-    let vary_request = r.headers()?;
+    let vary_request = r.headers(0)?;
     let tag_count = r.u16()?;
     let mut tags = Vec::new();
     for _ in 0..tag_count {
@@ -296,14 +296,14 @@ impl<'a> Reader<'a> {
         Some(names)
     }
 
-    /// A map of its own size (as `entry::compact` makes it: the local tier weighs its slots),
-    /// its values copied out of the input.
-    fn headers(&mut self) -> Option<HeaderMap> {
+    /// A map of its own size and `room` more (as `entry::compact` makes it: the local tier
+    /// weighs its slots), its values copied out of the input.
+    fn headers(&mut self, room: usize) -> Option<HeaderMap> {
         let count = self.u32()?;
         // Sized from `count` only as far as the input can hold that many fields (6 bytes each
         // at least) and up to `MAX_PRESIZED`: a hostile value may claim any number.
         let fits = (self.rest.len() / 6).min(MAX_PRESIZED);
-        let mut map = HeaderMap::with_capacity(usize::try_from(count).ok()?.min(fits));
+        let mut map = HeaderMap::with_capacity(usize::try_from(count).ok()?.min(fits) + room);
         for _ in 0..count {
             let name = HeaderName::from_bytes(self.short()?).ok()?;
             let len = usize::try_from(self.u32()?).ok()?;

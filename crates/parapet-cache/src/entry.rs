@@ -54,7 +54,13 @@ impl Entry {
         times: StoredTimes,
         lifetime: Duration,
     ) -> Self {
-        Self::of_compact(status, compact(&headers), body, times, lifetime)
+        Self::of_compact(
+            status,
+            compact(&headers, ANSWER_ROOM),
+            body,
+            times,
+            lifetime,
+        )
     }
 
     /// [`new`](Self::new) for headers already in a map of their own size with values of their
@@ -182,11 +188,18 @@ fn header_bytes(map: &HeaderMap) -> usize {
     map.capacity() * slot + 2 * ALLOCATION + data
 }
 
-/// A copy of `headers` in a map of their own size, with values in allocations of their own.
-pub(crate) fn compact(headers: &HeaderMap) -> HeaderMap {
+/// How many fields an answer from an entry adds to a copy of its headers (`Age` and
+/// `Cache-Status`): the stored map keeps room for them, so that copy never grows (and rehashes)
+/// its table on every hit.
+pub(crate) const ANSWER_ROOM: usize = 2;
+
+/// A copy of `headers` in a map of their own size and `room` more names, with values in
+/// allocations of their own.
+pub(crate) fn compact(headers: &HeaderMap, room: usize) -> HeaderMap {
     // Room for the names; extra values of a name need none (and `len()`, which counts them,
     // can exceed what `with_capacity` accepts).
-    let mut out = HeaderMap::try_with_capacity(headers.keys_len()).unwrap_or_default();
+    let mut out =
+        HeaderMap::try_with_capacity(headers.keys_len().saturating_add(room)).unwrap_or_default();
     for (name, value) in headers {
         let mut copy = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
             .unwrap_or_else(|_| value.clone());

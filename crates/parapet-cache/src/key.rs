@@ -27,9 +27,6 @@ pub(crate) const HASHED_URI_LENGTH: usize = 256;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Room in a key for its generation, method and the length prefixes of its components.
-const KEY_SLACK: usize = 48;
-
 /// The prefix shared by every key of one tenant (`None`: the single-tenant keys).
 #[must_use]
 pub fn tenant_prefix(prefix: &str, tenant: Option<&str>) -> Bytes {
@@ -80,24 +77,54 @@ impl PrimaryKey {
     /// every key built with the old one unreachable.
     #[must_use]
     pub fn new(prefix: &str, tenant: Option<&str>, generation: u64, path_and_query: &str) -> Self {
-        Self::under(&tenant_prefix(prefix, tenant), generation, path_and_query)
+        Self::finish(
+            Self::start(prefix, tenant, path_and_query),
+            generation,
+            path_and_query,
+        )
     }
 
     /// Builds the key under a [`tenant_prefix`] already made (the generation is read under
     /// it first, so a request makes the prefix once).
+    #[cfg(test)]
     pub(crate) fn under(tenant_prefix: &[u8], generation: u64, path_and_query: &str) -> Self {
-        let path_and_query = normalized(path_and_query);
-        let mut out =
-            BytesMut::with_capacity(tenant_prefix.len() + path_and_query.len() + KEY_SLACK);
-        out.put_slice(tenant_prefix);
-        let tenant_len = out.len();
-        put_component(
-            &mut out,
-            b'n',
-            itoa::Buffer::new().format(generation).as_bytes(),
+        Self::finish(tenant_prefix.to_vec(), generation, path_and_query)
+    }
+
+    /// The buffer a key is built in, holding its [`tenant_prefix`] so far: a request reads the
+    /// generation under that prefix, then [`finish`](Self::finish)es the key in the same
+    /// allocation. Its capacity is the whole key's length for a generation of one digit, so the
+    /// key usually ends exactly as long as its buffer (a `Bytes` made from a buffer with room
+    /// left costs one more allocation).
+    pub(crate) fn start(prefix: &str, tenant: Option<&str>, path_and_query: &str) -> Vec<u8> {
+        let tenant_part = tenant.map_or(2, |t| component_len(t.len()));
+        let uri_part = component_len(uri_len(path_and_query));
+        let mut out = Vec::with_capacity(
+            prefix.len() + tenant_part + component_len(1) + METHOD.len() + uri_part,
         );
+        out.extend_from_slice(prefix.as_bytes());
+        match tenant {
+            Some(tenant) => put_component(&mut out, b't', tenant.as_bytes()),
+            None => out.extend_from_slice(b"s|"),
+        }
+        out
+    }
+
+    /// The key whose [`start`](Self::start) (its tenant prefix) is `out`, for `generation`.
+    pub(crate) fn finish(mut out: Vec<u8>, generation: u64, path_and_query: &str) -> Self {
+        let path_and_query = normalized(path_and_query);
+        let tenant_len = out.len();
+        let mut digits = itoa::Buffer::new();
+        let generation = digits.format(generation).as_bytes();
+        let rest = component_len(generation.len())
+            + METHOD.len()
+            + component_len(uri_len(&path_and_query));
+        if out.capacity() - out.len() < rest {
+            out.reserve_exact(rest);
+        }
+        put_component(&mut out, b'n', generation);
         // Only GET responses are stored; HEAD is answered from them.
-        out.put_slice(b"mGET|");
+        out.extend_from_slice(METHOD);
         if path_and_query.len() > HASHED_URI_LENGTH {
             // A long URI (a cursor of kilobytes) is named by its SHA-256: keys, tag index
             // members and invalidation messages stay small whatever the client sends.
@@ -112,7 +139,7 @@ impl PrimaryKey {
             put_component(&mut out, b'u', path_and_query.as_bytes());
         }
         Self {
-            bytes: out.freeze(),
+            bytes: Bytes::from(out),
             tenant_len,
         }
     }
@@ -172,13 +199,32 @@ pub(crate) fn uri_path_and_query(uri: &Uri) -> &str {
 }
 
 /// Writes `<tag><len>:<bytes>|`.
-fn put_component(out: &mut BytesMut, tag: u8, bytes: &[u8]) {
+fn put_component(out: &mut impl BufMut, tag: u8, bytes: &[u8]) {
     out.put_u8(tag);
     out.put_slice(itoa::Buffer::new().format(bytes.len()).as_bytes());
     out.put_u8(b':');
     out.put_slice(bytes);
     out.put_u8(b'|');
 }
+
+/// The length of a component of `len` bytes (see `put_component`).
+fn component_len(len: usize) -> usize {
+    3 + itoa::Buffer::new().format(len).len() + len
+}
+
+/// How long the URI part of a key is for a normalised `path_and_query`: as it is, or its
+/// SHA-256 in hex when it is longer than [`HASHED_URI_LENGTH`].
+fn uri_len(path_and_query: &str) -> usize {
+    // `normalized` may add a leading `/`; an estimate one byte short only costs a reallocation.
+    if path_and_query.len() > HASHED_URI_LENGTH {
+        64
+    } else {
+        path_and_query.len()
+    }
+}
+
+/// The method component of every primary key.
+const METHOD: &[u8] = b"mGET|";
 
 /// Normalises a path and query: an empty path is `/`, and percent-encoded triplets are
 /// uppercased (`%2f` and `%2F` are the same octet, RFC 3986 §6.2.2.1). Query order is kept.

@@ -106,26 +106,26 @@ where
     let cacheable_method = matches!(*request.method(), Method::GET | Method::HEAD);
     if tenant.is_none() && !shared.single_tenant {
         let status = CacheStatus::fwd(Fwd::Bypass).detail("no-tenant");
-        return pass(&shared, upstream, slot, request, status).await;
+        return Box::pin(pass(&shared, upstream, slot, request, status)).await;
     }
     if !cacheable_method {
-        return forward_other(&shared, upstream, slot, tenant, request).await;
+        return Box::pin(forward_other(&shared, upstream, slot, tenant, request)).await;
     }
     if let Some(detail) = passed_through(request.method(), request.headers()) {
         // Preconditions the policy does not evaluate, and multiple ranges, are the origin's.
         let status = CacheStatus::fwd(Fwd::Request).detail(detail);
-        return pass(&shared, upstream, slot, request, status).await;
+        return Box::pin(pass(&shared, upstream, slot, request, status)).await;
     }
     let path_and_query = uri_path_and_query(request.uri());
     if path_and_query.len() > shared.max_uri_length {
         // Not stored: a client must not fill the tiers with huge keys.
         let status = CacheStatus::fwd(Fwd::Bypass).detail("uri-too-long");
-        return pass(&shared, upstream, slot, request, status).await;
+        return Box::pin(pass(&shared, upstream, slot, request, status)).await;
     }
     if !shared.key_on_credentials && shared.has_credentials(request.headers()) {
         // One user's response must not reach another user of the tenant.
         let status = CacheStatus::fwd(Fwd::Bypass).detail("credentials");
-        return pass(&shared, upstream, slot, request, status).await;
+        return Box::pin(pass(&shared, upstream, slot, request, status)).await;
     }
     let (parts, body) = request.into_parts();
     let path_and_query = uri_path_and_query(&parts.uri);
@@ -144,7 +144,7 @@ where
         .into_hit()
     {
         Ok((found, tier)) => answer_from_entry(ctx, parts, body, found, tier, true).await,
-        Err((fwd, marker)) => miss(ctx, parts, body, Missed { fwd, marker, ended }).await,
+        Err((fwd, marker)) => Box::pin(miss(ctx, parts, body, Missed { fwd, marker, ended })).await,
     }
 }
 
@@ -158,6 +158,9 @@ struct Missed {
 }
 
 /// A stored entry was found: serve it, revalidate it, or refuse (`only-if-cached`).
+///
+/// Serving it awaits nothing; every other way is boxed, so the request's future (boxed once
+/// by [`CacheService`], which allocates and moves it on every request) stays small.
 async fn answer_from_entry<S, B>(
     ctx: Ctx<S>,
     parts: Parts,
@@ -172,13 +175,14 @@ where
 {
     let now = SystemTime::now();
     let entry = &found.entry;
-    match decide_parsed(
+    let decision = decide_parsed(
         &parts.method,
         &parts.headers,
         &entry.meta(),
         entry.reuse_directives(&ctx.shared.policy.targeted_fields),
         now,
-    ) {
+    );
+    match decision {
         Decision::Fresh { age } => {
             bump(&ctx.shared.counters.hits);
             ctx.shared.tenant_counters.count(ctx.slot, Outcome::Hit);
@@ -201,17 +205,18 @@ where
         }
         Decision::Revalidate { .. } => {
             if RequestDirectives::from_headers(&parts.headers).no_cache {
-                return revalidate(ctx, parts, body, found, Fwd::Request).await;
+                return Box::pin(revalidate(ctx, parts, body, found, Fwd::Request)).await;
             }
             if !coalesce || parts.method != Method::GET {
-                return revalidate(ctx, parts, body, found, Fwd::Stale).await;
+                return Box::pin(revalidate(ctx, parts, body, found, Fwd::Stale)).await;
             }
             // Concurrent requests on an expired entry revalidate it once.
             match ctx.shared.flights.join(ctx.key.as_bytes()) {
                 Join::Leader(guard) => {
-                    detached(guard, revalidate(ctx, parts, body, found, Fwd::Stale)).await
+                    let revalidation = revalidate(ctx, parts, body, found, Fwd::Stale);
+                    Box::pin(detached(guard, revalidation)).await
                 }
-                Join::Waiter(rx) => after_wait(ctx, parts, body, rx).await,
+                Join::Waiter(rx) => Box::pin(after_wait(ctx, parts, body, rx)).await,
             }
         }
         Decision::GatewayTimeout => Ok(only_if_cached()),
@@ -219,12 +224,12 @@ where
             bump(&ctx.shared.counters.bypass);
             ctx.shared.tenant_counters.count(ctx.slot, Outcome::Bypass);
             let status = CacheStatus::fwd(Fwd::Request).detail("authorization");
-            fetch(ctx, parts, body, found.marker, status).await
+            Box::pin(fetch(ctx, parts, body, found.marker, status)).await
         }
         Decision::NotServable => {
             bump(&ctx.shared.counters.bypass);
             ctx.shared.tenant_counters.count(ctx.slot, Outcome::Bypass);
-            fetch(ctx, parts, body, None, CacheStatus::fwd(Fwd::Method)).await
+            Box::pin(fetch(ctx, parts, body, None, CacheStatus::fwd(Fwd::Method))).await
         }
     }
 }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::coalesce::{Flights, Passes};
 use crate::epoch::Epochs;
-use crate::key::{PrimaryKey, tenant_prefix};
+use crate::key::PrimaryKey;
 use crate::policy::{PolicyConfig, normalized_field_value};
 use crate::stats::Counters;
 use crate::store::{Store, TenantLedger};
@@ -116,9 +116,13 @@ impl Shared {
     /// The primary key of `path_and_query` for a tenant (`None`: the single-tenant keys), with
     /// the tenant's current generation: the one place a request's or a purge's key is made.
     pub(crate) async fn key_for(&self, tenant: Option<&str>, path_and_query: &str) -> PrimaryKey {
-        let tenant_prefix = tenant_prefix(&self.prefix, tenant);
-        let generation = self.store.generation(&tenant_prefix).await;
-        PrimaryKey::under(&tenant_prefix, generation, path_and_query)
+        // One allocation: the generation is read under the key's own start.
+        let start = PrimaryKey::start(&self.prefix, tenant, path_and_query);
+        let generation = match self.store.generation_now(&start) {
+            Some(generation) => generation,
+            None => self.store.generation(&start).await,
+        };
+        PrimaryKey::finish(start, generation, path_and_query)
     }
 
     /// Reads the tags of a response, removing the tag headers unless they are exposed.

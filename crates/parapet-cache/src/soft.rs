@@ -100,7 +100,11 @@ pub(crate) async fn as_of_soft_purge(
     if entry.lifetime.is_zero() {
         return entry;
     }
-    match store.stale_before(tenant_prefix).await {
+    let mark = match store.stale_before_now(tenant_prefix) {
+        Some(mark) => mark,
+        None => store.stale_before(tenant_prefix).await,
+    };
+    match mark {
         Some(mark) if entry.times.response_time <= mark => Arc::new(stale_copy(&entry)),
         _ => entry,
     }

@@ -118,48 +118,58 @@ impl CacheStatus {
         value_of(self.render())
     }
 
-    /// The member's text, built in one allocation that the header value then takes over
-    /// (numbers rendered with `itoa`, not through `fmt`).
+    /// The member's text, built in one allocation of exactly its length, which the header
+    /// value then takes over without another (numbers rendered with `itoa`, not through `fmt`).
     fn render(&self) -> String {
         let detail = self.detail.unwrap_or_default();
         // A pass that was not stored says so after the reason (an sf-token may hold `/`):
         // `detail=response-no-store/pass`; a stored response ended the pass and says `stored`.
         let pass = self.pass && !self.stored;
-        let mut out = String::with_capacity(RENDERED_LEN + detail.len());
+        let mut status_digits = itoa::Buffer::new();
+        let status = self.fwd_status.map(|status| status_digits.format(status));
+        let mut ttl_digits = itoa::Buffer::new();
+        let ttl = self.ttl.map(|ttl| ttl_digits.format(ttl));
+        let pass_suffix = match (pass, self.detail.is_some()) {
+            (false, _) => "",
+            (true, true) => "/pass",
+            (true, false) => "pass",
+        };
+        let parts: [(bool, &str, &str); 7] = [
+            (self.hit, "; hit", ""),
+            (
+                self.fwd.is_some(),
+                "; fwd=",
+                self.fwd.map_or("", Fwd::as_str),
+            ),
+            (
+                status.is_some(),
+                "; fwd-status=",
+                status.unwrap_or_default(),
+            ),
+            (ttl.is_some(), "; ttl=", ttl.unwrap_or_default()),
+            (self.stored, "; stored", ""),
+            (self.collapsed, "; collapsed", ""),
+            (self.detail.is_some() || pass, "; detail=", detail),
+        ];
+        let len = NAME.len()
+            + parts
+                .iter()
+                .filter(|(present, ..)| *present)
+                .map(|(_, label, value)| label.len() + value.len())
+                .sum::<usize>()
+            + pass_suffix.len();
+        // Exactly `len`: a `Bytes` made from a `String` whose capacity is its length keeps its
+        // buffer; any other capacity costs one more allocation.
+        let mut out = String::with_capacity(len);
         out.push_str(NAME);
-        if self.hit {
-            out.push_str("; hit");
-        }
-        if let Some(fwd) = self.fwd {
-            out.push_str("; fwd=");
-            out.push_str(fwd.as_str());
-        }
-        let mut number = itoa::Buffer::new();
-        if let Some(status) = self.fwd_status {
-            out.push_str("; fwd-status=");
-            out.push_str(number.format(status));
-        }
-        if let Some(ttl) = self.ttl {
-            out.push_str("; ttl=");
-            out.push_str(number.format(ttl));
-        }
-        if self.stored {
-            out.push_str("; stored");
-        }
-        if self.collapsed {
-            out.push_str("; collapsed");
-        }
-        if self.detail.is_some() || pass {
-            out.push_str("; detail=");
-            out.push_str(detail);
-            if pass {
-                out.push_str(if self.detail.is_some() {
-                    "/pass"
-                } else {
-                    "pass"
-                });
+        for (present, label, value) in parts {
+            if present {
+                out.push_str(label);
+                out.push_str(value);
             }
         }
+        out.push_str(pass_suffix);
+        debug_assert_eq!(out.len(), len);
         out
     }
 
@@ -172,11 +182,6 @@ impl CacheStatus {
         headers.append(CACHE_STATUS, value_of(text));
     }
 }
-
-/// Enough for every member but its `detail`: the name, `hit`, the longest `fwd`, a
-/// `fwd-status`, a `ttl` of up to 10 digits, `stored`, `collapsed` and a `/pass` after the
-/// detail.
-const RENDERED_LEN: usize = 101;
 
 /// The header value of a rendered member, without copying it.
 fn value_of(text: String) -> HeaderValue {

@@ -311,16 +311,27 @@ impl Store for MemoryStore {
     }
 
     fn generation<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, u64> {
-        let generation = lock(&self.generations)
-            .get(tenant_prefix)
-            .copied()
-            .unwrap_or(0);
+        let generation = self.generation_now(tenant_prefix).unwrap_or(0);
         futures_util::future::ready(generation).boxed()
     }
 
+    /// This tier is the authority of its generations: always known at once.
+    fn generation_now(&self, tenant_prefix: &[u8]) -> Option<u64> {
+        Some(
+            lock(&self.generations)
+                .get(tenant_prefix)
+                .copied()
+                .unwrap_or(0),
+        )
+    }
+
     fn stale_before<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, Option<SystemTime>> {
-        let at = lock(&self.soft_purges).get(tenant_prefix).copied();
+        let at = self.stale_before_now(tenant_prefix).flatten();
         futures_util::future::ready(at).boxed()
+    }
+
+    fn stale_before_now(&self, tenant_prefix: &[u8]) -> Option<Option<SystemTime>> {
+        Some(lock(&self.soft_purges).get(tenant_prefix).copied())
     }
 
     fn soft_purge_tenant<'a>(

@@ -122,6 +122,21 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// [`PrimaryKey::new`](crate::PrimaryKey::new)).
     fn generation<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, u64>;
 
+    /// [`generation`](Self::generation), when the store knows it without waiting (a local
+    /// tier that is its own authority): the cache then reads it without making a future.
+    /// `None` (the default) means "ask [`generation`](Self::generation)".
+    fn generation_now(&self, tenant_prefix: &[u8]) -> Option<u64> {
+        let _ = tenant_prefix;
+        None
+    }
+
+    /// [`stale_before`](Self::stale_before), when the store knows it without waiting:
+    /// `Some(answer)`. `None` (the default) means "ask [`stale_before`](Self::stale_before)".
+    fn stale_before_now(&self, tenant_prefix: &[u8]) -> Option<Option<SystemTime>> {
+        let _ = tenant_prefix;
+        None
+    }
+
     /// Purges every value of the tenant whose keys start with `tenant_prefix` by bumping its
     /// generation: O(1), one key, so it is safe on Redis Cluster. False when the bump could
     /// not be stored.
@@ -190,6 +205,14 @@ impl<T: Store + ?Sized> Store for Arc<T> {
 
     fn generation<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, u64> {
         (**self).generation(tenant_prefix)
+    }
+
+    fn generation_now(&self, tenant_prefix: &[u8]) -> Option<u64> {
+        (**self).generation_now(tenant_prefix)
+    }
+
+    fn stale_before_now(&self, tenant_prefix: &[u8]) -> Option<Option<SystemTime>> {
+        (**self).stale_before_now(tenant_prefix)
     }
 
     fn purge_tenant<'a>(&'a self, tenant_prefix: &'a [u8]) -> BoxFuture<'a, bool> {
