@@ -13,6 +13,11 @@
 //!
 //! The seed is printed; `PARAPET_ISOLATION_SEED=<n>` replays a run's choices (the interleaving
 //! of the tasks is the scheduler's).
+//!
+//! All 100,000 requests must be sent within the time bound, or the test fails saying how many
+//! it reached. The workspace's dev profile builds dependencies at `opt-level = 1` for this: in
+//! a plain debug build the library's dependencies (the local tier's cache, the Redis client,
+//! JWT verification, tokio and `http`) cost about three times as much CPU per request.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -38,8 +43,8 @@ use tower::ServiceExt;
 const TENANTS: usize = 50;
 const REQUESTS: usize = 100_000;
 const WORKERS: usize = 16;
-/// The run stops here even if the requests are not all sent; the count is then reported.
-const TIME_BOUND: Duration = Duration::from_secs(40);
+/// The run stops here even if the requests are not all sent, and then fails with the count.
+const TIME_BOUND: Duration = Duration::from_secs(150);
 const PATHS: usize = 6;
 const VARIANTS: [Option<&str>; 3] = [None, Some("a"), Some("b")];
 const SECRET: &str = "isolation-random-secret-of-32-bytes-at-least";
@@ -416,15 +421,13 @@ async fn every_answer_belongs_to_the_tenant_that_asked() {
         ledger.wrong.lock().unwrap()
     );
     let total = checked + refused + ledger.purges.load(Ordering::Relaxed);
-    if total < REQUESTS {
-        eprintln!(
-            "isolation_random: the {TIME_BOUND:?} bound stopped the run at {total} of {REQUESTS}"
-        );
-    }
-    // The time bound wins on a slow or busy machine (a debug build on two shared cores, with
-    // other builds running, sent 6,500 to 47,000 in 40 s); below this floor the run proves
-    // too little.
-    assert!(total >= 5_000, "only {total} requests in {took:?}");
+    // A debug build on two cores shared with other test binaries sends the 100,000 well inside
+    // the bound; a machine that cannot has not proved what this test promises.
+    assert!(
+        total >= REQUESTS,
+        "only {total} of {REQUESTS} requests in {took:?} (the bound is {TIME_BOUND:?}): the \
+         machine may be too slow or too busy for this test (seed {seed})"
+    );
     assert!(
         ledger.hits.load(Ordering::Relaxed) > checked / 4,
         "the cache served a good share of the answers"
