@@ -1,7 +1,8 @@
-# Helpers for the scenarios that run the demo CRM (claims, scale): a PostgreSQL cluster of the
-# scenario's own (initdb on a free port, fsync off, stopped and removed afterwards) and the demo
-# binary started against it. Sourced after lib.sh. They append to $pids and $pg_dirs, which the
-# scenario's EXIT trap cleans up with demo_stop and pg_stop_all.
+# Helpers for the scenarios that run the demo CRM (claims, noisy, propagation, scale): a
+# PostgreSQL cluster of the scenario's own (initdb on a free port, fsync off, stopped and removed
+# afterwards), the demo binary started against it, the tenants a scenario adds. Sourced after
+# lib.sh. They append to $pids and $pg_dirs, which the scenario's EXIT trap cleans up with
+# demo_stop and pg_stop_all.
 # shellcheck shell=bash
 : "${bench_bin:?source bench/lib.sh first}"
 
@@ -74,4 +75,47 @@ demo_cleanup() {
   pids=()
   pg_stop_all
   rm -rf "${work:?}"
+}
+
+# demo_setup <scenario> <max_connections>: the shape every demo scenario starts with: a
+# temporary directory $work, the EXIT trap (demo_cleanup), a cluster of its own in $work/pg and
+# $db, the URL of the scenario's database on it (parapet_bench_<scenario>; the demo creates it).
+demo_setup() {
+  work=$(mktemp -d)
+  trap demo_cleanup EXIT
+  pg_start "$work/pg" "$2"
+  db="postgres://postgres@127.0.0.1:$pg_port/parapet_bench_$1"
+}
+
+# demo_prepare <scenario> <seed> [VAR=value...]: a first start of the demo on $db that creates,
+# migrates and seeds the database (quota off), then stops it, so tenants added afterwards exist
+# before the first measured request.
+demo_prepare() {
+  local name=$1 seed=$2
+  shift 2
+  demo_start "$name" "$work/prep.log" DATABASE_URL="$db" "$@" PARAPET_QUOTA=off -- --seed "$seed"
+  demo_stop "$demo_pid"
+  pids=()
+}
+
+# demo_add_tenants <id prefix> <digits> <count> <leads each> <deals each> <name prefix>: adds
+# <count> tenants on plan free (<id prefix> and a number padded to <digits>: q01, t0001; named
+# <name prefix> and the number) with their leads and deals to $db, then ANALYZE.
+demo_add_tenants() {
+  local p=$1 w=$2 n=$3 leads=$4 deals=$5 label=$6
+  psql -q -v ON_ERROR_STOP=1 "$db" <<SQL
+INSERT INTO tenants (id, name, plan)
+  SELECT '$p' || lpad(i::text, $w, '0'), '$label' || i, 'free' FROM generate_series(1, $n) AS i;
+INSERT INTO leads (org_id, name, email, status, created_at)
+  SELECT '$p' || lpad(i::text, $w, '0'), 'Lead ' || j, 'lead' || j || '@$p' || i || '.example',
+         (ARRAY['new','contacted','qualified','lost','converted'])[1 + j % 5],
+         now() - make_interval(secs => j * 37)
+  FROM generate_series(1, $n) AS i, generate_series(1, $leads) AS j;
+INSERT INTO deals (org_id, title, stage, amount)
+  SELECT '$p' || lpad(i::text, $w, '0'), 'Deal ' || j,
+         (ARRAY['prospecting','qualification','proposal','negotiation','won','lost'])[1 + j % 6],
+         (i * 7919 + j) % 5000000
+  FROM generate_series(1, $n) AS i, generate_series(1, $deals) AS j;
+ANALYZE;
+SQL
 }

@@ -23,10 +23,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((max_conns + 512)) 
   exit 1
 fi
 fds=$(ulimit -n)
-work=$(mktemp -d)
-trap demo_cleanup EXIT
-pg_start "$work/pg" 100
-db="postgres://postgres@127.0.0.1:$pg_port/parapet_bench_claims"
+demo_setup claims 100
 t0=$(date +%s)
 demo_start claims "$work/on.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget PARAPET_QUOTA=off -- --seed "$seed"
 t1=$(date +%s)

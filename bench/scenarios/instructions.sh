@@ -4,7 +4,8 @@
 # `valgrind --tool=callgrind`, each driven twice by one curl process over one keep-alive connection for an exact number of
 # requests; the difference between the two runs divided by the difference in requests is the cost
 # of one request, start-up and warm-up cancelled out. Repeatable on a busy machine, unlike the
-# wall clock. Prints the markdown section. Shorter runs: INSTR_SMALL (1000), INSTR_LARGE (5000).
+# wall clock. Prints the markdown section. Shorter runs: INSTR_SMALL (1000), INSTR_LARGE (5000);
+# some variants only: INSTR_VARIANTS="bare quota-429" (bare is always run: the ratios need it).
 source "$(dirname "$0")/../lib.sh"
 
 heading instructions "Instructions per request (callgrind)"
@@ -61,8 +62,13 @@ instructions() {
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
   pid=""
-  if [ "$line" != "200x$requests " ]; then
-    echo "instructions: $variant: expected $requests answers of 200, got (status x count): $line" >&2
+  case "$variant" in
+    # One request an hour: the first is allowed, every other one refused.
+    *-429) expect="200x1 429x$((requests - 1)) " ;;
+    *) expect="200x$requests " ;;
+  esac
+  if [ "$line" != "$expect" ]; then
+    echo "instructions: $variant: expected (status x count) $expect, got: $line" >&2
     exit 1
   fi
   awk '/^(summary|totals):/{print $2; exit}' "$out.cg"
@@ -75,13 +81,22 @@ declare -A label=(
   [redis-hit]="full stack, Redis-tier hit"
   [redis-get]="bare axum + one Redis \`GET\`"
   [thc-hit]="tower-http-cache, in-memory hit (no other layer)"
+  [quota-429]="full stack + quota, tenant over its quota: 429 (local limiter)"
+  [redis-429]="full stack + quota shared through Redis, tenant over its quota: 429"
 )
-order=(bare hit miss redis-hit redis-get thc-hit)
+order=(bare hit miss redis-hit redis-get thc-hit quota-429 redis-429)
+if [ -n "${INSTR_VARIANTS:-}" ]; then
+  order=(bare)
+  for v in $INSTR_VARIANTS; do
+    [ -n "${label[$v]:-}" ] || { echo "instructions: unknown variant $v" >&2; exit 1; }
+    [ "$v" = bare ] || order+=("$v")
+  done
+fi
 declare -A per=()
 for v in "${order[@]}"; do
   flags=()
   case "$v" in
-    hit | miss | redis-hit | redis-get) flags=(--prefix "${prefix}$v:") ;;
+    hit | miss | redis-hit | redis-get | quota-429 | redis-429) flags=(--prefix "${prefix}$v:") ;;
   esac
   a=$(instructions "$v" "$small" "${flags[@]+"${flags[@]}"}")
   b=$(instructions "$v" "$large" "${flags[@]+"${flags[@]}"}")
@@ -98,8 +113,10 @@ for v in "${order[@]}"; do
   case "$v" in
     hit) target="≤ 2.0x bare"; met=$(meets "$r" 2.0) ;;
     redis-hit)
-      rg=$(ratio "${per[redis-hit]}" "${per[redis-get]}")
-      target="the Redis-GET handler's cost: ${rg}x"
+      if [ -n "${per[redis-get]:-}" ]; then
+        rg=$(ratio "${per[redis-hit]}" "${per[redis-get]}")
+        target="the Redis-GET handler's cost: ${rg}x"
+      fi
       ;;
   esac
   echo "| ${label[$v]} | ${per[$v]} | ${r}x | $target | $met |"
@@ -107,5 +124,5 @@ done
 echo
 echo "How it was run:"
 echo
-echo "- Each variant is the server of the stack scenario (\`stack serve <variant> --workers $workers\`, release build, the same stack, handler and telemetry: a batch span processor and a periodic metric reader whose exporters discard) run under \`valgrind --tool=callgrind\` ($(valgrind --version)), twice: driven by one \`curl -K <config>\` that sends exactly $small, then $large requests \`GET /api/item\` (\`X-Tenant-Id: $tenant\`) in turn over one keep-alive connection, then stopped with SIGTERM. The figure is (total at $large - total at $small) / $((large - small)): the server process's instructions for one more request, start-up, the first miss and the shutdown cancelled out. Every answer was checked to be 200."
+echo "- Each variant is the server of the stack scenario (\`stack serve <variant> --workers $workers\`, release build, the same stack, handler and telemetry: a batch span processor and a periodic metric reader whose exporters discard) run under \`valgrind --tool=callgrind\` ($(valgrind --version)), twice: driven by one \`curl -K <config>\` that sends exactly $small, then $large requests \`GET /api/item\` (\`X-Tenant-Id: $tenant\`) in turn over one keep-alive connection, then stopped with SIGTERM. The figure is (total at $large - total at $small) / $((large - small)): the server process's instructions for one more request, start-up, the first miss and the shutdown cancelled out. Every answer was checked to be 200, save in the 429 variants: there the first was checked to be 200 and every other one 429 (plan \`pro\` = one request an hour, a burst of one, the quota layer between the tenant and the cache as in the demo)."
 echo "- Valgrind runs the server's threads one at a time, so the counts are the work done, not how it overlaps; curl's own instructions are not counted. The hit variants answer from the cache after their first request; an entry lives 60 s, and each refill when it expires adds the cost of one miss to a run of thousands of requests."

@@ -15,31 +15,12 @@ secs=${NOISY_SECS:-30} seed=${NOISY_SEED:-100000} delay=${NOISY_QUIET_DELAY_MS:-
 quiet_conns=16 flood_conns=256 quiet_tenants=20 lead=2 budget=40
 plans="free=20/s:40,pro=200/s:400"
 flooder=globex
-work=$(mktemp -d)
-trap demo_cleanup EXIT
-pg_start "$work/pg" 100
-db="postgres://postgres@127.0.0.1:$pg_port/parapet_bench_noisy"
+demo_setup noisy 100
 # A first start creates, migrates and seeds the database (acme and globex); the quiet tenants
 # are then added and the two demos started, so every tenant exists before the first request.
 t0=$(date +%s)
-demo_start noisy "$work/prep.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget PARAPET_QUOTA=off -- --seed "$seed"
-demo_stop "$demo_pid"
-pids=()
-psql -q -v ON_ERROR_STOP=1 "$db" <<SQL
-INSERT INTO tenants (id, name, plan)
-  SELECT 'q' || lpad(i::text, 2, '0'), 'Quiet ' || i, 'free' FROM generate_series(1, $quiet_tenants) AS i;
-INSERT INTO leads (org_id, name, email, status, created_at)
-  SELECT 'q' || lpad(i::text, 2, '0'), 'Lead ' || j, 'lead' || j || '@q' || i || '.example',
-         (ARRAY['new','contacted','qualified','lost','converted'])[1 + j % 5],
-         now() - make_interval(secs => j * 37)
-  FROM generate_series(1, $quiet_tenants) AS i, generate_series(1, 2000) AS j;
-INSERT INTO deals (org_id, title, stage, amount)
-  SELECT 'q' || lpad(i::text, 2, '0'), 'Deal ' || j,
-         (ARRAY['prospecting','qualification','proposal','negotiation','won','lost'])[1 + j % 6],
-         (i * 7919 + j) % 5000000
-  FROM generate_series(1, $quiet_tenants) AS i, generate_series(1, 500) AS j;
-ANALYZE;
-SQL
+demo_prepare noisy "$seed" PARAPET_POOL_BUDGET=$budget
+demo_add_tenants q 2 "$quiet_tenants" 2000 500 'Quiet '
 common=(DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget)
 demo_start noisy "$work/off.log" "${common[@]}" PARAPET_QUOTA=off PARAPET_POOL_TENANT_SHARE=1 -- --seed "$seed"
 off=$addr

@@ -10,31 +10,12 @@ heading scale "Scale: 1,000 tenants, 1,000 connections, reads and writes"
 source bench/lib-demo.sh
 secs=${SCALE_SECS:-60} threads=2 conns=1000 tenants=1000 budget=40 per_pool=100 maxconn=100
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-work=$(mktemp -d)
-trap demo_cleanup EXIT
-pg_start "$work/pg" "$maxconn"
+demo_setup scale "$maxconn"
 admin="postgres://postgres@127.0.0.1:$pg_port"
-db="$admin/parapet_bench_scale"
 # A first start creates, migrates and seeds the database; then the 1,000 tenants are added
 # and the demo started again, so every tenant exists before the first request.
-demo_start scale "$work/prep.log" DATABASE_URL="$db" PARAPET_POOL_BUDGET=$budget PARAPET_QUOTA=off -- --seed 1000
-demo_stop "$demo_pid"
-pids=()
-psql -q -v ON_ERROR_STOP=1 "$db" <<SQL
-INSERT INTO tenants (id, name, plan)
-  SELECT 't' || lpad(i::text, 4, '0'), 'Tenant ' || i, 'free' FROM generate_series(1, $tenants) AS i;
-INSERT INTO leads (org_id, name, email, status, created_at)
-  SELECT 't' || lpad(i::text, 4, '0'), 'Lead ' || j, 'lead' || j || '@t' || i || '.example',
-         (ARRAY['new','contacted','qualified','lost','converted'])[1 + j % 5],
-         now() - make_interval(secs => j * 37)
-  FROM generate_series(1, $tenants) AS i, generate_series(1, 5) AS j;
-INSERT INTO deals (org_id, title, stage, amount)
-  SELECT 't' || lpad(i::text, 4, '0'), 'Deal ' || j,
-         (ARRAY['prospecting','qualification','proposal','negotiation','won','lost'])[1 + j % 6],
-         (i * 7919 + j) % 5000000
-  FROM generate_series(1, $tenants) AS i, generate_series(1, 3) AS j;
-ANALYZE;
-SQL
+demo_prepare scale 1000 PARAPET_POOL_BUDGET=$budget
+demo_add_tenants t 4 "$tenants" 5 3 'Tenant '
 {
   cat <<LUA
 local stages = {"prospecting", "qualification", "proposal", "negotiation", "won", "lost"}

@@ -288,3 +288,56 @@ async fn a_share_outside_zero_to_one_is_a_start_up_error_naming_it() {
         );
     }
 }
+
+/// Every checkout reports how long it waited, with its tenant and pool (what
+/// `db.client.connection.wait_time` records): a tenant that waits for another's connection
+/// reports the wait, one that finds a connection free reports almost none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_report_their_wait() {
+    let db = TestDb::create("pool_fair_wait_time").await;
+    let pools = TenantPools::builder(db.url())
+        .budget(4)
+        .max_per_pool(1)
+        .wait_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let waits: Arc<Mutex<Vec<(String, String, Duration)>>> = Arc::default();
+    pools.observe_waits({
+        let waits = Arc::clone(&waits);
+        move |tenant, pool, wait| {
+            waits
+                .lock()
+                .unwrap()
+                .push((tenant.to_string(), pool.to_owned(), wait));
+        }
+    });
+    let held = pools.checkout(&tenant("first")).await.unwrap();
+    held.query_one("SELECT 1", &[]).await.unwrap();
+    let second = tokio::spawn({
+        let pools = pools.clone();
+        async move {
+            let db = pools.checkout(&tenant("second")).await.unwrap();
+            db.query_one("SELECT 1", &[]).await.unwrap();
+        }
+    });
+    eventually("the second tenant waits", || {
+        usage_of(&pools, "second").1 == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(held);
+    second.await.unwrap();
+    let waits = waits.lock().unwrap().clone();
+    assert_eq!(waits.len(), 2, "{waits:?}");
+    assert_eq!(
+        (waits[0].0.as_str(), waits[0].1.as_str()),
+        ("first", "shared")
+    );
+    assert_eq!(
+        (waits[1].0.as_str(), waits[1].1.as_str()),
+        ("second", "shared")
+    );
+    assert!(waits[1].2 >= Duration::from_millis(200), "{waits:?}");
+    assert!(waits[0].2 < waits[1].2, "{waits:?}");
+}

@@ -17,7 +17,12 @@
 //! - `redis-hit`: the same stack with a Redis-only cache (keys under `--prefix`);
 //! - `redis-get`: the bare handler doing one Redis `GET` of a `--value-size` byte value
 //!   through a `ConnectionManager` first;
-//! - `thc-hit`: the handler behind tower-http-cache's in-memory `CacheLayer` (no other layer).
+//! - `thc-hit`: the handler behind tower-http-cache's in-memory `CacheLayer` (no other layer);
+//! - `quota-429`: the `hit` stack with a quota layer between the tenant and the cache (as in
+//!   the demo) whose tenant may make one request an hour: every request after the first is
+//!   refused with 429 by the local limiter;
+//! - `redis-429`: the same with the limit shared through Redis (keys under `--prefix`): Redis
+//!   refuses the second request until an hour later, and this instance remembers it.
 //!
 //! The server prints `listening <addr>` once it accepts connections, and on SIGTERM or Ctrl-C
 //! its cache counters and the number of spans it exported, then exits.
@@ -44,6 +49,7 @@ use opentelemetry_sdk::{
 };
 use parapet_cache::{CacheLayer, RedisConfig};
 use parapet_pool::{PoolLayer, TenantPools};
+use parapet_quota::{QuotaLayer, Rate};
 use parapet_telemetry::{TelemetryBuilder, TelemetryGuard, TelemetryLayer};
 use parapet_tenant::{HeaderResolver, StaticDirectory, TenantId, TenantLayer, TenantRecord};
 use redis::aio::ConnectionManager;
@@ -59,7 +65,7 @@ const ROUTE: &str = "/api/item";
 /// The tenant of the stack variants (sent as `X-Tenant-Id`).
 const TENANT: &str = "acme";
 
-const USAGE: &str = "usage: stack serve <bare|miss|hit|redis-hit|redis-get|thc-hit> \
+const USAGE: &str = "usage: stack serve <bare|miss|hit|redis-hit|redis-get|thc-hit|quota-429|redis-429> \
     [--database URL] [--redis URL] [--prefix P] [--value-size N] | stack free-port";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +76,8 @@ enum Variant {
     RedisHit,
     RedisGet,
     ThcHit,
+    Quota429,
+    Redis429,
 }
 
 #[derive(Debug)]
@@ -91,6 +99,8 @@ impl Opts {
             Some("redis-hit") => Variant::RedisHit,
             Some("redis-get") => Variant::RedisGet,
             Some("thc-hit") => Variant::ThcHit,
+            Some("quota-429") => Variant::Quota429,
+            Some("redis-429") => Variant::Redis429,
             _ => return Err(USAGE.into()),
         };
         let mut opts = Self {
@@ -189,9 +199,14 @@ async fn redis_get(State(state): State<RedisGet>) -> Response {
 async fn serve(opts: Opts) -> Result<(), BoxError> {
     let mut guard = None;
     let mut cache = None;
+    let mut quota = None;
     let app = match opts.variant {
         Variant::Bare => Router::new().route(ROUTE, get(cacheable)),
-        Variant::Miss | Variant::Hit | Variant::RedisHit => {
+        Variant::Miss
+        | Variant::Hit
+        | Variant::RedisHit
+        | Variant::Quota429
+        | Variant::Redis429 => {
             guard = Some(telemetry()?);
             let layer = match opts.variant {
                 Variant::RedisHit => CacheLayer::builder()
@@ -209,7 +224,27 @@ async fn serve(opts: Opts) -> Result<(), BoxError> {
             } else {
                 get(cacheable)
             };
-            full_stack(handler, layer, &opts).await?
+            let limit = match opts.variant {
+                Variant::Quota429 => Some(QuotaLayer::builder()),
+                // A budget valgrind's slowness cannot exhaust (no local fallback), and a key of
+                // this process's own (each run starts with the tenant's burst).
+                Variant::Redis429 => Some(
+                    QuotaLayer::builder()
+                        .redis(
+                            RedisConfig::new(opts.redis.clone()).timeout(Duration::from_secs(10)),
+                        )
+                        .prefix(format!("{}quota:{}:", opts.prefix, std::process::id())),
+                ),
+                _ => None,
+            };
+            if let Some(builder) = limit {
+                // One request an hour, a burst of one: every request after the first is refused.
+                let layer = builder
+                    .plan("pro", Rate::new(1, Duration::from_secs(3600)).burst(1))
+                    .build()?;
+                quota = Some(layer);
+            }
+            full_stack(handler, layer, quota.clone(), &opts).await?
         }
         Variant::RedisGet => {
             let client = redis::Client::open(opts.redis.as_str())?;
@@ -246,6 +281,9 @@ async fn serve(opts: Opts) -> Result<(), BoxError> {
     if let Some(cache) = cache {
         println!("cache-stats {:?}", cache.stats());
     }
+    if let Some(quota) = quota {
+        println!("quota-stats {:?}", quota.stats());
+    }
     if opts.variant == Variant::ThcHit {
         println!("origin-calls {}", thc::ORIGIN_CALLS.load(Ordering::Relaxed));
     }
@@ -257,10 +295,12 @@ async fn serve(opts: Opts) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The handler behind the four layers, outermost first: telemetry → tenant → cache → pool.
+/// The handler behind the four layers, outermost first: telemetry → tenant → cache → pool, and
+/// the quota layer between the tenant and the cache when one is given.
 async fn full_stack(
     handler: MethodRouter,
     cache: CacheLayer,
+    quota: Option<QuotaLayer>,
     opts: &Opts,
 ) -> Result<Router, BoxError> {
     let directory =
@@ -275,12 +315,15 @@ async fn full_stack(
         .build()
         .await?;
     // `Router::layer`: the last added is the outermost.
-    Ok(Router::new()
+    let router = Router::new()
         .route(ROUTE, handler)
         .layer(PoolLayer::new(pools))
-        .layer(cache)
-        .layer(tenant)
-        .layer(TelemetryLayer::new()))
+        .layer(cache);
+    let router = match quota {
+        Some(quota) => router.layer(quota),
+        None => router,
+    };
+    Ok(router.layer(tenant).layer(TelemetryLayer::new()))
 }
 
 /// Spans exported (and discarded) so far.

@@ -4,7 +4,7 @@ use std::{
     collections::HashMap,
     fmt,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Mutex, RwLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -43,7 +43,13 @@ pub(crate) struct Inner {
     pools: Mutex<HashMap<Arc<str>, Entry>>,
     epoch: Instant,
     reaper_started: AtomicBool,
+    wait_observer: RwLock<Option<WaitObserver>>,
 }
+
+/// What [`TenantPools::observe_waits`] calls after each checkout: the tenant, the pool's label
+/// (`shared`, or the host and database of a tenant's own database) and the time the checkout
+/// took to have a connection in hand.
+type WaitObserver = Arc<dyn Fn(&TenantId, &str, Duration) + Send + Sync>;
 
 struct Entry {
     pool: Pool,
@@ -124,6 +130,7 @@ impl TenantPools {
                 pools: Mutex::new(HashMap::new()),
                 epoch: Instant::now(),
                 reaper_started: AtomicBool::new(false),
+                wait_observer: RwLock::new(None),
             }),
         }
     }
@@ -144,10 +151,11 @@ impl TenantPools {
     ) -> Result<Db, PoolError> {
         self.start_reaper();
         let s = &self.inner.settings;
-        let deadline = Instant::now() + s.wait_timeout;
+        let started = Instant::now();
+        let deadline = started + s.wait_timeout;
         let mut share: Option<SharePermit> = None;
-        let (obj, share, namespace) = loop {
-            let (pool, gate, namespace) = self.pool_for(tenant)?;
+        let (obj, share, namespace, label) = loop {
+            let (pool, gate, namespace, label) = self.pool_for(tenant)?;
             // The tenant's turn and share first (again when the pool was dropped and made anew).
             if !share.as_ref().is_some_and(|permit| permit.is_of(&gate)) {
                 // A slot of a dropped pool's gate goes back before waiting for the new one.
@@ -164,7 +172,7 @@ impl TenantPools {
                 recycle: Some(s.recycle_timeout),
             };
             match pool.timeout_get(&timeouts).await {
-                Ok(obj) => break (obj, share.take(), namespace),
+                Ok(obj) => break (obj, share.take(), namespace, label),
                 Err(DpError::Backend(ConnectError::Budget)) => {
                     if Instant::now() >= deadline {
                         return Err(PoolError::BudgetExhausted);
@@ -185,6 +193,11 @@ impl TenantPools {
                 }
             }
         };
+        if let Ok(observer) = self.inner.wait_observer.read()
+            && let Some(observer) = observer.as_ref()
+        {
+            observer(tenant.id(), &label, started.elapsed());
+        }
         let ctx = QueryContext {
             tenant: tenant.id().clone(),
             route,
@@ -197,7 +210,11 @@ impl TenantPools {
     }
 
     /// The pool of `tenant`'s target, created on first use (once, however many ask at once).
-    fn pool_for(&self, tenant: &Tenant) -> Result<(Pool, Arc<FairGate>, Arc<str>), PoolError> {
+    #[allow(clippy::type_complexity)]
+    fn pool_for(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<(Pool, Arc<FairGate>, Arc<str>, Arc<str>), PoolError> {
         let s = &self.inner.settings;
         let (key, url): (Arc<str>, Option<&str>) = match (tenant.database(), &s.isolation) {
             (DatabaseTarget::Dedicated(url), _) => (Arc::from(url.as_str()), Some(url)),
@@ -214,6 +231,7 @@ impl TenantPools {
                 entry.pool.clone(),
                 entry.gate.clone(),
                 entry.namespace.clone(),
+                entry.label.clone(),
             ));
         }
         let pg = match url {
@@ -263,12 +281,12 @@ impl TenantPools {
             Entry {
                 pool: pool.clone(),
                 gate: gate.clone(),
-                label,
+                label: label.clone(),
                 namespace: namespace.clone(),
                 last_used_ms: Arc::new(AtomicU64::new(now)),
             },
         );
-        Ok((pool, gate, namespace))
+        Ok((pool, gate, namespace, label))
     }
 
     /// Closes one idle connection of another pool on the same server (the least recently used
@@ -290,9 +308,23 @@ impl TenantPools {
         }
     }
 
+    /// Calls `observer` after every successful checkout with the tenant, the pool's label and
+    /// how long the checkout waited for its connection (its turn among the tenants, a free
+    /// connection, a new one opened): what `db.client.connection.wait_time` records. One
+    /// observer at a time (a later call replaces it); it runs on the checkout's task, so it
+    /// must be quick. `parapet_telemetry::metrics::observe_pool` installs one.
+    pub fn observe_waits(
+        &self,
+        observer: impl Fn(&TenantId, &str, Duration) + Send + Sync + 'static,
+    ) {
+        if let Ok(mut slot) = self.inner.wait_observer.write() {
+            *slot = Some(Arc::new(observer));
+        }
+    }
+
     /// Opens the tenant's pool's minimum idle connections ahead of traffic.
     pub async fn warmup(&self, tenant: &Tenant) -> Result<usize, PoolError> {
-        let (pool, _, _) = self.pool_for(tenant)?;
+        let (pool, ..) = self.pool_for(tenant)?;
         let want = self
             .inner
             .settings

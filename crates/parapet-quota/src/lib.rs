@@ -66,6 +66,7 @@ mod layer;
 mod local;
 mod policy;
 mod rate;
+mod refusal;
 mod service;
 mod shared;
 mod stats;

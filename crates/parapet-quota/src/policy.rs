@@ -23,7 +23,15 @@ pub(crate) struct Policy {
     quoted: Box<str>,
     /// The `RateLimit-Policy` value.
     policy_field: HeaderValue,
+    /// The `RateLimit` values of a refusal (`r=0`), for `t` from `refused_from` on: a refused
+    /// tenant uses between `τ − T` and `τ` of its tolerance, so a few values cover them all.
+    refused_fields: Box<[HeaderValue]>,
+    refused_from: u64,
 }
+
+/// At most this many pre-rendered `RateLimit` values of a refusal per policy, those of the most
+/// used tolerance (a limit whose interval is longer than a minute renders the rest per refusal).
+const REFUSED_FIELDS: u64 = 64;
 
 /// `RateLimit-Policy`.
 pub const RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
@@ -40,13 +48,23 @@ impl Policy {
         let field = format!("{quoted};q={};w={window}", rate.burst_size());
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let hit_refund = ((gcra.interval() as f64) * (1.0 - hit_cost)).round() as u64;
-        Self {
+        let mut policy = Self {
             gcra,
             hit_refund: hit_refund.min(gcra.interval()),
             quoted,
             policy_field: HeaderValue::from_str(&field)
                 .unwrap_or_else(|_| HeaderValue::from_static("\"quota\"")),
-        }
+            refused_fields: Box::default(),
+            refused_from: 0,
+        };
+        // The values nearest a full tolerance first: a flood is refused right after the refusal
+        // that began it.
+        let to = ceil_seconds(gcra.tolerance());
+        let from = ceil_seconds(gcra.tolerance() - gcra.interval())
+            .max(to.saturating_sub(REFUSED_FIELDS - 1));
+        policy.refused_fields = (from..=to).map(|t| policy.ratelimit_value(0, t)).collect();
+        policy.refused_from = from;
+        policy
     }
 
     pub(crate) fn gcra(&self) -> &Gcra {
@@ -63,13 +81,28 @@ impl Policy {
 
     /// The `RateLimit` value when `used` microseconds of the tolerance are in use.
     pub(crate) fn ratelimit_field(&self, used: u64) -> HeaderValue {
+        let remaining = self.gcra.remaining(used);
+        let t = ceil_seconds(used);
+        if remaining == 0 {
+            let index = t
+                .checked_sub(self.refused_from)
+                .and_then(|i| usize::try_from(i).ok());
+            if let Some(value) = index.and_then(|i| self.refused_fields.get(i)) {
+                return value.clone();
+            }
+        }
+        self.ratelimit_value(remaining, t)
+    }
+
+    /// `"<name>";r=<remaining>;t=<t>`.
+    fn ratelimit_value(&self, remaining: u64, t: u64) -> HeaderValue {
         let mut numbers = itoa::Buffer::new();
         let mut value = String::with_capacity(self.quoted.len() + 24);
         value.push_str(&self.quoted);
         value.push_str(";r=");
-        value.push_str(numbers.format(self.gcra.remaining(used)));
+        value.push_str(numbers.format(remaining));
         value.push_str(";t=");
-        value.push_str(numbers.format(ceil_seconds(used)));
+        value.push_str(numbers.format(t));
         HeaderValue::from_maybe_shared(bytes::Bytes::from(value))
             .unwrap_or_else(|_| HeaderValue::from_static("\"quota\";r=0;t=1"))
     }
@@ -101,6 +134,31 @@ mod tests {
             policy.ratelimit_field(policy.gcra().tolerance()),
             "\"free\";r=0;t=2"
         );
+        // A refusal's values are pre-rendered, and the same as rendered.
+        for used in [
+            policy.gcra().tolerance() - policy.gcra().interval() + 1,
+            policy.gcra().tolerance() - 1,
+            policy.gcra().tolerance(),
+        ] {
+            assert_eq!(
+                policy.ratelimit_field(used),
+                policy.ratelimit_value(0, ceil_seconds(used))
+            );
+        }
+        assert_eq!(
+            policy.refused_fields.len(),
+            1,
+            "only t=2: a refused tenant uses 1.95 s to 2 s"
+        );
+        let hourly = Policy::new(
+            "h",
+            &Rate::new(1, std::time::Duration::from_secs(3600)),
+            1.0,
+        );
+        assert_eq!(hourly.refused_fields.len(), 64);
+        assert_eq!(hourly.ratelimit_field(3_600_000_000), "\"h\";r=0;t=3600");
+        assert_eq!(hourly.ratelimit_field(1), "\"h\";r=0;t=1");
+        assert_eq!(hourly.refused_from, 3600 - 63);
         // 100 per minute, burst 10: 10 units come back in 6 seconds.
         let slow = Policy::new("slow", &Rate::per_minute(100).burst(10), 1.0);
         assert_eq!(slow.policy_field(), "\"slow\";q=10;w=6");

@@ -3,8 +3,17 @@
 //!
 //! Paths: no tenant or an unlimited one passes through (the inner future, pin-projected); the
 //! local limiter decides synchronously (no box, no allocation once the tenant's cell exists,
-//! save the `RateLimit` value); Redis decides in a boxed future (a round trip is I/O anyway),
-//! which takes the inner service `poll_ready` made ready.
+//! save the `RateLimit` value of an allowed request); Redis decides in a boxed future (a round
+//! trip is I/O anyway), which takes the inner service `poll_ready` made ready.
+//!
+//! Refusals are cheap: the body and `Retry-After` are pre-rendered per number of seconds and the
+//! `RateLimit` fields per policy (`refusal.rs`, `policy.rs`). With Redis, a refusal is
+//! remembered in the tenant's local cell until the time Redis named, and the tenant's requests
+//! until then are refused without a round trip: under GCRA only a refund (a cache hit giving
+//! back part of its charge) can make a tenant allowed earlier than Redis said. This instance's
+//! own refunds forget the memo (and a refusal asked before one of them reached Redis is not
+//! remembered); another instance's refund is seen at the latest when the memo ends, at most one
+//! interval later (the wait of a refusal never exceeds one request's cost).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,14 +27,14 @@ use futures_util::future::BoxFuture;
 use http::{HeaderMap, Request, Response, StatusCode};
 use parapet_cache::CACHE_STATUS;
 use parapet_tenant::TenantId;
-use parapet_tenant::problem::Problem;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::gcra::{Decision, ceil_seconds};
 use crate::layer::Shared;
-use crate::local::Cell;
+use crate::local::{Cell, LocalLimiter};
 use crate::policy::{Policy, RATELIMIT, RATELIMIT_POLICY};
+use crate::refusal::too_many_requests;
 use crate::stats::Source;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -83,26 +92,34 @@ where
         let Some(policy) = shared.policy(tenant) else {
             return ResponseFuture::pass(self.inner.call(req));
         };
+        let cell = shared.local.cell(tenant.id());
         let source = match &shared.redis {
-            Some(redis) if redis.available() => {
-                let key = redis.key(tenant.id().as_str());
-                let id = tenant.id().clone();
-                let policy = Arc::clone(policy);
-                let shared = Arc::clone(shared);
-                // Take the instance `poll_ready` made ready; leave a clone for the next call.
-                let ready = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, ready);
-                return ResponseFuture::shared(Box::pin(shared_path(
-                    shared, inner, req, key, id, policy,
-                )));
+            Some(redis) => {
+                if let Some(decision) = shared.local.remembered_denial(&cell, policy.gcra()) {
+                    // Redis refused this tenant until a later time: no round trip.
+                    shared.counters.decided(Source::Shared, false);
+                    shared.counters.remembered();
+                    return ResponseFuture::refused(refuse(shared, tenant.id(), policy, &decision));
+                }
+                if redis.available() {
+                    let key = redis.key(tenant.id().as_str());
+                    let id = tenant.id().clone();
+                    let policy = Arc::clone(policy);
+                    let shared = Arc::clone(shared);
+                    // Take the instance `poll_ready` made ready; leave a clone for the next call.
+                    let ready = self.inner.clone();
+                    let inner = std::mem::replace(&mut self.inner, ready);
+                    return ResponseFuture::shared(Box::pin(shared_path(
+                        shared, inner, req, key, id, policy, cell,
+                    )));
+                }
+                Source::Fallback
             }
-            Some(_) => Source::Fallback,
             None => Source::Local,
         };
-        let cell = shared.local.cell(tenant.id());
         let decision = shared
             .local
-            .charge(&cell, policy.gcra(), policy.gcra().interval());
+            .charge(&cell.tat, policy.gcra(), policy.gcra().interval());
         shared.counters.decided(source, decision.allowed);
         if !decision.allowed {
             return ResponseFuture::refused(refuse(shared, tenant.id(), policy, &decision));
@@ -125,6 +142,7 @@ async fn shared_path<S, ReqBody, ResBody>(
     key: String,
     id: TenantId,
     policy: Arc<Policy>,
+    cell: Cell,
 ) -> Result<Response<Body>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -133,6 +151,10 @@ where
 {
     let cost = policy.gcra().interval();
     let redis = shared.redis.as_ref();
+    // Read before the round trip: Redis decides after this, so the refusal it names ends no
+    // earlier than `asked + wait` on this clock.
+    let asked = shared.local.now();
+    let refunds = LocalLimiter::refunds_so_far(&cell);
     let answer = match redis {
         Some(redis) => redis.charge(&key, policy.gcra(), cost).await,
         None => None,
@@ -140,11 +162,13 @@ where
     let (decision, refund) = match answer {
         Some(decision) => {
             shared.counters.decided(Source::Shared, decision.allowed);
-            (decision, Refund::Shared(key))
+            if !decision.allowed {
+                LocalLimiter::remember_denial(&cell, asked, decision.wait, refunds);
+            }
+            (decision, Refund::Shared(key, cell))
         }
         None => {
-            let cell = shared.local.cell(&id);
-            let decision = shared.local.charge(&cell, policy.gcra(), cost);
+            let decision = shared.local.charge(&cell.tat, policy.gcra(), cost);
             shared.counters.decided(Source::Fallback, decision.allowed);
             (decision, Refund::Local(cell))
         }
@@ -162,20 +186,12 @@ where
     .finish(response))
 }
 
-/// The 429: problem+json, `Retry-After`, the `RateLimit` fields.
+/// The 429: problem+json, `Retry-After`, the `RateLimit` fields, all pre-rendered for the
+/// usual waits (no JSON, no number formatting, no allocation but the response's own).
 fn refuse(shared: &Shared, id: &TenantId, policy: &Policy, decision: &Decision) -> Response<Body> {
     shared.counters.throttled(id);
     let wait = u32::try_from(ceil_seconds(decision.wait).max(1)).unwrap_or(u32::MAX);
-    let mut response = Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "quota-exceeded",
-        "Request quota exceeded",
-    )
-    .detail(format!(
-        "This tenant's request quota is used up; retry in {wait} s."
-    ))
-    .retry_after(wait)
-    .into_response();
+    let mut response = too_many_requests(wait);
     let headers = response.headers_mut();
     headers.insert(RATELIMIT_POLICY, policy.policy_field());
     headers.insert(RATELIMIT, policy.ratelimit_field(decision.used));
@@ -185,7 +201,8 @@ fn refuse(shared: &Shared, id: &TenantId, policy: &Policy, decision: &Decision) 
 /// Where a charge was made, to give part of it back there.
 enum Refund {
     Local(Cell),
-    Shared(String),
+    /// The tenant's key, and its cell whose remembered refusal the refund makes stale.
+    Shared(String, Cell),
 }
 
 /// An allowed request's charge: what its response needs.
@@ -209,15 +226,19 @@ impl Charged {
             self.shared.counters.refunded();
             match self.refund {
                 Refund::Local(cell) => {
-                    self.shared.local.refund(&cell, self.policy.gcra(), amount);
+                    self.shared
+                        .local
+                        .refund(&cell.tat, self.policy.gcra(), amount);
                 }
-                Refund::Shared(key) => {
+                Refund::Shared(key, cell) => {
                     let shared = Arc::clone(&self.shared);
                     let policy = Arc::clone(&self.policy);
                     tokio::spawn(async move {
                         if let Some(redis) = &shared.redis {
                             let _ = redis.refund(&key, policy.gcra(), amount).await;
                         }
+                        // A refusal remembered meanwhile may not hold any more: ask Redis.
+                        LocalLimiter::forget_denial(&cell);
                     });
                 }
             }

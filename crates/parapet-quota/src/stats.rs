@@ -1,7 +1,7 @@
 //! The layer's counters, and the throttled requests per tenant with a bounded set of tenants.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use parapet_tenant::TenantId;
 
@@ -22,6 +22,9 @@ pub struct QuotaStats {
     pub fallbacks: u64,
     /// Cache hits that gave back part of their charge.
     pub refunds: u64,
+    /// Of the shared decisions, refusals this instance answered without a round trip because
+    /// Redis had already refused the tenant until a later time.
+    pub remembered_refusals: u64,
     /// Whether the last decision was shared (`Some(true)`), local while Redis is configured
     /// (`Some(false)`: the limit is per instance now), or `None` without Redis.
     pub shared: Option<bool>,
@@ -40,11 +43,20 @@ pub(crate) struct Counters {
     local_decisions: AtomicU64,
     fallbacks: AtomicU64,
     refunds: AtomicU64,
+    remembered: AtomicU64,
     redis: bool,
     shared: AtomicBool,
-    top: Mutex<Vec<(TenantId, u64)>>,
-    top_n: usize,
+    /// The tenants with a throttled series of their own, in the order they were first
+    /// throttled: read without a lock, a free slot taken under `claim`.
+    top: Box<[Slot]>,
+    claim: Mutex<()>,
     other: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    id: OnceLock<TenantId>,
+    count: AtomicU64,
 }
 
 /// Where a decision was made.
@@ -64,10 +76,11 @@ impl Counters {
             local_decisions: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             refunds: AtomicU64::new(0),
+            remembered: AtomicU64::new(0),
             redis,
             shared: AtomicBool::new(redis),
-            top: Mutex::new(Vec::with_capacity(top_n)),
-            top_n,
+            top: (0..top_n).map(|_| Slot::default()).collect(),
+            claim: Mutex::new(()),
             other: AtomicU64::new(0),
         }
     }
@@ -100,20 +113,51 @@ impl Counters {
     }
 
     /// A refused request of `tenant`: its own series while there is room, `other` after.
+    /// A tenant that has its series already is counted without a lock or an allocation.
     pub(crate) fn throttled(&self, tenant: &TenantId) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
-        let Ok(mut top) = self.top.lock() else {
+        if self.count_in_top(tenant) {
+            return;
+        }
+        let Ok(_claim) = self.claim.lock() else {
             self.other.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if let Some((_, count)) = top.iter_mut().find(|(id, _)| id == tenant) {
-            *count += 1;
-        } else if top.len() < self.top_n {
-            top.push((tenant.clone(), 1));
-        } else {
-            drop(top);
-            self.other.fetch_add(1, Ordering::Relaxed);
+        // Another request of the same tenant may have taken a slot meanwhile.
+        if self.count_in_top(tenant) {
+            return;
         }
+        match self.top.iter().find(|slot| slot.id.get().is_none()) {
+            Some(slot) => {
+                // Counted before it is visible: a snapshot never shows a series at 0.
+                slot.count.fetch_add(1, Ordering::Relaxed);
+                let _ = slot.id.set(tenant.clone());
+            }
+            None => {
+                self.other.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts `tenant` in its own series if it has one.
+    fn count_in_top(&self, tenant: &TenantId) -> bool {
+        for slot in &self.top {
+            match slot.id.get() {
+                Some(id) if id == tenant => {
+                    slot.count.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Some(_) => {}
+                // Slots are taken in order: no tenant further on.
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// A refusal answered from Redis's remembered refusal (also a shared decision).
+    pub(crate) fn remembered(&self) {
+        self.remembered.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn refunded(&self) {
@@ -128,8 +172,16 @@ impl Counters {
             local_decisions: self.local_decisions.load(Ordering::Relaxed),
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
             refunds: self.refunds.load(Ordering::Relaxed),
+            remembered_refusals: self.remembered.load(Ordering::Relaxed),
             shared: self.redis.then(|| self.shared.load(Ordering::Relaxed)),
-            throttled_by_tenant: self.top.lock().map(|top| top.clone()).unwrap_or_default(),
+            throttled_by_tenant: self
+                .top
+                .iter()
+                .map_while(|slot| {
+                    let id = slot.id.get()?;
+                    Some((id.clone(), slot.count.load(Ordering::Relaxed)))
+                })
+                .collect(),
             throttled_other: self.other.load(Ordering::Relaxed),
         }
     }
@@ -151,6 +203,32 @@ mod tests {
         assert_eq!(stats.throttled_by_tenant, vec![(id("a"), 2), (id("b"), 2)]);
         assert_eq!(stats.throttled_other, 3);
         assert_eq!(stats.shared, None);
+    }
+
+    #[test]
+    fn threads_together_count_every_refusal_once() {
+        let counters = Counters::new(false, 3);
+        let id = |s: &str| TenantId::parse(s).unwrap();
+        let tenants = ["a", "b", "c", "d", "e"].map(id);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for i in 0..1000 {
+                        counters.throttled(&tenants[i % tenants.len()]);
+                    }
+                });
+            }
+        });
+        let stats = counters.snapshot();
+        assert_eq!(stats.throttled, 4000);
+        assert_eq!(stats.throttled_by_tenant.len(), 3);
+        let mut seen: Vec<_> = stats.throttled_by_tenant.iter().map(|(t, _)| t).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 3, "one series per tenant");
+        let own: u64 = stats.throttled_by_tenant.iter().map(|(_, n)| n).sum();
+        assert_eq!(own + stats.throttled_other, 4000);
+        assert!(stats.throttled_by_tenant.iter().all(|(_, n)| *n == 800));
     }
 
     #[test]

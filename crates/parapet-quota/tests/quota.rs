@@ -282,6 +282,164 @@ async fn cache_hits_cost_a_fraction_on_redis() {
     assert_eq!(quota.stats().shared_decisions, 20);
 }
 
+/// Two instances sharing Redis, each remembering Redis's refusals: still one limit for both
+/// (never more than the burst plus one request per interval), and never fewer than Redis alone
+/// gives a client that keeps asking (a remembered refusal ends when Redis said it would).
+#[tokio::test]
+async fn remembered_refusals_end_when_redis_said_and_the_limit_stays_shared() {
+    require_redis().await;
+    let prefix = unique_prefix("quota-memo");
+    // 10 a second (an interval of 100 ms), a burst of 5; a budget no loaded machine exhausts
+    // (no fallback: every decision is Redis's).
+    let build = || {
+        QuotaLayer::builder()
+            .plan("pro", Rate::per_second(10).burst(5))
+            .redis(RedisConfig::new(redis_url()).timeout(Duration::from_secs(5)))
+            .prefix(&prefix)
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (build(), build());
+    let (a, b) = (app(&one), app(&two));
+    let start = std::time::Instant::now();
+    let (mut requests, mut allowed, mut refused_at) = (0u64, 0u64, Duration::ZERO);
+    while start.elapsed() < Duration::from_millis(1_500) {
+        let sent = start.elapsed();
+        let res = call(if requests % 2 == 0 { &a } else { &b }, "acme", "/").await;
+        requests += 1;
+        match res.status() {
+            StatusCode::OK => allowed += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused_at = sent,
+            other => panic!("unexpected status {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = start.elapsed();
+    let interval = 100;
+    // One limit: the burst, then one per interval, whichever instance asks.
+    let upper = 5 + u64::try_from(elapsed.as_millis().div_ceil(interval)).unwrap();
+    // The last refusal, sent at `refused_at`, found the TAT (start + allowed × interval: the
+    // tenant never idles past its burst) more than 4 intervals ahead, on Redis's word, also
+    // when it was a remembered one; one interval of slack for the clocks' rounding.
+    let lower = 4 + u64::try_from(refused_at.as_millis() / interval).unwrap() - 1;
+    assert!(
+        (lower..=upper).contains(&allowed),
+        "{allowed} allowed in {elapsed:?}, expected {lower} to {upper}; {:?} {:?}",
+        one.stats(),
+        two.stats()
+    );
+    let (s1, s2) = (one.stats(), two.stats());
+    assert_eq!(s1.allowed + s2.allowed, allowed);
+    assert_eq!(s1.shared_decisions + s2.shared_decisions, requests);
+    assert_eq!(s1.fallbacks + s2.fallbacks, 0);
+    assert!(
+        s1.remembered_refusals > 0 && s2.remembered_refusals > 0,
+        "each instance answered refusals without a round trip: {s1:?} {s2:?}"
+    );
+}
+
+/// Every refusal answered from memory is one Redis would have given at that moment: after each,
+/// the tenant's TAT in Redis is still ahead of Redis's clock (a burst of one: Redis refuses
+/// exactly while the TAT is in the future), give or take 20 ms for the read coming later.
+#[tokio::test]
+async fn a_remembered_refusal_is_one_redis_would_give() {
+    require_redis().await;
+    let prefix = unique_prefix("quota-memo-exact");
+    let quota = QuotaLayer::builder()
+        .plan("pro", Rate::per_second(10).burst(1))
+        .redis(RedisConfig::new(redis_url()).timeout(Duration::from_secs(5)))
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let app = app(&quota);
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{prefix}{{acme}}");
+    let start = std::time::Instant::now();
+    let (mut checked, mut allowed) = (0, 0);
+    while start.elapsed() < Duration::from_millis(1_000) {
+        let before = quota.stats().remembered_refusals;
+        let status = call(&app, "acme", "/").await.status();
+        allowed += u32::from(status == StatusCode::OK);
+        if quota.stats().remembered_refusals > before {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            let tat: Option<u64> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            let (secs, micros): (u64, u64) =
+                redis::cmd("TIME").query_async(&mut redis).await.unwrap();
+            let now = secs * 1_000_000 + micros;
+            let tat = tat.unwrap_or(0);
+            assert!(
+                tat + 20_000 > now,
+                "refused from memory while Redis would allow: TAT {tat}, now {now}"
+            );
+            checked += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(checked > 10, "{checked} remembered refusals checked");
+    assert!(allowed >= 2, "{allowed} allowed");
+}
+
+/// A refund (a cache hit giving back its charge) that lands after Redis refused the tenant
+/// makes the remembered refusal stale: this instance forgets it and asks Redis again.
+#[tokio::test]
+async fn a_refund_ends_a_remembered_refusal() {
+    require_redis().await;
+    let prefix = unique_prefix("quota-memo-refund");
+    let quota = QuotaLayer::builder()
+        .plan("pro", slow(2))
+        .hit_cost(0.0)
+        .redis(RedisConfig::new(redis_url()))
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route(
+            "/slow-hit",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                ([("cache-status", "parapet; hit; ttl=30")], "cached")
+            }),
+        )
+        .layer(quota.clone())
+        .layer(TenantLayer::new(directory()));
+    assert_eq!(call(&app, "acme", "/").await.status(), StatusCode::OK);
+    // The second of the burst is a hit still being answered when the third is refused.
+    let hit = tokio::spawn({
+        let app = app.clone();
+        async move { call(&app, "acme", "/slow-hit").await.status() }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        call(&app, "acme", "/").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Remembered: refused without asking Redis (a refusal of an hour).
+    assert_eq!(
+        call(&app, "acme", "/").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(quota.stats().remembered_refusals, 1);
+    assert_eq!(hit.await.unwrap(), StatusCode::OK);
+    // The hit gives its whole charge back: one request fits again, on Redis's word.
+    let mut served = false;
+    for _ in 0..100 {
+        if call(&app, "acme", "/").await.status() == StatusCode::OK {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(served, "{:?}", quota.stats());
+    assert_eq!(quota.stats().refunds, 1);
+    assert_eq!(quota.stats().allowed, 3);
+}
+
 #[tokio::test]
 async fn overrides_and_defaults() {
     let quota = QuotaLayer::builder()

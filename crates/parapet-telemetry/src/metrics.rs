@@ -1,7 +1,7 @@
 //! The instruments parapet records: the HTTP server's (recorded by
 //! [`TelemetryLayer`](crate::TelemetryLayer)), and, behind the `cache` and `pool` features,
 //! observable instruments reading parapet-cache's counters (`observe_cache`) and
-//! parapet-pool's status (`observe_pool`). `process.memory.usage` comes from
+//! parapet-pool's status and checkout waits (`observe_pool`). `process.memory.usage` comes from
 //! [`MemoryMonitor`](crate::MemoryMonitor).
 
 use std::{
@@ -27,7 +27,7 @@ mod quota;
 #[cfg(feature = "cache")]
 pub use cache::{CACHE_RESULT, CACHE_TIER, observe_cache};
 #[cfg(feature = "pool")]
-pub use pool::observe_pool;
+pub use pool::{WAIT_BUCKETS, observe_pool};
 #[cfg(feature = "quota")]
 pub use quota::{QUOTA_SOURCE, observe_quota};
 
