@@ -899,7 +899,7 @@ async fn client_conditionals_are_answered_from_the_store() {
     .await;
     let proxy = origin.proxy().await;
     assert_eq!(get(proxy, "/c", &[]).await.body, "call 0");
-    for (name, value, status) in [
+    for (name, sent, status) in [
         ("if-none-match", "\"c1\"", StatusCode::NOT_MODIFIED),
         ("if-none-match", "W/\"c1\"", StatusCode::NOT_MODIFIED),
         ("if-none-match", "\"c0\"", StatusCode::OK),
@@ -910,15 +910,15 @@ async fn client_conditionals_are_answered_from_the_store() {
             StatusCode::OK,
         ),
     ] {
-        let got = get(proxy, "/c", &[(name, value)]).await;
-        assert_eq!(got.status, status, "{name}: {value}");
+        let got = get(proxy, "/c", &[(name, sent)]).await;
+        assert_eq!(got.status, status, "{name}: {sent}");
         assert!(
             got.cache_status().contains("hit"),
-            "{name}: {value}: {}",
+            "{name}: {sent}: {}",
             got.cache_status()
         );
         if status == StatusCode::NOT_MODIFIED {
-            assert_eq!(got.body, "", "{name}: {value}");
+            assert_eq!(got.body, "", "{name}: {sent}");
             assert_eq!(value(&got, "etag"), "\"c1\"");
         } else {
             assert_eq!(got.body, "call 0");
@@ -978,4 +978,42 @@ async fn targeted_no_cache_and_must_revalidate_govern_reuse() {
     let stale = get(proxy, "/m", &[]).await;
     assert_eq!(stale.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(stale.body, "down 1", "served stale: {}", stale.cache_status());
+}
+
+/// A response carrying `Set-Cookie` is not stored (one user's session would reach the next
+/// client); `no-cache="Set-Cookie"` or `private="Set-Cookie"` stores it without the field.
+#[tokio::test]
+async fn responses_setting_cookies_are_not_shared() {
+    let origin = fixed(&[("cache-control", "max-age=60"), ("set-cookie", "sid=first")]).await;
+    let proxy = origin.proxy().await;
+    let first = get(proxy, "/s", &[]).await;
+    assert!(
+        first.cache_status().contains("detail=set-cookie"),
+        "{}",
+        first.cache_status()
+    );
+    let second = get(proxy, "/s", &[]).await;
+    assert_eq!(second.body, "call 1", "a cookie response was served from the cache");
+    assert_eq!(origin.calls(), 2);
+
+    for cc in [
+        "max-age=60, no-cache=\"Set-Cookie\"",
+        "max-age=60, private=\"set-cookie\"",
+    ] {
+        let origin = fixed(&[("cache-control", cc), ("set-cookie", "sid=first")]).await;
+        let proxy = origin.proxy().await;
+        let first = get(proxy, "/q", &[]).await;
+        assert!(
+            first.cache_status().contains("stored"),
+            "{cc}: {}",
+            first.cache_status()
+        );
+        let hit = get(proxy, "/q", &[]).await;
+        assert_eq!(hit.body, "call 0", "{cc}");
+        assert!(hit.cache_status().contains("hit"), "{cc}: {}", hit.cache_status());
+        assert!(
+            !hit.headers.contains_key("set-cookie"),
+            "{cc}: the cookie reached another client"
+        );
+    }
 }
