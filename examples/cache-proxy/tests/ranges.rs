@@ -287,6 +287,10 @@ async fn a_206_from_the_origin_is_never_stored() {
     );
     let full = get(proxy, "/p", &[]).await;
     assert_eq!((full.status, full.body.as_str()), (StatusCode::OK, BODY));
-    assert!(full.cache_status().contains("hit"), "{}", full.cache_status());
+    assert!(
+        full.cache_status().contains("hit"),
+        "{}",
+        full.cache_status()
+    );
     assert_eq!(origin.calls(), 3);
 }

@@ -735,6 +735,15 @@ async fn conditionals_keyed_on_credentials_carry_the_clients_cookie() {
     assert_eq!(seen[1]["if-none-match"], "\"s\"");
 }
 
+/// A path, the validators the origin sends, and the `If-None-Match` and `If-Modified-Since`
+/// the cache's conditional request is expected to carry.
+type ConditionalCase<'a> = (
+    &'a str,
+    &'a [(&'static str, &'static str)],
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
 /// RFC 9111 §4.3.1: the conditional request the cache generates carries a weak `ETag` as it
 /// was stored, and `If-Modified-Since` from `Last-Modified` (alone when there is no `ETag`);
 /// the 304 serves the stored body.
@@ -742,7 +751,7 @@ async fn conditionals_keyed_on_credentials_carry_the_clients_cookie() {
 async fn generated_conditionals_use_weak_etags_and_last_modified() {
     const LM: &str = "Sat, 01 Jan 2000 00:00:00 GMT";
     // (path, validators the origin sends, If-None-Match expected, If-Modified-Since expected)
-    let cases: [(&str, &[(&'static str, &'static str)], Option<&str>, Option<&str>); 3] = [
+    let cases: [ConditionalCase<'_>; 3] = [
         ("/weak", &[("etag", "W/\"w1\"")], Some("W/\"w1\""), None),
         ("/lm", &[("last-modified", LM)], None, Some(LM)),
         (
@@ -760,8 +769,8 @@ async fn generated_conditionals_use_weak_etags_and_last_modified() {
         let origin = Origin::start(move |n, request| {
             let mut headers = cc("max-age=0");
             headers.extend(validators.iter().cloned());
-            let conditional = request.contains_key("if-none-match")
-                || request.contains_key("if-modified-since");
+            let conditional =
+                request.contains_key("if-none-match") || request.contains_key("if-modified-since");
             if conditional {
                 return (304, headers, String::new());
             }
@@ -880,7 +889,9 @@ async fn accept_encoding_spellings_share_a_variant() {
         "br 1"
     );
     assert_eq!(
-        get(proxy, "/e", &[("accept-encoding", "gzip, br")]).await.body,
+        get(proxy, "/e", &[("accept-encoding", "gzip, br")])
+            .await
+            .body,
         "gzip 0"
     );
     assert_eq!(origin.calls(), 2);
@@ -977,7 +988,12 @@ async fn targeted_no_cache_and_must_revalidate_govern_reuse() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let stale = get(proxy, "/m", &[]).await;
     assert_eq!(stale.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(stale.body, "down 1", "served stale: {}", stale.cache_status());
+    assert_eq!(
+        stale.body,
+        "down 1",
+        "served stale: {}",
+        stale.cache_status()
+    );
 }
 
 /// A response carrying `Set-Cookie` is not stored (one user's session would reach the next
@@ -993,7 +1009,10 @@ async fn responses_setting_cookies_are_not_shared() {
         first.cache_status()
     );
     let second = get(proxy, "/s", &[]).await;
-    assert_eq!(second.body, "call 1", "a cookie response was served from the cache");
+    assert_eq!(
+        second.body, "call 1",
+        "a cookie response was served from the cache"
+    );
     assert_eq!(origin.calls(), 2);
 
     for cc in [
@@ -1010,7 +1029,11 @@ async fn responses_setting_cookies_are_not_shared() {
         );
         let hit = get(proxy, "/q", &[]).await;
         assert_eq!(hit.body, "call 0", "{cc}");
-        assert!(hit.cache_status().contains("hit"), "{cc}: {}", hit.cache_status());
+        assert!(
+            hit.cache_status().contains("hit"),
+            "{cc}: {}",
+            hit.cache_status()
+        );
         assert!(
             !hit.headers.contains_key("set-cookie"),
             "{cc}: the cookie reached another client"

@@ -46,7 +46,10 @@ async fn tenants_are_cached_apart_and_counted_with_bounded_cardinality() {
     }
     let globex = get(proxy, "/p", &[("x-tenant", "globex")]).await;
     assert_eq!(globex.body, "call 1", "acme's entry reached globex");
-    assert_eq!(get(proxy, "/p", &[("x-tenant", "globex")]).await.body, "call 1");
+    assert_eq!(
+        get(proxy, "/p", &[("x-tenant", "globex")]).await.body,
+        "call 1"
+    );
     // Without a tenant nothing is cached, and nothing is counted per tenant.
     let anonymous = get(proxy, "/p", &[]).await;
     assert_eq!(anonymous.body, "call 2");
@@ -71,7 +74,10 @@ async fn tenants_are_cached_apart_and_counted_with_bounded_cardinality() {
     assert_eq!(top[2].tenant, None, "the rest as one entry");
     assert_eq!((top[2].hits, top[2].misses), (0, 40));
     let total: u64 = top.iter().map(|t| t.total()).sum();
-    assert_eq!(total, 46, "every tenant request counted once, the anonymous one not");
+    assert_eq!(
+        total, 46,
+        "every tenant request counted once, the anonymous one not"
+    );
     // Asking for more than there are lists them all, without an "other" entry.
     let all = handle.requests_by_tenant(100);
     assert_eq!(all.len(), 42);
