@@ -538,6 +538,17 @@ async fn no_tenant_bypasses_unless_single_tenant() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// A request-side row: name, the layer, the URI, the two requests' headers, a `Cache-Status`
+/// fragment of the first answer, the second answer's body.
+type RequestRow = (
+    &'static str,
+    CacheLayer,
+    String,
+    [Vec<(&'static str, &'static str)>; 2],
+    &'static str,
+    &'static str,
+);
+
 /// One row per request-side rule the layer applies before the policy: credentials (bypass by
 /// default, keyed when asked), the URI length bound, and a 304 that forbids storing. Each row:
 /// the layer's options, the two requests' headers, the second request's expected body and a
@@ -553,7 +564,7 @@ async fn request_side_rules_table() {
     redis().await;
     let long = format!("/rules/{}", "a".repeat(2100));
     #[rustfmt::skip]
-    let cases: Vec<(&str, CacheLayer, String, [Vec<(&str, &str)>; 2], &str, &str)> = vec![
+    let cases: Vec<RequestRow> = vec![
         ("cookie bypass", redis_layer("rules-cookie").build().unwrap(), "/rules/c".into(),
             [vec![("cookie", "sid=a")], vec![("cookie", "sid=a")]], "fwd=bypass; detail=credentials", "body 1"),
         ("cookie not served a stored response", redis_layer("rules-cookie-2").build().unwrap(), "/rules/c".into(),
