@@ -537,3 +537,99 @@ async fn no_tenant_bypasses_unless_single_tenant() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+/// A request-side row: name, the layer, the URI, the two requests' headers, a `Cache-Status`
+/// fragment of the first answer, the second answer's body.
+type RequestRow = (
+    &'static str,
+    CacheLayer,
+    String,
+    [Vec<(&'static str, &'static str)>; 2],
+    &'static str,
+    &'static str,
+);
+
+/// One row per request-side rule the layer applies before the policy: credentials (bypass by
+/// default, keyed when asked), the URI length bound, and a 304 that forbids storing. Each row:
+/// the layer's options, the two requests' headers, the second request's expected body and a
+/// `Cache-Status` fragment of the first.
+#[tokio::test]
+async fn request_side_rules_table() {
+    let redis_layer = |test: &str| {
+        CacheLayer::builder()
+            .local(8 * 1024 * 1024)
+            .redis(redis_config())
+            .prefix(unique_prefix(test))
+    };
+    redis().await;
+    let long = format!("/rules/{}", "a".repeat(2100));
+    #[rustfmt::skip]
+    let cases: Vec<RequestRow> = vec![
+        ("cookie bypass", redis_layer("rules-cookie").build().unwrap(), "/rules/c".into(),
+            [vec![("cookie", "sid=a")], vec![("cookie", "sid=a")]], "fwd=bypass; detail=credentials", "body 1"),
+        ("cookie not served a stored response", redis_layer("rules-cookie-2").build().unwrap(), "/rules/c".into(),
+            [vec![], vec![("cookie", "sid=a")]], "stored", "body 1"),
+        ("keyed: own copy", redis_layer("rules-keyed").key_on_credentials(true).build().unwrap(), "/rules/k".into(),
+            [vec![("cookie", "sid=a")], vec![("cookie", "sid=a")]], "stored", "body 0"),
+        ("keyed: not another's", redis_layer("rules-keyed-2").key_on_credentials(true).build().unwrap(), "/rules/k".into(),
+            [vec![("cookie", "sid=a")], vec![("cookie", "sid=b")]], "stored", "body 1"),
+        ("other credential header", redis_layer("rules-apikey").credential_headers([http::HeaderName::from_static("x-api-key")]).build().unwrap(), "/rules/x".into(),
+            [vec![("x-api-key", "k")], vec![("x-api-key", "k")]], "detail=credentials", "body 1"),
+        ("uri too long", redis_layer("rules-long").build().unwrap(), long,
+            [vec![], vec![]], "fwd=bypass; detail=uri-too-long", "body 1"),
+    ];
+    for (name, cache, uri, [first_headers, second_headers], first_status, second_body) in cases {
+        let (service, _) = origin(|n, _| {
+            (
+                200,
+                vec![("cache-control", "max-age=60".to_owned())],
+                format!("body {n}"),
+            )
+        });
+        let first = send(
+            &cache,
+            service.clone(),
+            request("GET", Some("acme"), &uri, &first_headers),
+        )
+        .await;
+        let status = cache_status(&first);
+        assert!(status.contains(first_status), "{name}: {status}");
+        let second = send(
+            &cache,
+            service,
+            request("GET", Some("acme"), &uri, &second_headers),
+        )
+        .await;
+        assert_eq!(text(second).await, second_body, "{name}");
+    }
+
+    // A 304 that now says no-store or private removes the entry (RFC 9111 §3.2, §4.3.4).
+    for directive in ["no-store", "private"] {
+        let cache = layer(&format!("rules-304-{directive}")).await;
+        let (service, calls) = origin(move |n, request| {
+            let etag = ("etag", "\"v1\"".to_owned());
+            if n == 0 {
+                return (
+                    200,
+                    vec![("cache-control", "max-age=0".to_owned()), etag],
+                    "v1".into(),
+                );
+            }
+            if request.headers().contains_key("if-none-match") {
+                let cc = format!("{directive}, max-age=60");
+                return (304, vec![("cache-control", cc), etag], String::new());
+            }
+            (
+                200,
+                vec![("cache-control", "max-age=60".to_owned())],
+                format!("full {n}"),
+            )
+        });
+        let uri = "/rules/304";
+        for expected in ["v1", "v1", "full 2"] {
+            let got = send(&cache, service.clone(), get("acme", uri)).await;
+            assert_eq!(text(got).await, expected, "{directive}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "{directive}");
+    }
+}

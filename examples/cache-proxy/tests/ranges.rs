@@ -239,3 +239,58 @@ async fn ranges_apply_to_the_encoded_representation_and_survive_the_redis_tier()
     assert_eq!(header(&got, "content-encoding"), "gzip");
     assert_eq!(origin.calls(), 1);
 }
+
+/// RFC 9111 §3.3-3.4 deliberately not implemented: a `206` never enters the store. Several
+/// ranges pass to the origin and its `206` is not stored; a `206` the origin sends unasked
+/// is refused (`partial-content`); the full `200` that follows is stored and ranges are cut
+/// from it.
+#[tokio::test]
+async fn a_206_from_the_origin_is_never_stored() {
+    let origin = Origin::start(|n, request| {
+        let mut headers = cc("max-age=60");
+        headers.push(("etag", "\"v1\"".to_owned()));
+        if n == 1 || request.contains_key("range") {
+            headers.push(("content-range", "bytes 0-1/10".to_owned()));
+            return (206, headers, "01".to_owned());
+        }
+        (200, headers, BODY.to_owned())
+    })
+    .await;
+    let proxy = origin.proxy().await;
+    let several = get(proxy, "/p", &[("range", "bytes=0-1,4-5")]).await;
+    assert_eq!(several.status, StatusCode::PARTIAL_CONTENT);
+    assert!(
+        several.cache_status().contains("fwd=request; detail=range"),
+        "{}",
+        several.cache_status()
+    );
+    // Not stored: the next plain GET goes to the origin, which answers 206 unasked.
+    let unasked = get(proxy, "/p", &[]).await;
+    assert_eq!(unasked.status, StatusCode::PARTIAL_CONTENT);
+    assert!(
+        unasked.cache_status().contains("detail=partial-content"),
+        "{}",
+        unasked.cache_status()
+    );
+    // Still nothing stored: a single range goes to the origin (without Range) and the full
+    // 200 is stored, the range cut from it.
+    let single = get(proxy, "/p", &[("range", "bytes=4-5")]).await;
+    assert_eq!(
+        (single.status, single.body.as_str()),
+        (StatusCode::PARTIAL_CONTENT, "45")
+    );
+    assert_eq!(header(&single, "content-range"), "bytes 4-5/10");
+    assert!(
+        single.cache_status().contains("stored"),
+        "{}",
+        single.cache_status()
+    );
+    let full = get(proxy, "/p", &[]).await;
+    assert_eq!((full.status, full.body.as_str()), (StatusCode::OK, BODY));
+    assert!(
+        full.cache_status().contains("hit"),
+        "{}",
+        full.cache_status()
+    );
+    assert_eq!(origin.calls(), 3);
+}

@@ -734,3 +734,309 @@ async fn conditionals_keyed_on_credentials_carry_the_clients_cookie() {
     assert_eq!(seen[1]["cookie"], "sid=alice");
     assert_eq!(seen[1]["if-none-match"], "\"s\"");
 }
+
+/// A path, the validators the origin sends, and the `If-None-Match` and `If-Modified-Since`
+/// the cache's conditional request is expected to carry.
+type ConditionalCase<'a> = (
+    &'a str,
+    &'a [(&'static str, &'static str)],
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+/// RFC 9111 §4.3.1: the conditional request the cache generates carries a weak `ETag` as it
+/// was stored, and `If-Modified-Since` from `Last-Modified` (alone when there is no `ETag`);
+/// the 304 serves the stored body.
+#[tokio::test]
+async fn generated_conditionals_use_weak_etags_and_last_modified() {
+    const LM: &str = "Sat, 01 Jan 2000 00:00:00 GMT";
+    // (path, validators the origin sends, If-None-Match expected, If-Modified-Since expected)
+    let cases: [ConditionalCase<'_>; 3] = [
+        ("/weak", &[("etag", "W/\"w1\"")], Some("W/\"w1\""), None),
+        ("/lm", &[("last-modified", LM)], None, Some(LM)),
+        (
+            "/both",
+            &[("etag", "W/\"w1\""), ("last-modified", LM)],
+            Some("W/\"w1\""),
+            Some(LM),
+        ),
+    ];
+    for (path, validators, inm, ims) in cases {
+        let validators: Vec<(&'static str, String)> = validators
+            .iter()
+            .map(|(n, v)| (*n, (*v).to_owned()))
+            .collect();
+        let origin = Origin::start(move |n, request| {
+            let mut headers = cc("max-age=0");
+            headers.extend(validators.iter().cloned());
+            let conditional =
+                request.contains_key("if-none-match") || request.contains_key("if-modified-since");
+            if conditional {
+                return (304, headers, String::new());
+            }
+            (200, headers, format!("full {n}"))
+        })
+        .await;
+        let proxy = origin.proxy().await;
+        let first = get(proxy, path, &[]).await;
+        assert!(
+            first.cache_status().contains("stored"),
+            "{path}: {}",
+            first.cache_status()
+        );
+        let second = get(proxy, path, &[]).await;
+        assert_eq!(second.body, "full 0", "{path}: the stored body");
+        assert!(
+            second.cache_status().contains("fwd-status=304"),
+            "{path}: {}",
+            second.cache_status()
+        );
+        let seen = origin.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{path}");
+        let sent = |name: &str| seen[1].get(name).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(sent("if-none-match").as_deref(), inm, "{path}");
+        assert_eq!(sent("if-modified-since").as_deref(), ims, "{path}");
+    }
+}
+
+/// RFC 9111 §5.3: an `Expires` that is not a valid date means already expired: with a
+/// validator the response is stored but revalidated before its first reuse (no heuristic
+/// freshness from `Last-Modified` in its place); without one it is not stored.
+#[tokio::test]
+async fn an_invalid_expires_means_already_expired() {
+    const LM: &str = "Sat, 01 Jan 2000 00:00:00 GMT";
+    for expires in ["0", "-1", "tomorrow", "Thu, 31 Feb 2099 25:00:00 GMT"] {
+        let origin = Origin::start(move |n, request| {
+            let headers = vec![
+                ("expires", expires.to_owned()),
+                ("etag", "\"e1\"".to_owned()),
+                ("last-modified", LM.to_owned()),
+            ];
+            if request.contains_key("if-none-match") {
+                return (304, headers, String::new());
+            }
+            (200, headers, format!("full {n}"))
+        })
+        .await;
+        let proxy = origin.proxy().await;
+        let first = get(proxy, "/x", &[]).await;
+        assert!(
+            first.cache_status().contains("stored"),
+            "{expires}: {}",
+            first.cache_status()
+        );
+        let second = get(proxy, "/x", &[]).await;
+        assert_eq!(second.body, "full 0", "{expires}");
+        assert!(
+            second.cache_status().contains("fwd=stale; fwd-status=304"),
+            "{expires}: served without revalidation: {}",
+            second.cache_status()
+        );
+        assert_eq!(origin.calls(), 2, "{expires}");
+
+        // Without a validator there is nothing to keep.
+        let bare = fixed(&[("expires", expires)]).await;
+        let proxy = bare.proxy().await;
+        let first = get(proxy, "/y", &[]).await;
+        assert!(
+            first.cache_status().contains("detail=no-freshness"),
+            "{expires}: {}",
+            first.cache_status()
+        );
+        assert_eq!(get(proxy, "/y", &[]).await.body, "call 1", "{expires}");
+    }
+}
+
+/// Variant selection normalises `Accept-Encoding` like `Accept-Language`: spellings of one
+/// preference share the variant the origin encoded in that preferred coding.
+#[tokio::test]
+async fn accept_encoding_spellings_share_a_variant() {
+    let origin = Origin::start(|n, request| {
+        let coding = request
+            .get("accept-encoding")
+            .map_or("", |v| v.to_str().unwrap())
+            .to_ascii_lowercase();
+        // The origin prefers br when the client lists it first at full weight, else gzip.
+        let br_first = coding.starts_with("br") && !coding.starts_with("br;q=0.");
+        let coding = if br_first { "br" } else { "gzip" };
+        let headers = vec![
+            ("cache-control", "max-age=60".to_owned()),
+            ("vary", "Accept-Encoding".to_owned()),
+            ("content-encoding", coding.to_owned()),
+        ];
+        (200, headers, format!("{coding} {n}"))
+    })
+    .await;
+    let proxy = origin.proxy().await;
+    for spelling in [
+        "gzip, br",
+        "GZIP ,br",
+        "br;q=0.5, gzip",
+        "gzip;q=1.0, br;q=0.8, identity;q=0",
+    ] {
+        let got = get(proxy, "/e", &[("accept-encoding", spelling)]).await;
+        assert_eq!(got.body, "gzip 0", "{spelling}: {}", got.cache_status());
+        assert_eq!(value(&got, "content-encoding"), "gzip", "{spelling}");
+    }
+    assert_eq!(origin.calls(), 1, "one variant for four spellings");
+    // Another preferred coding is another variant.
+    let br = get(proxy, "/e", &[("accept-encoding", "br, gzip")]).await;
+    assert_eq!(br.body, "br 1");
+    assert_eq!(
+        get(proxy, "/e", &[("accept-encoding", "BR , gzip")])
+            .await
+            .body,
+        "br 1"
+    );
+    assert_eq!(
+        get(proxy, "/e", &[("accept-encoding", "gzip, br")])
+            .await
+            .body,
+        "gzip 0"
+    );
+    assert_eq!(origin.calls(), 2);
+}
+
+/// RFC 9111 §4.3.2: a client's own `If-None-Match` / `If-Modified-Since` is answered `304` from
+/// a fresh stored response, without the origin.
+#[tokio::test]
+async fn client_conditionals_are_answered_from_the_store() {
+    const LM: &str = "Sat, 01 Jan 2000 00:00:00 GMT";
+    let origin = fixed(&[
+        ("cache-control", "max-age=60"),
+        ("etag", "\"c1\""),
+        ("last-modified", LM),
+    ])
+    .await;
+    let proxy = origin.proxy().await;
+    assert_eq!(get(proxy, "/c", &[]).await.body, "call 0");
+    for (name, sent, status) in [
+        ("if-none-match", "\"c1\"", StatusCode::NOT_MODIFIED),
+        ("if-none-match", "W/\"c1\"", StatusCode::NOT_MODIFIED),
+        ("if-none-match", "\"c0\"", StatusCode::OK),
+        ("if-modified-since", LM, StatusCode::NOT_MODIFIED),
+        (
+            "if-modified-since",
+            "Fri, 31 Dec 1999 00:00:00 GMT",
+            StatusCode::OK,
+        ),
+    ] {
+        let got = get(proxy, "/c", &[(name, sent)]).await;
+        assert_eq!(got.status, status, "{name}: {sent}");
+        assert!(
+            got.cache_status().contains("hit"),
+            "{name}: {sent}: {}",
+            got.cache_status()
+        );
+        if status == StatusCode::NOT_MODIFIED {
+            assert_eq!(got.body, "", "{name}: {sent}");
+            assert_eq!(value(&got, "etag"), "\"c1\"");
+        } else {
+            assert_eq!(got.body, "call 0");
+        }
+    }
+    assert_eq!(origin.calls(), 1);
+}
+
+/// RFC 9213: the targeted field governs reuse as well as storing. `CDN-Cache-Control:
+/// no-cache` over a long `Cache-Control` lifetime revalidates on every use;
+/// `CDN-Cache-Control: must-revalidate` forbids the stale use `Cache-Control` allows.
+#[tokio::test]
+async fn targeted_no_cache_and_must_revalidate_govern_reuse() {
+    let origin = Origin::start(|n, request| {
+        let headers = vec![
+            ("cache-control", "max-age=600".to_owned()),
+            ("cdn-cache-control", "no-cache".to_owned()),
+            ("etag", "\"t1\"".to_owned()),
+        ];
+        if request.contains_key("if-none-match") {
+            return (304, headers, String::new());
+        }
+        (200, headers, format!("full {n}"))
+    })
+    .await;
+    let proxy = origin.proxy().await;
+    get(proxy, "/n", &[]).await;
+    for _ in 0..2 {
+        let got = get(proxy, "/n", &[]).await;
+        assert_eq!(got.body, "full 0");
+        assert!(
+            got.cache_status().contains("fwd-status=304"),
+            "{}",
+            got.cache_status()
+        );
+    }
+    assert_eq!(origin.calls(), 3, "every use revalidated");
+
+    let origin = Origin::start(|n, _| {
+        if n == 0 {
+            let headers = vec![
+                (
+                    "cache-control",
+                    "max-age=1, stale-if-error=600, stale-while-revalidate=600".to_owned(),
+                ),
+                ("cdn-cache-control", "max-age=1, must-revalidate".to_owned()),
+                ("etag", "\"t1\"".to_owned()),
+            ];
+            return (200, headers, "v1".to_owned());
+        }
+        (503, cc("no-store"), format!("down {n}"))
+    })
+    .await;
+    let proxy = origin.proxy().await;
+    assert_eq!(get(proxy, "/m", &[]).await.body, "v1");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let stale = get(proxy, "/m", &[]).await;
+    assert_eq!(stale.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        stale.body,
+        "down 1",
+        "served stale: {}",
+        stale.cache_status()
+    );
+}
+
+/// A response carrying `Set-Cookie` is not stored (one user's session would reach the next
+/// client); `no-cache="Set-Cookie"` or `private="Set-Cookie"` stores it without the field.
+#[tokio::test]
+async fn responses_setting_cookies_are_not_shared() {
+    let origin = fixed(&[("cache-control", "max-age=60"), ("set-cookie", "sid=first")]).await;
+    let proxy = origin.proxy().await;
+    let first = get(proxy, "/s", &[]).await;
+    assert!(
+        first.cache_status().contains("detail=set-cookie"),
+        "{}",
+        first.cache_status()
+    );
+    let second = get(proxy, "/s", &[]).await;
+    assert_eq!(
+        second.body, "call 1",
+        "a cookie response was served from the cache"
+    );
+    assert_eq!(origin.calls(), 2);
+
+    for cc in [
+        "max-age=60, no-cache=\"Set-Cookie\"",
+        "max-age=60, private=\"set-cookie\"",
+    ] {
+        let origin = fixed(&[("cache-control", cc), ("set-cookie", "sid=first")]).await;
+        let proxy = origin.proxy().await;
+        let first = get(proxy, "/q", &[]).await;
+        assert!(
+            first.cache_status().contains("stored"),
+            "{cc}: {}",
+            first.cache_status()
+        );
+        let hit = get(proxy, "/q", &[]).await;
+        assert_eq!(hit.body, "call 0", "{cc}");
+        assert!(
+            hit.cache_status().contains("hit"),
+            "{cc}: {}",
+            hit.cache_status()
+        );
+        assert!(
+            !hit.headers.contains_key("set-cookie"),
+            "{cc}: the cookie reached another client"
+        );
+    }
+}

@@ -283,3 +283,101 @@ async fn a_soft_purge_of_a_varying_uri_makes_every_variant_revalidate() {
         );
     }
 }
+
+/// A `POST` to the admin service at `addr` with the bearer token `token`: status and body.
+async fn admin(addr: SocketAddr, path: &str, token: &str) -> (StatusCode, String) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<axum::body::Body>();
+    let request = http::Request::post(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The admin API (`PurgeService`, mounted beside the proxy) soft-purges with `?soft=1`: a URI
+/// on one instance makes the other revalidate; a tag or the whole cache keeps the copy that
+/// `stale-if-error` serves while the origin is down, where a hard purge loses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_soft_purges_through_the_proxy() {
+    parapet_testkit::require_redis().await;
+    let down = Arc::new(AtomicBool::new(false));
+    let origin = origin(down.clone()).await;
+    let prefix = parapet_testkit::unique_prefix("proxy-soft-admin");
+    let cache = CacheLayer::builder()
+        .single_tenant()
+        .local(1 << 20)
+        .redis(RedisConfig::new(parapet_testkit::redis_url()))
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .nest_service("/admin/cache", cache.handle().purge_service("s3cret"))
+        .merge(example_cache_proxy::app_with(origin.url(), cache));
+    let a = support::serve(app).await;
+    let (b, _handle_b) = proxy(&origin, &prefix).await;
+    warm(a, "/doc").await;
+    warm(b, "/doc").await;
+    assert_eq!(origin.calls(), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (status, _) = admin(a, "/admin/cache/tenant/_/uri?path=%2Fdoc&soft=1", "wrong").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = admin(a, "/admin/cache/tenant/_/uri?path=%2Fdoc&soft=1", "s3cret").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "{\"purged\":1,\"soft\":true}")
+    );
+    let mut revalidated = None;
+    for _ in 0..50 {
+        let got = get(b, "/doc", &[]).await;
+        if !got.cache_status().contains("hit") {
+            revalidated = Some(got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = revalidated.expect("instance b never saw the soft purge");
+    assert_eq!(got.body, "the document");
+    assert!(
+        got.cache_status().contains("fwd=stale; fwd-status=304"),
+        "{}",
+        got.cache_status()
+    );
+    assert_eq!(conditionals(&origin), 1);
+    assert_eq!(origin.calls(), 2, "no full refetch");
+
+    // Down: soft purges of the tag and of the whole cache keep the copy for stale-if-error.
+    down.store(true, Ordering::SeqCst);
+    for path in [
+        "/admin/cache/tenant/_/tag/docs?soft=1",
+        "/admin/cache/tenant/_?soft=true",
+    ] {
+        let (status, body) = admin(a, path, "s3cret").await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(body.contains("\"soft\":true"), "{path}: {body}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let stale = get(a, "/doc", &[]).await;
+        assert_eq!(
+            (stale.status, stale.body.as_str()),
+            (StatusCode::OK, "the document"),
+            "{path}"
+        );
+        assert!(
+            stale.cache_status().contains("detail=stale-if-error"),
+            "{path}: {}",
+            stale.cache_status()
+        );
+    }
+    // A hard purge of the URI removes it: the origin's error reaches the client.
+    let (status, _) = admin(a, "/admin/cache/tenant/_/uri?path=%2Fdoc", "s3cret").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        get(a, "/doc", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}

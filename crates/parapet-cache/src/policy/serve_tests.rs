@@ -222,3 +222,75 @@ fn stale_if_error_table() {
         assert_eq!(got, expected, "{stored_cc} / {request_cc} at {now}");
     }
 }
+
+/// RFC 8246 `immutable` only concerns a fresh response: once stale it is revalidated like any
+/// other, and a client's `no-cache` still revalidates a fresh one.
+#[test]
+fn immutable_is_fresh_only() {
+    use Want::{Fresh, Revalidate, Stale};
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, &str, u64, Want)> = vec![
+        // (name, stored Cache-Control, request Cache-Control, now, expected); lifetime is 60.
+        ("fresh", "max-age=60, immutable", "", 10, Fresh(10)),
+        ("stale", "max-age=60, immutable", "", 61, Revalidate),
+        ("stale long after", "max-age=60, immutable", "", 10_000, Revalidate),
+        ("request no-cache", "max-age=60, immutable", "no-cache", 10, Revalidate),
+        ("stale windows still apply", "max-age=60, immutable, stale-while-revalidate=30", "", 61, Stale(61, StaleReason::WhileRevalidate)),
+        ("must-revalidate still applies", "max-age=60, immutable, must-revalidate", "max-stale", 61, Revalidate),
+    ];
+    for (name, stored_cc, request_cc, now, expected) in cases {
+        let stored = headers(&[("cache-control", stored_cc)]);
+        let request = if request_cc.is_empty() {
+            HeaderMap::new()
+        } else {
+            headers(&[("cache-control", request_cc)])
+        };
+        let d = decide(&Method::GET, &request, &meta(&stored, 60), at(now));
+        assert_eq!(summarize(&d), expected, "case {name}");
+    }
+}
+
+/// RFC 9213: a usable `CDN-Cache-Control` replaces `Cache-Control` for reuse too (`no-cache`,
+/// `must-revalidate`, the stale windows, sharing with `Authorization`), both ways; an invalid
+/// one changes nothing.
+#[test]
+fn targeted_field_decides_reuse() {
+    use StaleReason::{MaxStale, WhileRevalidate};
+    use Want::{Authorization, Fresh, Revalidate, Stale};
+    let auth = [("authorization", "Bearer b")];
+    let max_stale = [("cache-control", "max-stale")];
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, &str, RequestPairs<'_>, u64, Want)> = vec![
+        // (name, Cache-Control, CDN-Cache-Control, request, now, expected); lifetime is 60.
+        ("cdn no-cache over fresh cc", "max-age=60", "max-age=60, no-cache", &[], 10, Revalidate),
+        ("cdn fresh over cc no-cache", "no-cache", "max-age=60", &[], 10, Fresh(10)),
+        ("cdn must-revalidate blocks max-stale", "max-age=60", "max-age=60, must-revalidate", &max_stale, 61, Revalidate),
+        ("cc must-revalidate ignored under cdn", "max-age=60, must-revalidate", "max-age=60", &max_stale, 61, Stale(61, MaxStale)),
+        ("cdn s-maxage blocks max-stale", "max-age=60", "s-maxage=60", &max_stale, 61, Revalidate),
+        ("swr only from cdn", "max-age=60, stale-while-revalidate=30", "max-age=60", &[], 70, Revalidate),
+        ("cdn swr", "max-age=60", "max-age=60, stale-while-revalidate=30", &[], 70, Stale(70, WhileRevalidate)),
+        ("cdn public shares with auth", "max-age=60", "public, max-age=60", &auth, 10, Fresh(10)),
+        ("cc public ignored under cdn", "public, max-age=60", "max-age=60", &auth, 10, Authorization),
+        ("invalid cdn: cc no-cache applies", "no-cache", "max-age=60,", &[], 10, Revalidate),
+    ];
+    for (name, cc, cdn, request, now, expected) in cases {
+        let stored = headers(&[("cache-control", cc), ("cdn-cache-control", cdn)]);
+        let d = decide(&Method::GET, &headers(request), &meta(&stored, 60), at(now));
+        assert_eq!(summarize(&d), expected, "case {name}");
+    }
+    // stale-if-error follows the same field.
+    #[rustfmt::skip]
+    let cases = [
+        ("max-age=60, stale-if-error=30", "max-age=60, must-revalidate", false),
+        ("max-age=60, must-revalidate", "max-age=60, stale-if-error=30", true),
+        ("max-age=60, stale-if-error=30", "max-age=60", false),
+    ];
+    for (cc, cdn, expected) in cases {
+        let stored = headers(&[("cache-control", cc), ("cdn-cache-control", cdn)]);
+        let got = stale_if_error_allowed(&meta(&stored, 60), &HeaderMap::new(), at(70));
+        assert_eq!(got, expected, "{cc} / {cdn}");
+    }
+}
+
+/// Request header pairs in a table row.
+type RequestPairs<'a> = &'a [(&'a str, &'a str)];
