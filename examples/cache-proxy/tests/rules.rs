@@ -303,6 +303,50 @@ async fn must_revalidate_is_never_served_stale() {
     }
 }
 
+/// RFC 8246: `immutable` is fresh-only. While fresh the stored response is served without
+/// asking the origin; once stale, with no stale window, it is revalidated like any other
+/// response (a conditional request upstream, a 304 keeps the stored body).
+#[tokio::test]
+async fn immutable_is_revalidated_once_stale() {
+    let origin = Origin::start(|n, request| {
+        let headers = vec![
+            ("cache-control", "max-age=1, immutable".to_owned()),
+            ("etag", "\"i1\"".to_owned()),
+            ("x-call", n.to_string()),
+        ];
+        if request.get("if-none-match").is_some_and(|v| *v == "\"i1\"") {
+            return (304, headers, String::new());
+        }
+        (200, headers, format!("i1 from call {n}"))
+    })
+    .await;
+    let proxy = origin.proxy().await;
+    assert_eq!(get(proxy, "/i", &[]).await.body, "i1 from call 0");
+    let fresh = get(proxy, "/i", &[]).await;
+    assert_eq!(fresh.body, "i1 from call 0");
+    assert!(
+        fresh.cache_status().contains("hit"),
+        "fresh: {}",
+        fresh.cache_status()
+    );
+    assert_eq!(
+        origin.calls(),
+        1,
+        "a fresh immutable response is not revalidated"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let stale = get(proxy, "/i", &[]).await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.body, "i1 from call 0", "the stored body after a 304");
+    assert!(
+        stale.cache_status().contains("fwd-status=304"),
+        "stale: {}",
+        stale.cache_status()
+    );
+    assert_eq!(origin.calls(), 2, "once stale it is revalidated");
+    assert_eq!(origin.seen.lock().unwrap()[1]["if-none-match"], "\"i1\"");
+}
+
 /// RFC 9110 §5.6.7: `Expires` in the obsolete RFC 850 and asctime formats, and in a letter case
 /// the grammar does not spell, still gives the response its freshness.
 #[tokio::test]
