@@ -84,8 +84,9 @@ async fn a_hog_gets_its_share_and_another_tenant_still_gets_in() {
     eprintln!("another tenant's checkout beside the hog took {waited:?}");
     let row = other.query_one("SELECT 2::int", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 2);
-    // Well under the hog's wait: the other tenant did not queue behind it. (The bound
-    // is 50 ms; this machine is shared, so only a generous correctness bound is asserted.)
+    // Well under the hog's wait: the other tenant did not queue behind it. (The aim is 50 ms;
+    // the machine is shared, so only a generous correctness bound is asserted and the time is
+    // printed.)
     assert!(waited < Duration::from_secs(1), "{waited:?}");
     assert_eq!(
         usage_of(&pools, "hog"),
