@@ -1,6 +1,6 @@
 //! `parapet.cache.tenant.requests` and `parapet.cache.passes` read back from an in-memory
-//! exporter: the busiest tenants by name, the rest summed under `_other`, and no tenant outside
-//! the top named.
+//! exporter: the busiest tenants by name, the rest summed under `_other`, no tenant outside
+//! the top named, and no series going down when a summed tenant becomes the busiest.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -156,4 +156,32 @@ async fn requests_by_tenant_name_the_top_and_sum_the_rest() {
     assert_eq!(stats.passes, 1);
     let passes = points(&exported, "parapet.cache.passes");
     assert_eq!(passes[&(String::new(), String::new())], stats.passes);
+
+    // t0, summed under `_other`, becomes the busiest tenant: it stays summed, so `_other` only
+    // goes up (naming t0 now would take its requests out of `_other`, which a backend reads as
+    // a counter reset), and the named tenants keep their series.
+    let other_hits_before = get(OTHER_TENANTS, "hit");
+    for _ in 0..100 {
+        send("t0".to_owned(), "/fresh").await;
+    }
+    provider.force_flush().unwrap();
+    let after = points(
+        &exporter.get_finished_metrics().unwrap(),
+        "parapet.cache.tenant.requests",
+    );
+    assert!(
+        !after.keys().any(|(tenant, _)| tenant == "t0"),
+        "t0 named after it was summed: {after:?}"
+    );
+    assert_eq!(
+        after[&(OTHER_TENANTS.to_owned(), "hit".to_owned())],
+        other_hits_before + 100,
+        "{after:?}"
+    );
+    for tenant in named {
+        assert!(
+            after.contains_key(&(tenant.clone(), "hit".to_owned())),
+            "{tenant} keeps its series: {after:?}"
+        );
+    }
 }

@@ -1,11 +1,13 @@
 //! The counters of a parapet-cache [`CacheLayer`](parapet_cache::CacheLayer) as observable
 //! instruments.
 
+use std::sync::{Mutex, PoisonError};
+
 use opentelemetry::{
     KeyValue,
     metrics::{AsyncInstrument, Meter},
 };
-use parapet_cache::{CacheHandle, CacheStats};
+use parapet_cache::{CacheHandle, CacheStats, TenantRequests};
 
 /// The attribute naming the outcome of a request or a lookup (`hit`, `miss`, …).
 pub const CACHE_RESULT: &str = "cache.result";
@@ -17,7 +19,7 @@ pub const CACHE_TIER: &str = "cache.tier";
 /// | instrument | kind, unit | attributes | from [`CacheStats`] |
 /// |---|---|---|---|
 /// | `parapet.cache.requests` | counter, `{request}` | `cache.result` = `hit` / `stale` / `miss` / `bypass` | `hits`, `stale`, `misses`, `bypass` |
-/// | `parapet.cache.tenant.requests` | counter, `{request}` | `tenant.id`: the [`TOP_TENANTS`](super::TOP_TENANTS) tenants with the most requests, the rest summed as [`OTHER_TENANTS`](super::OTHER_TENANTS); `cache.result` as above | [`CacheHandle::requests_by_tenant`] |
+/// | `parapet.cache.tenant.requests` | counter, `{request}` | `tenant.id`: [`TOP_TENANTS`](super::TOP_TENANTS) tenants, the busiest when first collected (see below), the rest summed as [`OTHER_TENANTS`](super::OTHER_TENANTS); `cache.result` as above | [`CacheHandle::requests_by_tenant`] |
 /// | `parapet.cache.passes` | counter, `{request}` | | `passes` (hit-for-pass: forwarded without coalescing; counted as misses too) |
 /// | `parapet.cache.lookups` | counter, `{lookup}` | `cache.tier` = `local` / `redis`, `cache.result` = `hit` / `miss` | `local_hits`, `local_misses`, `redis_hits`, `redis_misses` |
 /// | `parapet.cache.stored` | counter, `{response}` | | `stored` |
@@ -33,9 +35,12 @@ pub const CACHE_TIER: &str = "cache.tier";
 /// | `parapet.cache.breaker.open` | gauge, `1` | | `breaker_open` (1 open, 0 closed) |
 ///
 /// The counters are cumulative since the layer was built. The tenants named by
-/// `parapet.cache.tenant.requests` are chosen at each collection by their requests so far: when
-/// a tenant enters or leaves the top, its requests move between its own series and
-/// `_other`'s (which can then go down, as a counter reset would). The callbacks keep the handle (and so
+/// `parapet.cache.tenant.requests` are the busiest at the collections where there was room for
+/// them: each collection names the busiest tenants not named yet until [`TOP_TENANTS`](super::TOP_TENANTS)
+/// are, and a named tenant keeps its series; a tenant summed under `_other` stays there. So every
+/// series, `_other`'s included, only goes up (a tenant moving out of `_other` would make it go
+/// down, which a backend reads as a counter reset), at the price of a tenant that becomes busy
+/// later being summed until the process restarts. The callbacks keep the handle (and so
 /// the cache's shared state) alive as long as the meter provider lives. Observe one cache per
 /// meter: two caches on one meter would report under the same names and attributes.
 ///
@@ -82,21 +87,19 @@ pub fn observe_cache(meter: &Meter, cache: CacheHandle) {
         },
     );
     let handle = cache.clone();
+    let named = Mutex::new(Vec::new());
     meter
         .u64_observable_counter("parapet.cache.tenant.requests")
         .with_unit("{request}")
         .with_description(
-            "Requests the cache handled, by tenant and outcome (the busiest tenants; the rest summed).",
+            "Requests the cache handled, by tenant and outcome (the busiest tenants when first seen; the rest summed).",
         )
         .with_callback(move |o| {
-            for tenant in handle.requests_by_tenant(super::TOP_TENANTS) {
-                let id = super::tenant_attribute(tenant.tenant.as_deref());
-                for (value, result) in [
-                    (tenant.hits, "hit"),
-                    (tenant.stale, "stale"),
-                    (tenant.misses, "miss"),
-                    (tenant.bypass, "bypass"),
-                ] {
+            let all = handle.requests_by_tenant(usize::MAX);
+            let mut named = named.lock().unwrap_or_else(PoisonError::into_inner);
+            for (tenant, counts) in sticky_top(&mut named, &all, super::TOP_TENANTS) {
+                let id = super::tenant_attribute(tenant);
+                for (value, result) in counts.into_iter().zip(["hit", "stale", "miss", "bypass"]) {
                     o.observe(value, &[id.clone(), KeyValue::new(CACHE_RESULT, result)]);
                 }
             }
@@ -211,4 +214,48 @@ pub fn observe_cache(meter: &Meter, cache: CacheHandle) {
         .with_description("Whether the Redis breaker is open (1) or closed (0).")
         .with_callback(move |o| o.observe(u64::from(cache.stats().breaker_open), &[]))
         .build();
+}
+
+/// The series of one collection of `parapet.cache.tenant.requests`: the named tenants' counts
+/// (hits, stale, misses, bypass), then, when any request is left, their sum as `None`. `all` is
+/// busiest first (as [`CacheHandle::requests_by_tenant`] gives it); the busiest tenants not
+/// named yet are named while there is room for `top`, and a named tenant stays named.
+fn sticky_top<'a>(
+    named: &mut Vec<String>,
+    all: &'a [TenantRequests],
+    top: usize,
+) -> Vec<(Option<&'a str>, [u64; 4])> {
+    for requests in all {
+        if named.len() >= top {
+            break;
+        }
+        if let Some(tenant) = &requests.tenant
+            && !named.contains(tenant)
+        {
+            named.push(tenant.clone());
+        }
+    }
+    let mut series = Vec::with_capacity(named.len() + 1);
+    let mut other: Option<[u64; 4]> = None;
+    for requests in all {
+        let counts = [
+            requests.hits,
+            requests.stale,
+            requests.misses,
+            requests.bypass,
+        ];
+        match &requests.tenant {
+            Some(tenant) if named.contains(tenant) => series.push((Some(tenant.as_str()), counts)),
+            _ => {
+                let sum = other.get_or_insert([0; 4]);
+                for (total, n) in sum.iter_mut().zip(counts) {
+                    *total += n;
+                }
+            }
+        }
+    }
+    if let Some(sum) = other {
+        series.push((None, sum));
+    }
+    series
 }
