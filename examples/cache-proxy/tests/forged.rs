@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use parapet_cache::{CacheHandle, CacheLayer, RedisConfig, tenant_prefix};
-use support::{Origin, cc, get};
+use support::{Origin, cc, get, until_status};
 
 async fn proxy(origin: &Origin, prefix: &str) -> (SocketAddr, CacheHandle) {
     let cache = CacheLayer::builder()
@@ -24,19 +24,8 @@ async fn proxy(origin: &Origin, prefix: &str) -> (SocketAddr, CacheHandle) {
     (origin.proxy_with(cache).await, handle)
 }
 
-/// Requests `path` on `proxy` until one is a hit of the local tier.
 async fn warm(proxy: SocketAddr, path: &str) {
-    for _ in 0..50 {
-        if get(proxy, path, &[])
-            .await
-            .cache_status()
-            .contains("detail=local")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{path} never became a local hit");
+    until_status(proxy, path, "detail=local").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -646,18 +646,15 @@ async fn generated_conditionals_carry_the_variants_vary_fields() {
         ("max-age=1", false),
         ("max-age=1, stale-while-revalidate=60", true),
     ] {
-        let origin = Origin::start(move |n, request| {
-            let headers = vec![
+        let origin = Origin::revalidating(
+            vec![
                 ("cache-control", cc.to_owned()),
                 ("vary", "Accept-Language".to_owned()),
                 ("content-language", "en-US".to_owned()),
                 ("etag", "\"en\"".to_owned()),
-            ];
-            if request.contains_key("if-none-match") {
-                return (304, headers, String::new());
-            }
-            (200, headers, format!("english {n}"))
-        })
+            ],
+            "english",
+        )
         .await;
         let proxy = origin.proxy().await;
         get(proxy, "/v", &[("accept-language", "en-US, fr")]).await;
@@ -747,16 +744,13 @@ async fn normalised_requests_share_variants() {
 /// request revalidating it carries the client's own cookie, never the digest.
 #[tokio::test]
 async fn conditionals_keyed_on_credentials_carry_the_clients_cookie() {
-    let origin = Origin::start(|n, request| {
-        let headers = vec![
+    let origin = Origin::revalidating(
+        vec![
             ("cache-control", "max-age=1".to_owned()),
             ("etag", "\"s\"".to_owned()),
-        ];
-        if request.contains_key("if-none-match") {
-            return (304, headers, String::new());
-        }
-        (200, headers, format!("session {n}"))
-    })
+        ],
+        "session",
+    )
     .await;
     let cache = CacheLayer::builder()
         .single_tenant()
@@ -850,17 +844,14 @@ async fn generated_conditionals_use_weak_etags_and_last_modified() {
 async fn an_invalid_expires_means_already_expired() {
     const LM: &str = "Sat, 01 Jan 2000 00:00:00 GMT";
     for expires in ["0", "-1", "tomorrow", "Thu, 31 Feb 2099 25:00:00 GMT"] {
-        let origin = Origin::start(move |n, request| {
-            let headers = vec![
+        let origin = Origin::revalidating(
+            vec![
                 ("expires", expires.to_owned()),
                 ("etag", "\"e1\"".to_owned()),
                 ("last-modified", LM.to_owned()),
-            ];
-            if request.contains_key("if-none-match") {
-                return (304, headers, String::new());
-            }
-            (200, headers, format!("full {n}"))
-        })
+            ],
+            "full",
+        )
         .await;
         let proxy = origin.proxy().await;
         let first = get(proxy, "/x", &[]).await;
@@ -987,17 +978,14 @@ async fn client_conditionals_are_answered_from_the_store() {
 /// `CDN-Cache-Control: must-revalidate` forbids the stale use `Cache-Control` allows.
 #[tokio::test]
 async fn targeted_no_cache_and_must_revalidate_govern_reuse() {
-    let origin = Origin::start(|n, request| {
-        let headers = vec![
+    let origin = Origin::revalidating(
+        vec![
             ("cache-control", "max-age=600".to_owned()),
             ("cdn-cache-control", "no-cache".to_owned()),
             ("etag", "\"t1\"".to_owned()),
-        ];
-        if request.contains_key("if-none-match") {
-            return (304, headers, String::new());
-        }
-        (200, headers, format!("full {n}"))
-    })
+        ],
+        "full",
+    )
     .await;
     let proxy = origin.proxy().await;
     get(proxy, "/n", &[]).await;

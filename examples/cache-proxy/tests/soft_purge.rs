@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use parapet_cache::{CacheHandle, CacheLayer, RedisConfig};
-use support::{Origin, get};
+use support::{Origin, get, until_status};
 
 /// An origin with a fixed representation (`ETag: "v1"`, fresh for a minute, `stale-if-error`
 /// for a minute, tagged `docs`): `304` to a matching `If-None-Match`, `503` while `down`.
@@ -48,16 +48,8 @@ async fn proxy(origin: &Origin, prefix: &str) -> (SocketAddr, CacheHandle) {
     (origin.proxy_with(cache).await, handle)
 }
 
-/// Requests on `proxy` until one is a hit (an instance's subscriber starts with its first
-/// request, and Redis delivers announcements asynchronously).
 async fn warm(proxy: SocketAddr, path: &str) {
-    for _ in 0..50 {
-        if get(proxy, path, &[]).await.cache_status().contains("hit") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{path} never became a hit");
+    until_status(proxy, path, "hit").await;
 }
 
 /// The conditional requests the origin has seen.

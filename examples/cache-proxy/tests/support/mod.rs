@@ -49,6 +49,18 @@ impl Origin {
         Self { addr, calls, seen }
     }
 
+    /// An origin answering every request with `headers`: `304` without a body to a conditional
+    /// request carrying `If-None-Match`, `200` with the body `"<body> <call number>"` otherwise.
+    pub async fn revalidating(headers: Vec<(&'static str, String)>, body: &'static str) -> Self {
+        Self::start(move |n, request| {
+            if request.contains_key("if-none-match") {
+                return (304, headers.clone(), String::new());
+            }
+            (200, headers.clone(), format!("{body} {n}"))
+        })
+        .await
+    }
+
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
@@ -118,4 +130,17 @@ pub async fn get(proxy: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got
 
 pub fn cc(value: &str) -> Vec<(&'static str, String)> {
     vec![("cache-control", value.to_owned())]
+}
+
+/// Requests `path` on `proxy` until its `Cache-Status` contains `status` (e.g. `hit`, or
+/// `detail=local`): an instance's subscriber starts with its first request, and Redis delivers
+/// announcements asynchronously. Fails the test after 50 tries 10 ms apart.
+pub async fn until_status(proxy: SocketAddr, path: &str, status: &str) {
+    for _ in 0..50 {
+        if get(proxy, path, &[]).await.cache_status().contains(status) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{path} never answered with Cache-Status containing {status:?}");
 }
