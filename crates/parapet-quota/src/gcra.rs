@@ -39,6 +39,19 @@ pub(crate) struct Decision {
     pub(crate) wait: u64,
 }
 
+impl Decision {
+    /// The same refusal answered `delay` later: its wait shrinks by it (what a refusal
+    /// answered late says in `Retry-After`). The tolerance in use stays the decision's, so the
+    /// refusal's `RateLimit` never shows a remaining request.
+    pub(crate) fn later(&self, delay: std::time::Duration) -> Self {
+        let delay = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        Self {
+            wait: self.wait.saturating_sub(delay),
+            ..*self
+        }
+    }
+}
+
 impl Gcra {
     /// The limit of `burst` requests at once and one more every `interval` microseconds
     /// (`interval` at least 1, `burst` at least 1).

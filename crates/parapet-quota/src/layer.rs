@@ -9,6 +9,7 @@ use parapet_cache::RedisConfig;
 use parapet_tenant::{Tenant, TenantId};
 use tower_layer::Layer;
 
+use crate::hold::Pacing;
 use crate::local::LocalLimiter;
 use crate::policy::{Policy, valid_name};
 use crate::rate::{RateError, Rule};
@@ -20,6 +21,8 @@ use crate::stats::{Counters, QuotaStats};
 pub const DEFAULT_PREFIX: &str = "parapet:quota:";
 /// The default share of a request that a cache hit costs.
 pub const DEFAULT_HIT_COST: f64 = 0.1;
+/// The default bound of the refusals held at once, with refusal pacing on.
+pub const DEFAULT_MAX_HELD: u64 = 10_000;
 
 /// Why a [`QuotaLayer`] cannot be built; names the plan or tenant and the field.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,7 @@ pub(crate) struct Shared {
     pub(crate) local: LocalLimiter,
     pub(crate) redis: Option<SharedLimiter>,
     pub(crate) counters: Counters,
+    pub(crate) pacing: Option<Pacing>,
 }
 
 impl Shared {
@@ -126,6 +130,9 @@ impl<S> Layer<S> for QuotaLayer {
 /// | [`prefix`](Self::prefix) | `parapet:quota:` |
 /// | [`top_tenants`](Self::top_tenants) | `10` tenants with a throttled series of their own |
 /// | [`max_tenants`](Self::max_tenants) | `100000` tenants in the local limiter |
+/// | [`refusal_delay`](Self::refusal_delay) | none: a refusal is answered at once |
+/// | [`max_held_refusals`](Self::max_held_refusals) | `10000` refusals held at once |
+/// | [`max_held_per_tenant`](Self::max_held_per_tenant) | a quarter of `max_held_refusals` (at least 1) |
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct QuotaLayerBuilder {
@@ -137,6 +144,9 @@ pub struct QuotaLayerBuilder {
     prefix: String,
     top_tenants: usize,
     max_tenants: u64,
+    refusal_delay: Duration,
+    max_held: u64,
+    max_held_per_tenant: Option<u32>,
 }
 
 impl Default for QuotaLayerBuilder {
@@ -150,6 +160,9 @@ impl Default for QuotaLayerBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             top_tenants: 10,
             max_tenants: 100_000,
+            refusal_delay: Duration::ZERO,
+            max_held: DEFAULT_MAX_HELD,
+            max_held_per_tenant: None,
         }
     }
 }
@@ -210,6 +223,39 @@ impl QuotaLayerBuilder {
         self
     }
 
+    /// Refusal pacing: answers a refused request `delay` late instead of at once (zero, the
+    /// default, turns it off).
+    ///
+    /// A client that sends its next request as soon as the last one is answered (a script in
+    /// a loop, a load tool, a retry without backoff) is then slowed to one request per `delay`
+    /// on each of its connections, and each of those costs a timer while it waits instead of
+    /// a decision, a response and a write per attempt: the CPU a flood takes from the other
+    /// tenants shrinks by the same factor. A client that honours `Retry-After` loses at most
+    /// `delay` (the held answer's `Retry-After` counts from when it is sent, never below one
+    /// second). Held refusals keep their connections open, so they are
+    /// bounded ([`max_held_refusals`](Self::max_held_refusals),
+    /// [`max_held_per_tenant`](Self::max_held_per_tenant)); a refusal over a bound is answered
+    /// at once, and one whose client goes away gives its place back. Needs Tokio's time driver
+    /// (`tokio::time`), as every Axum server has.
+    pub fn refusal_delay(mut self, delay: Duration) -> Self {
+        self.refusal_delay = delay;
+        self
+    }
+
+    /// The most refusals held at once by [`refusal_delay`](Self::refusal_delay), in all.
+    pub fn max_held_refusals(mut self, n: u64) -> Self {
+        self.max_held = n;
+        self
+    }
+
+    /// The most refusals of one tenant held at once by
+    /// [`refusal_delay`](Self::refusal_delay), so that one tenant's flood cannot take every
+    /// place (default: a quarter of [`max_held_refusals`](Self::max_held_refusals)).
+    pub fn max_held_per_tenant(mut self, n: u32) -> Self {
+        self.max_held_per_tenant = Some(n);
+        self
+    }
+
     /// The layer.
     ///
     /// # Errors
@@ -261,6 +307,13 @@ impl QuotaLayerBuilder {
         // A tenant forgotten by the local limiter starts with its whole burst: forget only
         // tenants idle for longer than the longest refill.
         let idle = longest.max(Duration::from_secs(600));
+        let pacing = (!self.refusal_delay.is_zero() && self.max_held > 0).then(|| Pacing {
+            delay: self.refusal_delay,
+            max_held: self.max_held,
+            max_per_tenant: self
+                .max_held_per_tenant
+                .unwrap_or_else(|| u32::try_from(self.max_held / 4).unwrap_or(u32::MAX).max(1)),
+        });
         Ok(QuotaLayer {
             shared: Arc::new(Shared {
                 plans,
@@ -269,6 +322,7 @@ impl QuotaLayerBuilder {
                 local: LocalLimiter::new(self.max_tenants, idle),
                 counters: Counters::new(redis.is_some(), self.top_tenants),
                 redis,
+                pacing,
             }),
         })
     }

@@ -23,6 +23,10 @@
 //!   all but [`hit_cost`](QuotaLayerBuilder::hit_cost) of it (default: a hit costs 0.1).
 //!   A tenant over its limit is refused even for what the cache holds: the decision comes
 //!   first.
+//! - **Refusal pacing, when asked.** With [`refusal_delay`](QuotaLayerBuilder::refusal_delay),
+//!   a refusal is answered that much later (a bounded number at once): a client that retries
+//!   as soon as it is answered is slowed to one attempt per delay on each connection, and a
+//!   flood's refusals stop taking the CPU the other tenants need.
 //!
 //! # Example
 //!
@@ -62,6 +66,7 @@
 //! [`Tenant`]: parapet_tenant::Tenant
 
 mod gcra;
+mod hold;
 mod layer;
 mod local;
 mod policy;
@@ -71,7 +76,9 @@ mod service;
 mod shared;
 mod stats;
 
-pub use layer::{BuildError, DEFAULT_HIT_COST, DEFAULT_PREFIX, QuotaLayer, QuotaLayerBuilder};
+pub use layer::{
+    BuildError, DEFAULT_HIT_COST, DEFAULT_MAX_HELD, DEFAULT_PREFIX, QuotaLayer, QuotaLayerBuilder,
+};
 pub use policy::{RATELIMIT, RATELIMIT_POLICY};
 pub use rate::{Part, Rate, RateError, Rule};
 pub use service::{QuotaService, ResponseFuture};

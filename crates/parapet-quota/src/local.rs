@@ -6,7 +6,7 @@
 //! until" memo of `service.rs`), on the same clock.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parapet_tenant::TenantId;
@@ -23,6 +23,8 @@ pub(crate) struct TenantCell {
     /// With Redis: refunds this instance made on Redis so far; a refusal decided before one of
     /// them reached Redis is not remembered.
     refunds: AtomicU64,
+    /// Refusals of this tenant held at once (refusal pacing).
+    pub(crate) held: AtomicU32,
 }
 
 /// A tenant's state, shared by its requests.

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use axum_core::body::Body;
 use axum_core::response::IntoResponse;
@@ -31,6 +32,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::gcra::{Decision, ceil_seconds};
+use crate::hold::HeldSlot;
 use crate::layer::Shared;
 use crate::local::{Cell, LocalLimiter};
 use crate::policy::{Policy, RATELIMIT, RATELIMIT_POLICY};
@@ -99,7 +101,7 @@ where
                     // Redis refused this tenant until a later time: no round trip.
                     shared.counters.decided(Source::Shared, false);
                     shared.counters.remembered();
-                    return ResponseFuture::refused(refuse(shared, tenant.id(), policy, &decision));
+                    return refusal(shared, tenant.id(), policy, &decision, &cell);
                 }
                 if redis.available() {
                     let key = redis.key(tenant.id().as_str());
@@ -122,7 +124,7 @@ where
             .charge(&cell.tat, policy.gcra(), policy.gcra().interval());
         shared.counters.decided(source, decision.allowed);
         if !decision.allowed {
-            return ResponseFuture::refused(refuse(shared, tenant.id(), policy, &decision));
+            return refusal(shared, tenant.id(), policy, &decision, &cell);
         }
         let charged = Charged {
             shared: Arc::clone(shared),
@@ -174,7 +176,17 @@ where
         }
     };
     if !decision.allowed {
-        return Ok(refuse(&shared, &id, &policy, &decision));
+        let (Refund::Local(cell) | Refund::Shared(_, cell)) = &refund;
+        return Ok(match HeldSlot::take(&shared, cell) {
+            Some(slot) => {
+                let delay = slot.delay();
+                let response = refuse(&shared, &id, &policy, &decision.later(delay));
+                tokio::time::sleep(delay).await;
+                drop(slot);
+                response
+            }
+            None => refuse(&shared, &id, &policy, &decision),
+        });
     }
     let response = inner.call(req).await?;
     Ok(Charged {
@@ -184,6 +196,25 @@ where
         refund,
     }
     .finish(response))
+}
+
+/// A refusal's future: held for the pacing delay when pacing is on and there is a place,
+/// answered at once otherwise.
+fn refusal<F, E>(
+    shared: &Arc<Shared>,
+    id: &TenantId,
+    policy: &Policy,
+    decision: &Decision,
+    cell: &Cell,
+) -> ResponseFuture<F, E> {
+    match HeldSlot::take(shared, cell) {
+        Some(slot) => {
+            let delay = slot.delay();
+            let response = refuse(shared, id, policy, &decision.later(delay));
+            ResponseFuture::held(response, delay, slot)
+        }
+        None => ResponseFuture::refused(refuse(shared, id, policy, decision)),
+    }
 }
 
 /// The 429: problem+json, `Retry-After`, the `RateLimit` fields, all pre-rendered for the
@@ -283,6 +314,11 @@ pin_project! {
         Pass { #[pin] fut: F },
         Charged { #[pin] fut: F, charged: Option<Charged> },
         Refused { response: Option<Response<Body>> },
+        Held {
+            sleep: Pin<Box<tokio::time::Sleep>>,
+            response: Option<Response<Body>>,
+            slot: Option<HeldSlot>,
+        },
         Shared { fut: BoxFuture<'static, Result<Response<Body>, E>> },
     }
 }
@@ -307,6 +343,16 @@ impl<F, E> ResponseFuture<F, E> {
         Self {
             kind: Kind::Refused {
                 response: Some(response),
+            },
+        }
+    }
+
+    fn held(response: Response<Body>, delay: Duration, slot: HeldSlot) -> Self {
+        Self {
+            kind: Kind::Held {
+                sleep: Box::pin(tokio::time::sleep(delay)),
+                response: Some(response),
+                slot: Some(slot),
             },
         }
     }
@@ -345,6 +391,18 @@ where
             KindProj::Refused { response } => Poll::Ready(Ok(response
                 .take()
                 .unwrap_or_else(|| StatusCode::TOO_MANY_REQUESTS.into_response()))),
+            KindProj::Held {
+                sleep,
+                response,
+                slot,
+            } => {
+                ready!(sleep.as_mut().poll(cx));
+                // The place is free as soon as the answer is.
+                drop(slot.take());
+                Poll::Ready(Ok(response
+                    .take()
+                    .unwrap_or_else(|| StatusCode::TOO_MANY_REQUESTS.into_response())))
+            }
             KindProj::Shared { fut } => fut.as_mut().poll(cx),
         }
     }

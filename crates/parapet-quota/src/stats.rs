@@ -25,6 +25,16 @@ pub struct QuotaStats {
     /// Of the shared decisions, refusals this instance answered without a round trip because
     /// Redis had already refused the tenant until a later time.
     pub remembered_refusals: u64,
+    /// Refusals answered late by refusal pacing
+    /// ([`refusal_delay`](crate::QuotaLayerBuilder::refusal_delay)).
+    pub held_refusals: u64,
+    /// Refusals being held now.
+    pub held_now: u64,
+    /// Refusals answered at once although pacing is on, because as many refusals were held
+    /// already as [`max_held_refusals`](crate::QuotaLayerBuilder::max_held_refusals) or, for
+    /// their tenant, [`max_held_per_tenant`](crate::QuotaLayerBuilder::max_held_per_tenant)
+    /// allow.
+    pub held_full: u64,
     /// Whether the last decision was shared (`Some(true)`), local while Redis is configured
     /// (`Some(false)`: the limit is per instance now), or `None` without Redis.
     pub shared: Option<bool>,
@@ -44,6 +54,9 @@ pub(crate) struct Counters {
     fallbacks: AtomicU64,
     refunds: AtomicU64,
     remembered: AtomicU64,
+    held: AtomicU64,
+    held_now: AtomicU64,
+    held_full: AtomicU64,
     redis: bool,
     shared: AtomicBool,
     /// The tenants with a throttled series of their own, in the order they were first
@@ -77,6 +90,9 @@ impl Counters {
             fallbacks: AtomicU64::new(0),
             refunds: AtomicU64::new(0),
             remembered: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            held_now: AtomicU64::new(0),
+            held_full: AtomicU64::new(0),
             redis,
             shared: AtomicBool::new(redis),
             top: (0..top_n).map(|_| Slot::default()).collect(),
@@ -160,6 +176,33 @@ impl Counters {
         self.remembered.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Takes a place for a held refusal if fewer than `max` are held; counts the refusal as
+    /// held or, when there is no place, as answered at once.
+    pub(crate) fn hold_one(&self, max: u64) -> bool {
+        if self.held_now.fetch_add(1, Ordering::AcqRel) >= max {
+            self.held_now.fetch_sub(1, Ordering::AcqRel);
+            self.held_full();
+            return false;
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Gives back a place taken by [`hold_one`](Self::hold_one).
+    pub(crate) fn release_one(&self) {
+        self.held_now.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A refusal taken back from the held ones: its tenant holds as many as it may.
+    pub(crate) fn unhold(&self) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
+        self.held_full();
+    }
+
+    fn held_full(&self) {
+        self.held_full.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn refunded(&self) {
         self.refunds.fetch_add(1, Ordering::Relaxed);
     }
@@ -173,6 +216,9 @@ impl Counters {
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
             refunds: self.refunds.load(Ordering::Relaxed),
             remembered_refusals: self.remembered.load(Ordering::Relaxed),
+            held_refusals: self.held.load(Ordering::Relaxed),
+            held_now: self.held_now.load(Ordering::Relaxed),
+            held_full: self.held_full.load(Ordering::Relaxed),
             shared: self.redis.then(|| self.shared.load(Ordering::Relaxed)),
             throttled_by_tenant: self
                 .top

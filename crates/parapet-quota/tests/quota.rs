@@ -506,3 +506,115 @@ fn start_up_errors_name_the_plan_or_tenant_and_the_field() {
         .unwrap_err();
     assert!(matches!(error, BuildError::Redis(_)), "{error}");
 }
+
+/// Waits (at most 10 s) until `quota` holds `n` refusals.
+async fn until_held(quota: &QuotaLayer, n: u64) {
+    let start = std::time::Instant::now();
+    while quota.stats().held_now != n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{n} refusals held: {:?}",
+            quota.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn retry_after(res: &Response<Body>) -> u64 {
+    res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Refusal pacing without Redis: refusals are answered `delay` late, at most 3 at once and 2 of
+/// one tenant; a refusal over a bound is answered at once; a held refusal whose client goes
+/// away gives its place back; the late answer's `Retry-After` counts from when it is sent.
+#[tokio::test]
+async fn refusal_pacing_holds_refusals_within_their_bounds() {
+    let delay = Duration::from_secs(2);
+    let quota = QuotaLayer::builder()
+        .plan("pro", slow(1))
+        .plan("free", slow(1))
+        .refusal_delay(delay)
+        .max_held_refusals(3)
+        .max_held_per_tenant(2)
+        .build()
+        .unwrap();
+    let app = app(&quota);
+    let spawn = |tenant: &'static str| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            let res = call(&app, tenant, "/").await;
+            (res, start.elapsed())
+        })
+    };
+    assert_eq!(call(&app, "globex", "/").await.status(), StatusCode::OK);
+    let first = spawn("globex");
+    let second = spawn("globex");
+    until_held(&quota, 2).await;
+    // globex holds as many as one tenant may: its next refusal is answered at once.
+    let at_once = call(&app, "globex", "/").await;
+    assert_eq!(at_once.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(quota.stats().held_full, 1);
+    assert_eq!(quota.stats().held_now, 2);
+    // acme has places of its own, up to the bound of 3 in all.
+    assert_eq!(call(&app, "acme", "/").await.status(), StatusCode::OK);
+    let third = spawn("acme");
+    until_held(&quota, 3).await;
+    assert_eq!(
+        call(&app, "acme", "/").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        quota.stats().held_full,
+        2,
+        "3 held in all: answered at once"
+    );
+    // A client that goes away gives its place back.
+    second.abort();
+    until_held(&quota, 2).await;
+    let (res, elapsed) = first.await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(elapsed >= delay, "answered after {elapsed:?}");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(res.headers()["ratelimit"], "\"free\";r=0;t=3600");
+    // Its wait was counted when it was decided, less the 2 s it was held.
+    let gap = retry_after(&at_once) - retry_after(&res);
+    assert!((1..=2).contains(&gap), "{gap}");
+    let (res, elapsed) = third.await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(elapsed >= delay, "answered after {elapsed:?}");
+    let stats = quota.stats();
+    assert_eq!(stats.held_now, 0);
+    assert_eq!((stats.held_refusals, stats.held_full), (3, 2));
+    assert_eq!((stats.throttled, stats.allowed), (5, 2));
+}
+
+/// With Redis, a refusal Redis gave and one remembered from it are both held.
+#[tokio::test]
+async fn refusal_pacing_holds_shared_and_remembered_refusals() {
+    require_redis().await;
+    let prefix = unique_prefix("quota-pacing");
+    let delay = Duration::from_millis(300);
+    let quota = builder(&prefix).refusal_delay(delay).build().unwrap();
+    let app = app(&quota);
+    assert_eq!(allowed(&app, "globex", "/", 3).await, 3);
+    for _ in 0..2 {
+        let start = std::time::Instant::now();
+        let res = call(&app, "globex", "/").await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            start.elapsed() >= delay,
+            "answered after {:?}",
+            start.elapsed()
+        );
+    }
+    let stats = quota.stats();
+    assert_eq!((stats.held_refusals, stats.held_now), (2, 0));
+    assert_eq!((stats.remembered_refusals, stats.shared_decisions), (1, 5));
+    // Other tenants are not slowed by globex's refusals.
+    assert_eq!(call(&app, "acme", "/").await.status(), StatusCode::OK);
+}

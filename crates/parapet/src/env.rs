@@ -73,6 +73,9 @@ pub enum ConfigError {
 /// | `PARAPET_QUOTA_DEFAULT` | `unlimited` | the rule of plans not in `PARAPET_QUOTA_PLANS` |
 /// | `PARAPET_QUOTA_HIT_COST` | `0.1` | the share of a request a cache hit costs (0 to 1) |
 /// | `PARAPET_QUOTA_PREFIX` | `parapet:quota:` | prefix of the Redis keys |
+/// | `PARAPET_QUOTA_REFUSAL_DELAY_MS` | `0`: off | refusal pacing: a refused request is answered this much later, so a client retrying in a loop slows to one attempt per delay on each connection (see [`QuotaLayerBuilder::refusal_delay`](crate::quota::QuotaLayerBuilder::refusal_delay)) |
+/// | `PARAPET_QUOTA_MAX_HELD` | `10000` | the most refusals held at once by refusal pacing; more are answered at once |
+/// | `PARAPET_QUOTA_MAX_HELD_PER_TENANT` | a quarter of `PARAPET_QUOTA_MAX_HELD` | the most refusals of one tenant held at once |
 /// | `PARAPET_ISOLATION` | `rls` | `rls`, `schema` or `database` (see [`Isolation`]) |
 /// | `PARAPET_ISOLATION_SCOPE` | `session` | `transaction` behind a transaction-mode pooler: PgBouncer, pgcat, Supavisor (see [`IsolationScope`]) |
 /// | `PARAPET_POOL_BUDGET` | read from each server | connections all pools together may hold to one database server |
@@ -145,6 +148,12 @@ pub struct EnvConfig {
     pub quota_hit_cost: f64,
     /// `PARAPET_QUOTA_PREFIX`.
     pub quota_prefix: Option<String>,
+    /// `PARAPET_QUOTA_REFUSAL_DELAY_MS` (zero: off).
+    pub quota_refusal_delay: Duration,
+    /// `PARAPET_QUOTA_MAX_HELD`.
+    pub quota_max_held: u64,
+    /// `PARAPET_QUOTA_MAX_HELD_PER_TENANT`.
+    pub quota_max_held_per_tenant: Option<u32>,
     /// `PARAPET_ISOLATION`.
     pub isolation: Isolation,
     /// `PARAPET_ISOLATION_SCOPE`.
@@ -208,6 +217,9 @@ impl std::fmt::Debug for EnvConfig {
             .field("quota_default", &self.quota_default)
             .field("quota_hit_cost", &self.quota_hit_cost)
             .field("quota_prefix", &self.quota_prefix)
+            .field("quota_refusal_delay", &self.quota_refusal_delay)
+            .field("quota_max_held", &self.quota_max_held)
+            .field("quota_max_held_per_tenant", &self.quota_max_held_per_tenant)
             .field("isolation", &self.isolation)
             .field("isolation_scope", &self.isolation_scope)
             .field("pool_budget", &self.pool_budget)
@@ -378,6 +390,11 @@ impl EnvConfig {
             },
             quota_hit_cost: hit_cost(&get)?,
             quota_prefix: get("PARAPET_QUOTA_PREFIX"),
+            quota_refusal_delay: millis(&get, "PARAPET_QUOTA_REFUSAL_DELAY_MS")?
+                .unwrap_or(Duration::ZERO),
+            quota_max_held: number(&get, "PARAPET_QUOTA_MAX_HELD")?
+                .unwrap_or(parapet_quota::DEFAULT_MAX_HELD),
+            quota_max_held_per_tenant: number(&get, "PARAPET_QUOTA_MAX_HELD_PER_TENANT")?,
             isolation,
             isolation_scope,
             pool_budget: number(&get, "PARAPET_POOL_BUDGET")?,
@@ -431,6 +448,12 @@ impl EnvConfig {
             }
             if let Some(prefix) = &self.quota_prefix {
                 quota = quota.prefix(prefix.clone());
+            }
+            quota = quota
+                .refusal_delay(self.quota_refusal_delay)
+                .max_held_refusals(self.quota_max_held);
+            if let Some(n) = self.quota_max_held_per_tenant {
+                quota = quota.max_held_per_tenant(n);
             }
             builder = builder.quota(quota.build()?);
         }
@@ -853,6 +876,13 @@ mod tests {
         );
         assert_eq!(c.quota_default, Rule::Unlimited);
         assert!((c.quota_hit_cost - 0.1).abs() < f64::EPSILON);
+        assert_eq!(
+            c.quota_refusal_delay,
+            Duration::ZERO,
+            "no pacing unless asked for"
+        );
+        assert_eq!(c.quota_max_held, 10_000);
+        assert_eq!(c.quota_max_held_per_tenant, None);
 
         let c = EnvConfig::from_map([
             URL,
@@ -862,6 +892,9 @@ mod tests {
             ("PARAPET_QUOTA_DEFAULT", "10/s"),
             ("PARAPET_QUOTA_HIT_COST", "0"),
             ("PARAPET_QUOTA_PREFIX", "q:"),
+            ("PARAPET_QUOTA_REFUSAL_DELAY_MS", "750"),
+            ("PARAPET_QUOTA_MAX_HELD", "400"),
+            ("PARAPET_QUOTA_MAX_HELD_PER_TENANT", "30"),
         ])
         .unwrap();
         assert!(c.quota);
@@ -879,6 +912,11 @@ mod tests {
         assert_eq!(c.quota_default, Rule::Limited(Rate::per_second(10)));
         assert_eq!(c.quota_hit_cost, 0.0);
         assert_eq!(c.quota_prefix.as_deref(), Some("q:"));
+        assert_eq!(c.quota_refusal_delay, Duration::from_millis(750));
+        assert_eq!(
+            (c.quota_max_held, c.quota_max_held_per_tenant),
+            (400, Some(30))
+        );
     }
 
     #[test]
@@ -902,6 +940,14 @@ mod tests {
         assert!(error("PARAPET_QUOTA_HIT_COST", "2").contains("from 0 to 1"));
         assert!(error("PARAPET_QUOTA_DEFAULT", "fast").contains("syntax"));
         assert!(error("PARAPET_QUOTA", "maybe").contains("expected on or off"));
+        assert!(
+            error("PARAPET_QUOTA_REFUSAL_DELAY_MS", "1s")
+                .starts_with("PARAPET_QUOTA_REFUSAL_DELAY_MS=\"1s\"")
+        );
+        assert!(
+            error("PARAPET_QUOTA_MAX_HELD_PER_TENANT", "-1")
+                .starts_with("PARAPET_QUOTA_MAX_HELD_PER_TENANT=")
+        );
     }
 
     #[test]

@@ -1003,6 +1003,53 @@ async fn the_demo_limits_each_tenant_by_its_plan() {
     }
 }
 
+/// `PARAPET_QUOTA_REFUSAL_DELAY_MS` reaches the demo's quota layer: a refusal is answered that
+/// late, and another tenant's requests are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_paces_refusals_when_asked() {
+    let delay = std::time::Duration::from_millis(400);
+    let options = Options {
+        vars: vec![
+            ("PARAPET_QUOTA_TENANTS", "globex=1/h".to_owned()),
+            (
+                "PARAPET_QUOTA_REFUSAL_DELAY_MS",
+                delay.as_millis().to_string(),
+            ),
+        ],
+        ..Options::default()
+    };
+    let app = start("crm_quota_pacing", options).await;
+    let uncached = |tenant: &str| {
+        Request::get("/api/leads?limit=5")
+            .header("x-tenant-id", tenant)
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::empty())
+            .unwrap()
+    };
+    app.send(uncached("globex"))
+        .await
+        .assert_ok("globex's one request");
+    let start = std::time::Instant::now();
+    let refused = app.send(uncached("globex")).await;
+    let elapsed = start.elapsed();
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.headers[header::CONTENT_TYPE], PROBLEM_JSON);
+    assert!(
+        elapsed >= delay,
+        "the refusal was answered after {elapsed:?}"
+    );
+    assert_eq!(refused.headers["ratelimit-policy"], "\"tenant\";q=1;w=3600");
+    // acme is not refused, so not held.
+    app.send(uncached("acme"))
+        .await
+        .assert_ok("acme while globex is refused");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_report_postgres_and_redis() {
     let app = start(

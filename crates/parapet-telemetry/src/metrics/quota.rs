@@ -17,6 +17,10 @@ pub const QUOTA_SOURCE: &str = "quota.source";
 /// | `parapet.quota.decisions` | counter, `{request}` | `quota.source` = `shared` / `local` / `fallback` |
 /// | `parapet.quota.throttled` | counter, `{request}` | `tenant.id`: the tenant, or `_other` |
 /// | `parapet.quota.refunds` | counter, `{request}` | |
+/// | `parapet.quota.remembered` | counter, `{request}` | refusals answered without a Redis round trip, Redis having refused the tenant until a later time |
+/// | `parapet.quota.held` | counter, `{request}` | refusals answered late by refusal pacing |
+/// | `parapet.quota.held.full` | counter, `{request}` | refusals answered at once although pacing is on: as many were held already as the bounds allow |
+/// | `parapet.quota.held.active` | gauge, `{request}` | refusals being held now |
 /// | `parapet.quota.shared` | gauge, `1` | 1 while Redis decides (one limit for every instance), 0 while each instance decides alone; absent without Redis |
 ///
 /// `tenant.id` is bounded: at most `top_tenants` tenants (the builder's setting, 10 by
@@ -74,6 +78,36 @@ pub fn observe_quota(meter: &Meter, quota: QuotaLayer) {
         .with_description("Cache hits that gave back part of their charge.")
         .with_callback(move |o| o.observe(layer.stats().refunds, &[]))
         .build();
+    let layer = quota.clone();
+    meter
+        .u64_observable_counter("parapet.quota.remembered")
+        .with_unit("{request}")
+        .with_description(
+            "Refusals answered without a Redis round trip (Redis refused until later).",
+        )
+        .with_callback(move |o| o.observe(layer.stats().remembered_refusals, &[]))
+        .build();
+    let layer = quota.clone();
+    meter
+        .u64_observable_counter("parapet.quota.held")
+        .with_unit("{request}")
+        .with_description("Refusals answered late by refusal pacing.")
+        .with_callback(move |o| o.observe(layer.stats().held_refusals, &[]))
+        .build();
+    let layer = quota.clone();
+    meter
+        .u64_observable_counter("parapet.quota.held.full")
+        .with_unit("{request}")
+        .with_description("Refusals answered at once because as many were held as allowed.")
+        .with_callback(move |o| o.observe(layer.stats().held_full, &[]))
+        .build();
+    let layer = quota.clone();
+    meter
+        .u64_observable_gauge("parapet.quota.held.active")
+        .with_unit("{request}")
+        .with_description("Refusals being held now by refusal pacing.")
+        .with_callback(move |o| o.observe(layer.stats().held_now, &[]))
+        .build();
     meter
         .u64_observable_gauge("parapet.quota.shared")
         .with_unit("1")
@@ -121,6 +155,10 @@ mod tests {
             "parapet.quota.decisions",
             "parapet.quota.throttled",
             "parapet.quota.refunds",
+            "parapet.quota.remembered",
+            "parapet.quota.held",
+            "parapet.quota.held.full",
+            "parapet.quota.held.active",
         ] {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }
