@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Every scenario (bench/scenarios/<name>.sh), in the order of BENCHMARKS.md.
 # shellcheck disable=SC2034 # for run.sh and report.sh
-scenarios=(claims pool stack instructions cache cache-bytes telemetry scale propagation noisy)
+scenarios=(claims pool stack wallclock instructions cache cache-bytes telemetry scale propagation noisy)
 
 # The release binaries `cargo build --release` wrote (it honours CARGO_TARGET_DIR too).
 # shellcheck disable=SC2034 # for the scenarios
@@ -25,6 +25,23 @@ need() {
       return
     fi
   done
+}
+
+# wait_listening <scenario> <name> <log> <pid> [tries]: waits (tries x 0.1 s, 300 by default) for
+# the `listening <addr>` line a bench server (`stack serve`) prints, and sets $addr to it; shows
+# the log and exits when the server died or never said it.
+wait_listening() {
+  local i
+  addr=""
+  for ((i = 0; i < ${5:-300}; i++)); do
+    addr=$(awk '/^listening /{print $2; exit}' "$3")
+    [ -n "$addr" ] && return 0
+    kill -0 "$4" 2> /dev/null || break
+    sleep 0.1
+  done
+  echo "$1: the $2 server did not start:" >&2
+  cat "$3" >&2
+  exit 1
 }
 
 # heading <scenario> <title>: the section's heading and the line that says when, with which

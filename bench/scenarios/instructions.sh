@@ -40,23 +40,13 @@ curl_config() {
 # instructions <variant> <requests> [flags]: the server under callgrind, <requests> requests over
 # one keep-alive connection, then SIGTERM; prints the process's total instruction count.
 instructions() {
-  local variant=$1 requests=$2 out addr="" line
+  local variant=$1 requests=$2 out line
   shift 2
   out="$work/$variant.$requests"
   valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$bin" serve "$variant" \
     --workers "$workers" "$@" > "$out.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 600); do
-    addr=$(awk '/^listening /{print $2; exit}' "$out.log")
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if [ -z "$addr" ]; then
-    echo "instructions: the $variant server did not start under valgrind:" >&2
-    cat "$out.log" >&2
-    exit 1
-  fi
+  wait_listening instructions "$variant (under valgrind)" "$out.log" "$pid" 600
   curl_config "$requests" "http://$addr/api/item" > "$work/curl.conf"
   line=$(curl -s --max-time 900 -K "$work/curl.conf" | sort | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')
   kill -TERM "$pid"

@@ -14,7 +14,7 @@ heading noisy "Noisy neighbour: one tenant floods, 20 others keep their latency"
 source bench/lib-demo.sh
 secs=${NOISY_SECS:-30} seed=${NOISY_SEED:-100000} delay=${NOISY_QUIET_DELAY_MS:-80}
 pace=${NOISY_PACE_MS:-1000}
-quiet_conns=16 flood_conns=256 quiet_tenants=20 lead=2 budget=40
+quiet_conns=16 flood_conns=256 steady_conns=4 steady_delay=150 quiet_tenants=20 lead=2 budget=40
 plans="free=20/s:40,pro=200/s:400"
 flooder=globex
 demo_setup noisy 150
@@ -91,6 +91,14 @@ LUA
   wrk_report_lua
   status_lua
 } > "$work/flood.lua"
+# The same tenant and reads at about its plan's rate (4 connections, each waiting $steady_delay ms
+# between its requests): what its allowed share alone costs the quiet tenants.
+{
+  sed '/^end$/q' "$work/flood.lua" # its request function
+  echo "delay = function() return $steady_delay end"
+  wrk_report_lua
+  status_lua
+} > "$work/steady.lua"
 
 # Before measuring: each server answers a quiet tenant and the flooder with 200 from the
 # handler (not the cache), with the plan's RateLimit-Policy when quotas are on and none when off.
@@ -120,8 +128,10 @@ declare -A res=()
 # (started $lead s before and ending $lead s after); the figures go to res[<case>,<name>].
 measure() {
   local fpid="" n r q50 q99 e a b c d k
-  if [ "$3" = flood ]; then
-    wrk -t1 -c"$flood_conns" -d"$((secs + 2 * lead))s" --timeout 5s -s "$work/flood.lua" \
+  if [ "$3" = flood ] || [ "$3" = steady ]; then
+    local fc=$flood_conns
+    [ "$3" = steady ] && fc=$steady_conns
+    wrk -t1 -c"$fc" -d"$((secs + 2 * lead))s" --timeout 5s -s "$work/$3.lua" \
       "http://$2" > "$work/flood-$1.out" &
     fpid=$!
     sleep "$lead"
@@ -151,6 +161,7 @@ measure flood-on "$on" flood
 quiet "$paced" 2 > /dev/null # warm-up
 measure alone-paced "$paced" -
 measure flood-paced "$paced" flood
+measure steady-paced "$paced" steady
 mem_on=$(awk '/^VmHWM/{printf "%.1f MiB", $2 / 1024}' "/proc/${pids[1]}/status")
 mem_off=$(awk '/^VmHWM/{printf "%.1f MiB", $2 / 1024}' "/proc/${pids[0]}/status")
 mem_paced=$(awk '/^VmHWM/{printf "%.1f MiB", $2 / 1024}' "/proc/${pids[2]}/status")
@@ -196,10 +207,11 @@ declare -A label=(
   [flood-on]="(c) during the flood; per-plan quotas, fair share"
   [alone-paced]="(a) quiet tenants alone; quotas, fair share, refusals paced ${pace} ms"
   [flood-paced]="(d) during the flood; quotas, fair share, refusals paced ${pace} ms"
+  [steady-paced]="(e) the same tenant at about its plan's rate instead of a flood; quotas, fair share, refusals paced ${pace} ms"
 )
 echo "| case | quiet requests/s | quiet p50 | quiet p99 | p99 vs alone | quiet errors | flood 2xx / 429 / 5xx | target | met |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for c in alone-off flood-off alone-on flood-on alone-paced flood-paced; do
+for c in alone-off flood-off alone-on flood-on alone-paced flood-paced steady-paced; do
   base=alone-${c#*-}
   target="" met=""
   if [ "$c" = flood-on ] || [ "$c" = flood-paced ]; then
@@ -215,5 +227,6 @@ echo "- A PostgreSQL 15 cluster of the scenario's own (\`initdb\`, \`fsync=off\`
 echo "- The demo three times, side by side, each with \`PARAPET_POOL_BUDGET=$budget\`, \`RUST_LOG=warn\`, local cache tier only (no \`REDIS_URL\`), the defaults otherwise (a shared pool of 20 connections for the tenants of the shared database): once with \`PARAPET_QUOTA=off PARAPET_POOL_TENANT_SHARE=1\` (no rate limit; one tenant may hold the whole pool), once with \`PARAPET_QUOTA=on PARAPET_QUOTA_PLANS=$plans\` (per instance, no Redis) and the pool's default share (5 of 20 connections per tenant), and once more like that with \`PARAPET_QUOTA_REFUSAL_DELAY_MS=$pace\` (refusal pacing: a refused request is answered $pace ms late, at most 10,000 held at once, 2,500 of one tenant). Waiting tenants are served in turn by the pool in all three. Peak resident memory (VmHWM): quotas on $mem_on, off $mem_off, paced $mem_paced; the three logs had $log_errors error or panic lines."
 echo "- Quiet load: \`wrk -t1 -c$quiet_conns -d${secs}s --timeout 2s\` with a Lua script that sends each request as the next of the $quiet_tenants quiet tenants (\`X-Tenant-Id\`) and makes every connection wait $delay ms between its requests (a steady load, about $((1000 * quiet_conns / delay / quiet_tenants)) requests/s per tenant at most, half the \`free\` plan's rate); it rotates \`GET /api/leads?limit=20\`, \`/api/deals?stage=won&limit=20\` and \`/api/leads?limit=50\`, all with \`Cache-Control: no-cache\`, so the cache forwards every one and each checks out a pooled connection. A 2 s warm-up on each server first. Latency is wrk's, from sending a request to its response (the wait between requests is not in it); errors are socket errors plus statuses ≥ 400."
 echo "- Flood: \`wrk -t1 -c$flood_conns -d$((secs + 2 * lead))s --timeout 5s\` as \`$flooder\` (plan \`free\`) with no pause, rotating \`GET /api/deals?limit=50\` (the tenant's $((seed / 4)) deals sorted by amount), \`/api/leads?limit=50\` and \`/api/activity?limit=50\`, all with \`Cache-Control: no-cache\`; started $lead s before the quiet load and ending $lead s after it (its counts cover the whole $((secs + 2 * lead)) s). The status classes are counted by wrk's \`response\` hook."
+echo "- (e): the flooding tenant's reads again, on the paced server, but from $steady_conns connections that each wait $steady_delay ms between their requests (about its plan's 20 requests/s, a little over once its burst is spent: the counts show how many were refused), for the same $((secs + 2 * lead)) s around the quiet load: what the share its plan allows costs the quiet tenants, with no flood on top."
 echo "- Before measuring, \`q01\`, \`q$quiet_tenants\` and \`$flooder\` were checked on every server: 200, \`Cache-Status: parapet; fwd=…\` (not a hit), and \`RateLimit-Policy: \"free\";q=40;w=2\` with quotas on, none with quotas off. The scenario also stops when the flooder got no 429 with quotas on, or any with quotas off."
 echo "- wrk (two processes during a flood), the three demos and PostgreSQL share the machine's $(nproc) cores."

@@ -43,15 +43,7 @@ start() {
   shift
   "$bin" serve "$@" --workers "$workers" > "$work/$name.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 1 300); do
-    addr=$(awk '/^listening /{print $2; exit}' "$work/$name.log")
-    [ -n "$addr" ] && return 0
-    kill -0 "${pids[-1]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "stack: the $name server did not start:" >&2
-  cat "$work/$name.log" >&2
-  exit 1
+  wait_listening stack "$name" "$work/$name.log" "${pids[-1]}"
 }
 
 # wait_port <host:port>: waits up to 10 s for an HTTP answer.

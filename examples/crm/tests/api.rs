@@ -950,20 +950,22 @@ async fn bad_input_is_a_problem_never_a_server_error() {
     assert!(seen > 60, "{seen} bad requests were sent");
 }
 
+/// `GET /api/leads?limit=5` for `tenant` with `no-cache`: each one reaches the handler, so each
+/// costs a whole request of the tenant's quota.
+fn uncached(tenant: &str) -> Request<Body> {
+    Request::get("/api/leads?limit=5")
+        .header("x-tenant-id", tenant)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::empty())
+        .unwrap()
+}
+
 /// The demo runs with the quota layer on and the default per-plan limits: globex (`free`,
 /// 20/s with a burst of 40) is refused once its burst is spent, acme (`pro`, 200/s:400) is not,
 /// and globex's refusals take nothing from acme.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_limits_each_tenant_by_its_plan() {
     let app = start("crm_quota", Options::default()).await;
-    // `no-cache`: each request reaches the handler, so each costs a whole request.
-    let uncached = |tenant: &str| {
-        Request::get("/api/leads?limit=5")
-            .header("x-tenant-id", tenant)
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::empty())
-            .unwrap()
-    };
     // A fresh bucket allows the whole burst at once.
     for n in 1..=40 {
         let res = app.send(uncached("globex")).await;
@@ -1019,13 +1021,6 @@ async fn the_demo_paces_refusals_when_asked() {
         ..Options::default()
     };
     let app = start("crm_quota_pacing", options).await;
-    let uncached = |tenant: &str| {
-        Request::get("/api/leads?limit=5")
-            .header("x-tenant-id", tenant)
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::empty())
-            .unwrap()
-    };
     app.send(uncached("globex"))
         .await
         .assert_ok("globex's one request");

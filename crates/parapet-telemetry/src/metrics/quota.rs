@@ -2,7 +2,7 @@
 //! instruments.
 
 use opentelemetry::{KeyValue, metrics::Meter};
-use parapet_quota::QuotaLayer;
+use parapet_quota::{QuotaLayer, QuotaStats};
 
 use super::{OTHER_TENANTS, TENANT_ID};
 
@@ -71,36 +71,39 @@ pub fn observe_quota(meter: &Meter, quota: QuotaLayer) {
             );
         })
         .build();
-    let layer = quota.clone();
-    meter
-        .u64_observable_counter("parapet.quota.refunds")
-        .with_unit("{request}")
-        .with_description("Cache hits that gave back part of their charge.")
-        .with_callback(move |o| o.observe(layer.stats().refunds, &[]))
-        .build();
-    let layer = quota.clone();
-    meter
-        .u64_observable_counter("parapet.quota.remembered")
-        .with_unit("{request}")
-        .with_description(
+    // One counter each, without attributes.
+    type Read = fn(&QuotaStats) -> u64;
+    let counters: [(&str, &str, Read); 4] = [
+        (
+            "parapet.quota.refunds",
+            "Cache hits that gave back part of their charge.",
+            |s| s.refunds,
+        ),
+        (
+            "parapet.quota.remembered",
             "Refusals answered without a Redis round trip (Redis refused until later).",
-        )
-        .with_callback(move |o| o.observe(layer.stats().remembered_refusals, &[]))
-        .build();
-    let layer = quota.clone();
-    meter
-        .u64_observable_counter("parapet.quota.held")
-        .with_unit("{request}")
-        .with_description("Refusals answered late by refusal pacing.")
-        .with_callback(move |o| o.observe(layer.stats().held_refusals, &[]))
-        .build();
-    let layer = quota.clone();
-    meter
-        .u64_observable_counter("parapet.quota.held.full")
-        .with_unit("{request}")
-        .with_description("Refusals answered at once because as many were held as allowed.")
-        .with_callback(move |o| o.observe(layer.stats().held_full, &[]))
-        .build();
+            |s| s.remembered_refusals,
+        ),
+        (
+            "parapet.quota.held",
+            "Refusals answered late by refusal pacing.",
+            |s| s.held_refusals,
+        ),
+        (
+            "parapet.quota.held.full",
+            "Refusals answered at once because as many were held as allowed.",
+            |s| s.held_full,
+        ),
+    ];
+    for (name, description, read) in counters {
+        let layer = quota.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_unit("{request}")
+            .with_description(description)
+            .with_callback(move |o| o.observe(read(&layer.stats()), &[]))
+            .build();
+    }
     let layer = quota.clone();
     meter
         .u64_observable_gauge("parapet.quota.held.active")
