@@ -1,7 +1,7 @@
 //! Drives local-tier cache hits in process, for counting instructions per hit with callgrind.
 //!
 //! ```text
-//! cache_hits <single|tenant|redis|redis-get> <N> [REDIS_URL]
+//! cache_hits <bare|single|tenant|thc|redis|redis-get> <N> [REDIS_URL]
 //! ```
 //!
 //! Builds the handler of `bench/benches/cache.rs` (`GET /api/item`, an 86-byte JSON body,
@@ -11,7 +11,9 @@
 //! afterwards), fills the cache, then sends `N` requests on a current-thread runtime. It exits
 //! with an error if the handler runs again (a request was not a hit). `redis-get` is the
 //! baseline of `redis`: the bare handler doing one Redis `GET` of a value the size of the entry
-//! the cache stored (stack.rs's `redis-get`). Instructions per request: run it under
+//! the cache stored (stack.rs's `redis-get`). `bare` is the handler alone (every request runs
+//! it), `thc` tower-http-cache 0.6.1's in-memory hit around it (`tower_http_cache_app`, as in
+//! the criterion bench and the stack scenario). Instructions per request: run it under
 //! `valgrind --tool=callgrind` with `N` and with `0`, subtract, divide by `N`.
 
 use std::{
@@ -45,7 +47,7 @@ fn request() -> Result<Request<Body>, http::Error> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: cache_hits <single|tenant|redis|redis-get> <N> [REDIS_URL]";
+    let usage = "usage: cache_hits <bare|single|tenant|thc|redis|redis-get> <N> [REDIS_URL]";
     let mode = args.next().ok_or(usage)?;
     let n: u64 = args.next().ok_or(usage)?.parse()?;
     let redis_url = args
@@ -75,9 +77,11 @@ fn run(
     redis_url: &str,
     prefix: &str,
 ) -> Result<(), Box<dyn Error>> {
-    let usage = "usage: cache_hits <single|tenant|redis|redis-get> <N> [REDIS_URL]";
+    let usage = "usage: cache_hits <bare|single|tenant|thc|redis|redis-get> <N> [REDIS_URL]";
     let calls = Arc::new(AtomicU64::new(0));
     let app = match mode {
+        "bare" => item_origin(calls.clone()),
+        "thc" => parapet_bench::tower_http_cache_app("/api/item", ITEM_BODY, calls.clone()),
         "single" => item_origin(calls.clone()).layer(
             CacheLayer::builder()
                 .local(64 << 20)
@@ -127,7 +131,7 @@ fn run(
             }
             std::hint::black_box(response);
         }
-        if calls.load(Ordering::Relaxed) != filled {
+        if mode != "bare" && calls.load(Ordering::Relaxed) != filled {
             return Err("the handler ran: not every request was a hit".into());
         }
         Ok::<(), Box<dyn Error>>(())
