@@ -223,12 +223,14 @@ impl QuotaLayerBuilder {
         self
     }
 
-    /// Refusal pacing: answers a refused request `delay` late instead of at once (zero, the
-    /// default, turns it off).
+    /// Refusal pacing: answers a refused request up to `delay` late instead of at once (zero,
+    /// the default, turns it off). Each hold is between half of `delay` and all of it, spread
+    /// evenly, so that connections refused together (a flood's, at its start) do not all come
+    /// back together, again and again, as one wave the other tenants' requests queue behind.
     ///
     /// A client that sends its next request as soon as the last one is answered (a script in
-    /// a loop, a load tool, a retry without backoff) is then slowed to one request per `delay`
-    /// on each of its connections, and each of those costs a timer while it waits instead of
+    /// a loop, a load tool, a retry without backoff) is then slowed to about one request per
+    /// `delay` on each of its connections, and each of those costs a timer while it waits instead of
     /// a decision, a response and a write per attempt: the CPU a flood takes from the other
     /// tenants shrinks by the same factor. A client that honours `Retry-After` loses at most
     /// `delay` (the held answer's `Retry-After` counts from when it is sent, never below one

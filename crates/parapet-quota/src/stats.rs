@@ -177,15 +177,15 @@ impl Counters {
     }
 
     /// Takes a place for a held refusal if fewer than `max` are held; counts the refusal as
-    /// held or, when there is no place, as answered at once.
-    pub(crate) fn hold_one(&self, max: u64) -> bool {
+    /// held (and returns how many were held before it) or, when there is no place, as answered
+    /// at once.
+    pub(crate) fn hold_one(&self, max: u64) -> Option<u64> {
         if self.held_now.fetch_add(1, Ordering::AcqRel) >= max {
             self.held_now.fetch_sub(1, Ordering::AcqRel);
             self.held_full();
-            return false;
+            return None;
         }
-        self.held.fetch_add(1, Ordering::Relaxed);
-        true
+        Some(self.held.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Gives back a place taken by [`hold_one`](Self::hold_one).

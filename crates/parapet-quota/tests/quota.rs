@@ -528,12 +528,13 @@ fn retry_after(res: &Response<Body>) -> u64 {
         .unwrap()
 }
 
-/// Refusal pacing without Redis: refusals are answered `delay` late, at most 3 at once and 2 of
-/// one tenant; a refusal over a bound is answered at once; a held refusal whose client goes
-/// away gives its place back; the late answer's `Retry-After` counts from when it is sent.
+/// Refusal pacing without Redis: refusals are answered half the delay to the delay late, at
+/// most 3 at once and 2 of one tenant; a refusal over a bound is answered at once; a held
+/// refusal whose client goes away gives its place back; the late answer's `Retry-After` counts
+/// from when it is sent.
 #[tokio::test]
 async fn refusal_pacing_holds_refusals_within_their_bounds() {
-    let delay = Duration::from_secs(2);
+    let delay = Duration::from_secs(4);
     let quota = QuotaLayer::builder()
         .plan("pro", slow(1))
         .plan("free", slow(1))
@@ -578,15 +579,15 @@ async fn refusal_pacing_holds_refusals_within_their_bounds() {
     until_held(&quota, 2).await;
     let (res, elapsed) = first.await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(elapsed >= delay, "answered after {elapsed:?}");
+    assert!(elapsed >= delay / 2, "answered after {elapsed:?}");
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_eq!(res.headers()["ratelimit"], "\"free\";r=0;t=3600");
-    // Its wait was counted when it was decided, less the 2 s it was held.
+    // Its wait was counted when it was decided, less the 2 to 4 s it was held.
     let gap = retry_after(&at_once) - retry_after(&res);
-    assert!((1..=2).contains(&gap), "{gap}");
+    assert!((1..=4).contains(&gap), "{gap}");
     let (res, elapsed) = third.await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(elapsed >= delay, "answered after {elapsed:?}");
+    assert!(elapsed >= delay / 2, "answered after {elapsed:?}");
     let stats = quota.stats();
     assert_eq!(stats.held_now, 0);
     assert_eq!((stats.held_refusals, stats.held_full), (3, 2));
@@ -607,7 +608,7 @@ async fn refusal_pacing_holds_shared_and_remembered_refusals() {
         let res = call(&app, "globex", "/").await;
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(
-            start.elapsed() >= delay,
+            start.elapsed() >= delay / 2,
             "answered after {:?}",
             start.elapsed()
         );

@@ -73,7 +73,7 @@ pub enum ConfigError {
 /// | `PARAPET_QUOTA_DEFAULT` | `unlimited` | the rule of plans not in `PARAPET_QUOTA_PLANS` |
 /// | `PARAPET_QUOTA_HIT_COST` | `0.1` | the share of a request a cache hit costs (0 to 1) |
 /// | `PARAPET_QUOTA_PREFIX` | `parapet:quota:` | prefix of the Redis keys |
-/// | `PARAPET_QUOTA_REFUSAL_DELAY_MS` | `0`: off | refusal pacing: a refused request is answered this much later, so a client retrying in a loop slows to one attempt per delay on each connection (see [`QuotaLayerBuilder::refusal_delay`](crate::quota::QuotaLayerBuilder::refusal_delay)) |
+/// | `PARAPET_QUOTA_REFUSAL_DELAY_MS` | `0`: off | refusal pacing: a refused request is answered between half this and this much later, so a client retrying in a loop slows to one attempt per delay on each connection (see [`QuotaLayerBuilder::refusal_delay`](crate::quota::QuotaLayerBuilder::refusal_delay)) |
 /// | `PARAPET_QUOTA_MAX_HELD` | `10000` | the most refusals held at once by refusal pacing; more are answered at once |
 /// | `PARAPET_QUOTA_MAX_HELD_PER_TENANT` | a quarter of `PARAPET_QUOTA_MAX_HELD` | the most refusals of one tenant held at once |
 /// | `PARAPET_ISOLATION` | `rls` | `rls`, `schema` or `database` (see [`Isolation`]) |

@@ -1034,6 +1034,7 @@ async fn the_demo_paces_refusals_when_asked() {
         refused.text()
     );
     assert_eq!(refused.headers[header::CONTENT_TYPE], PROBLEM_JSON);
+    // The first refusal held is held the whole delay (later ones half of it to all of it).
     assert!(
         elapsed >= delay,
         "the refusal was answered after {elapsed:?}"
