@@ -14,6 +14,9 @@
 //! own refunds forget the memo (and a refusal asked before one of them reached Redis is not
 //! remembered); another instance's refund is seen at the latest when the memo ends, at most one
 //! interval later (the wait of a refusal never exceeds one request's cost).
+//!
+//! With refusal pacing (`hold.rs`), a refusal with a place among the held ones is rendered at
+//! once and answered when its timer fires (the `Held` future, or a sleep in the Redis path).
 
 use std::future::Future;
 use std::pin::Pin;
