@@ -1,4 +1,4 @@
-//! Refusal pacing: a refused request answered a set time late, so a client that sends its next
+//! Refusal pacing: a refused request answered up to a set time late, so a client that sends its next
 //! request when the last one is answered (a script in a loop, a load tool, a retry without
 //! backoff) is slowed to one request per delay on each connection, and costs a timer while it
 //! waits instead of a decision, a response and a write per attempt. HAProxy's `tarpit` does the
@@ -60,23 +60,23 @@ impl HeldSlot {
     pub(crate) fn take(shared: &Arc<Shared>, cell: &Cell) -> Option<Self> {
         let pacing = shared.pacing?;
         let counters = &shared.counters;
-        let n = counters.hold_one(pacing.max_held)?;
-        let held = cell.held.fetch_add(1, Ordering::AcqRel);
-        if held >= pacing.max_per_tenant {
+        // The tenant's bound first, then the one in all (which counts the refusal as held).
+        if cell.held.fetch_add(1, Ordering::AcqRel) >= pacing.max_per_tenant {
             cell.held.fetch_sub(1, Ordering::AcqRel);
-            counters.release_one();
-            counters.unhold();
+            counters.held_full();
             return None;
         }
+        let Some(n) = counters.hold_one(pacing.max_held) else {
+            cell.held.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        };
         Some(Self {
             shared: Arc::clone(shared),
             cell: Arc::clone(cell),
             hold: pacing.hold(n),
         })
     }
-}
 
-impl HeldSlot {
     /// How long the refusal is held.
     pub(crate) fn delay(&self) -> Duration {
         self.hold

@@ -193,13 +193,8 @@ impl Counters {
         self.held_now.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// A refusal taken back from the held ones: its tenant holds as many as it may.
-    pub(crate) fn unhold(&self) {
-        self.held.fetch_sub(1, Ordering::Relaxed);
-        self.held_full();
-    }
-
-    fn held_full(&self) {
+    /// A refusal answered at once because as many are held as a bound allows.
+    pub(crate) fn held_full(&self) {
         self.held_full.fetch_add(1, Ordering::Relaxed);
     }
 
