@@ -20,7 +20,7 @@ use std::{
 };
 
 use parapet_bench::{Latencies, mib, ms, rss_bytes, table};
-use parapet_pool::{Isolation, TenantPools};
+use parapet_pool::{Isolation, IsolationScope, TenantPools};
 use parapet_tenant::{DatabaseTarget, Features, Tenant, TenantId, TenantRecord};
 use parapet_tests::{cluster::TempCluster, connect, with_database};
 use tokio_postgres::NoTls;
@@ -139,9 +139,11 @@ where
     (all.0.len(), errors, all)
 }
 
-async fn pooled_vs_new(url: &str) -> String {
+/// Drives `TenantPools` in `scope` on the shared database with row-level security.
+async fn tenant_pools(url: &str, scope: IsolationScope) -> (usize, usize, Latencies) {
     let pools = TenantPools::builder(url)
         .isolation(Isolation::row_level_security())
+        .scope(scope)
         .budget(CONCURRENCY * 2)
         .max_per_pool(CONCURRENCY)
         .build()
@@ -152,23 +154,76 @@ async fn pooled_vs_new(url: &str) -> String {
             .map(|i| tenant(&format!("org{i}"), DatabaseTarget::Shared))
             .collect(),
     );
-    let (pooled, pooled_err, pooled_lat) = {
-        let (pools, tenants) = (pools.clone(), tenants.clone());
-        drive(move |i| {
-            let (pools, t) = (pools.clone(), tenants[i % ORGS].clone());
-            async move {
-                let Ok(db) = pools.checkout(&t).await else {
-                    return false;
-                };
-                let org = t.id().to_string();
-                db.query(LEADS_PAGE, &[&org])
-                    .await
-                    .map(|r| r.len() == 20)
-                    .unwrap_or(false)
-            }
-        })
-        .await
+    drive(move |i| {
+        let (pools, t) = (pools.clone(), tenants[i % ORGS].clone());
+        async move {
+            let Ok(db) = pools.checkout(&t).await else {
+                return false;
+            };
+            let org = t.id().to_string();
+            db.query(LEADS_PAGE, &[&org])
+                .await
+                .map(|r| r.len() == 20)
+                .unwrap_or(false)
+        }
+    })
+    .await
+}
+
+async fn pooled_vs_new(url: &str) -> String {
+    let (pooled, pooled_err, pooled_lat) = tenant_pools(url, IsolationScope::Session).await;
+    let (per_tx, per_tx_err, per_tx_lat) = tenant_pools(url, IsolationScope::Transaction).await;
+    // What users would pick instead for a single-tenant service: deadpool-postgres with its
+    // statement cache, no tenant setting, no reset.
+    let plain = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
+        url.parse::<tokio_postgres::Config>().unwrap(),
+        NoTls,
+    ))
+    .max_size(CONCURRENCY)
+    .build()
+    .unwrap();
+    let (deadpool, deadpool_err, deadpool_lat) = drive(move |i| {
+        let pool = plain.clone();
+        async move {
+            let Ok(client) = pool.get().await else {
+                return false;
+            };
+            let Ok(stmt) = client.prepare_cached(LEADS_PAGE).await else {
+                return false;
+            };
+            let org = format!("org{}", i % ORGS);
+            client
+                .query(&stmt, &[&org])
+                .await
+                .map(|r| r.len() == 20)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    // The floor: each client keeps one connection and runs the prepared statement on it, with
+    // no pool, so one request is one round trip and nothing else.
+    let kept: Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>> = {
+        let mut kept = Vec::new();
+        for _ in 0..CONCURRENCY {
+            let client = connect(url).await;
+            let stmt = client.prepare(LEADS_PAGE).await.unwrap();
+            kept.push((client, stmt));
+        }
+        Arc::new(kept)
     };
+    let (alone, alone_err, alone_lat) = drive(move |i| {
+        let kept = kept.clone();
+        async move {
+            let (client, stmt) = &kept[i % CONCURRENCY];
+            let org = format!("org{}", i % ORGS);
+            client
+                .query(stmt, &[&org])
+                .await
+                .map(|r| r.len() == 20)
+                .unwrap_or(false)
+        }
+    })
+    .await;
     let url = url.to_owned();
     let (fresh, fresh_err, fresh_lat) = drive(move |i| {
         let url = url.clone();
@@ -192,11 +247,33 @@ async fn pooled_vs_new(url: &str) -> String {
     let secs = RUN_FOR.as_secs_f64();
     let rows = vec![
         vec![
-            "parapet `TenantPools` (RLS set + reset per checkout)".into(),
+            "parapet `TenantPools`, session scope (the default: RLS setting + reset per checkout)".into(),
             format!("{:.0}", pooled as f64 / secs),
             ms(pooled_lat.quantile(0.5)),
             ms(pooled_lat.quantile(0.99)),
             pooled_err.to_string(),
+        ],
+        vec![
+            "parapet `TenantPools`, transaction scope (the setting per transaction, no reset)"
+                .into(),
+            format!("{:.0}", per_tx as f64 / secs),
+            ms(per_tx_lat.quantile(0.5)),
+            ms(per_tx_lat.quantile(0.99)),
+            per_tx_err.to_string(),
+        ],
+        vec![
+            "deadpool-postgres 0.14, no tenant isolation (`prepare_cached`)".into(),
+            format!("{:.0}", deadpool as f64 / secs),
+            ms(deadpool_lat.quantile(0.5)),
+            ms(deadpool_lat.quantile(0.99)),
+            deadpool_err.to_string(),
+        ],
+        vec![
+            "one kept connection per client, the prepared query alone".into(),
+            format!("{:.0}", alone as f64 / secs),
+            ms(alone_lat.quantile(0.5)),
+            ms(alone_lat.quantile(0.99)),
+            alone_err.to_string(),
         ],
         vec![
             "new connection per request".into(),
@@ -207,9 +284,12 @@ async fn pooled_vs_new(url: &str) -> String {
         ],
     ];
     format!(
-        "{}\nPooled / new connection throughput: **{:.1}x** (target ≥ 40x). {CONCURRENCY} concurrent clients, {}s each, `{LEADS_PAGE}` with random tenants.\n",
+        "{}\nPooled / new connection throughput: **{:.1}x** (target ≥ 30x); deadpool-postgres without isolation / new connection: {:.1}x; the query alone on a kept connection / new connection: {:.1}x; parapet / deadpool-postgres: {:.2}x. {CONCURRENCY} concurrent clients, {}s each, one after the other, `{LEADS_PAGE}` with random tenants, on a PostgreSQL cluster of the benchmark's own (client and server share the machine's cores).\n",
         table(&["", "requests/s", "p50", "p99", "errors"], &rows),
         pooled as f64 / fresh.max(1) as f64,
+        deadpool as f64 / fresh.max(1) as f64,
+        alone as f64 / fresh.max(1) as f64,
+        pooled as f64 / deadpool.max(1) as f64,
         RUN_FOR.as_secs()
     )
 }

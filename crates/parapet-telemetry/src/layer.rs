@@ -442,7 +442,7 @@ impl State {
 fn cache_status(headers: &http::HeaderMap) -> Option<Value> {
     let last = headers.get_all("cache-status").iter().next_back()?;
     let text = last.to_str().ok()?;
-    Some(Value::from(text.to_owned()))
+    Some(span::cache_status_value(text))
 }
 
 /// A request whose future is dropped before it completes (the client went away) still leaves

@@ -16,7 +16,7 @@
 //!   and entered around every poll, as before. It declares `tenant.id` and `cache.status` so
 //!   layers that record them on the current `tracing` span still reach it.
 
-use std::{borrow::Cow, time::SystemTime};
+use std::{borrow::Cow, cell::RefCell, net::IpAddr, sync::Arc, time::SystemTime};
 
 use axum::extract::ConnectInfo;
 use http::{HeaderMap, Request, Version};
@@ -90,30 +90,95 @@ impl RequestHead {
         let client = req
             .extensions()
             .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .map(|ConnectInfo(addr)| RECENT.with_borrow_mut(|r| r.client(addr.ip())));
+        let path = match self.route {
+            // A route without parameters is its own path: no copy.
+            Some(route) if route.path() == uri.path() => Value::from(route.path()),
+            _ => Value::from(uri.path().to_owned()),
+        };
         [
             Some(KeyValue::new(
                 attribute::HTTP_REQUEST_METHOD,
                 self.method.name(),
             )),
-            Some(KeyValue::new(attribute::URL_PATH, uri.path().to_owned())),
+            Some(KeyValue::new(attribute::URL_PATH, path)),
             Some(KeyValue::new(attribute::URL_SCHEME, self.scheme)),
             uri.query()
                 .map(|q| KeyValue::new(attribute::URL_QUERY, q.to_owned())),
             self.route
                 .map(|r| KeyValue::new(attribute::HTTP_ROUTE, r.path())),
-            address.map(|a| KeyValue::new(attribute::SERVER_ADDRESS, a.to_owned())),
+            address.map(|a| {
+                KeyValue::new(
+                    attribute::SERVER_ADDRESS,
+                    RECENT.with_borrow_mut(|r| Recent::text(&mut r.host, a)),
+                )
+            }),
             port.map(|p| KeyValue::new(attribute::SERVER_PORT, i64::from(p))),
             Some(KeyValue::new(
                 attribute::NETWORK_PROTOCOL_VERSION,
                 protocol_version(req.version()),
             )),
-            header_str(headers, http::header::USER_AGENT)
-                .map(|a| KeyValue::new(attribute::USER_AGENT_ORIGINAL, a.to_owned())),
+            header_str(headers, http::header::USER_AGENT).map(|a| {
+                KeyValue::new(
+                    attribute::USER_AGENT_ORIGINAL,
+                    RECENT.with_borrow_mut(|r| Recent::text(&mut r.agent, a)),
+                )
+            }),
             client.map(|c| KeyValue::new(attribute::CLIENT_ADDRESS, c)),
         ]
         .into_iter()
         .flatten()
+    }
+}
+
+/// The longest value [`Recent`] keeps; a longer one is copied for its span alone.
+const RECENT_MAX: usize = 256;
+
+thread_local! {
+    static RECENT: RefCell<Recent> = const { RefCell::new(Recent { host: None, agent: None, client: None, status: None }) };
+}
+
+/// The last `server.address`, `user_agent.original`, `client.address` and `cache.status` this
+/// thread put on a span, shared: one client's or one host's requests repeat them, so a repeat costs a reference
+/// count instead of an allocation and a copy (and, for the client address, formatting). Only a
+/// value equal to the request's own is reused, so nothing of one request reaches another's span.
+struct Recent {
+    host: Option<Arc<str>>,
+    agent: Option<Arc<str>>,
+    client: Option<(IpAddr, Arc<str>)>,
+    status: Option<Arc<str>>,
+}
+
+/// `text` as an attribute value, shared with the last span of this thread that had the same
+/// `cache.status`.
+pub(crate) fn cache_status_value(text: &str) -> Value {
+    RECENT.with_borrow_mut(|r| Recent::text(&mut r.status, text))
+}
+
+impl Recent {
+    fn text(slot: &mut Option<Arc<str>>, text: &str) -> Value {
+        if let Some(last) = slot.as_ref()
+            && **last == *text
+        {
+            return Value::from(last.clone());
+        }
+        if text.len() > RECENT_MAX {
+            return Value::from(text.to_owned());
+        }
+        let shared = Arc::<str>::from(text);
+        *slot = Some(shared.clone());
+        Value::from(shared)
+    }
+
+    fn client(&mut self, ip: IpAddr) -> Value {
+        if let Some((last, text)) = &self.client
+            && *last == ip
+        {
+            return Value::from(text.clone());
+        }
+        let text = Arc::<str>::from(ip.to_string());
+        self.client = Some((ip, text.clone()));
+        Value::from(text)
     }
 }
 
@@ -244,6 +309,31 @@ mod tests {
         assert_eq!(split_host("example.com"), ("example.com", None));
         assert_eq!(split_host("[::1]:3000"), ("::1", Some(3000)));
         assert_eq!(split_host("::1"), ("::1", None));
+    }
+
+    #[test]
+    fn recent_values_are_reused_only_when_equal() {
+        let mut recent = Recent {
+            host: None,
+            agent: None,
+            client: None,
+            status: None,
+        };
+        let first = Recent::text(&mut recent.host, "a.example.com");
+        let again = Recent::text(&mut recent.host, "a.example.com");
+        let other = Recent::text(&mut recent.host, "b.example.com");
+        assert_eq!(first.as_str(), "a.example.com");
+        assert_eq!(again.as_str(), "a.example.com");
+        assert_eq!(other.as_str(), "b.example.com");
+        assert_eq!(recent.host.as_deref(), Some("b.example.com"));
+        let long = "x".repeat(RECENT_MAX + 1);
+        assert_eq!(Recent::text(&mut recent.agent, &long).as_str(), long);
+        assert!(recent.agent.is_none(), "a long value is not kept");
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(recent.client(v4).as_str(), "10.0.0.1");
+        assert_eq!(recent.client(v4).as_str(), "10.0.0.1");
+        assert_eq!(recent.client(v6).as_str(), "::1");
     }
 
     #[test]

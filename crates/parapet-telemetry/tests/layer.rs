@@ -131,6 +131,40 @@ async fn matched_route_gives_a_server_span_with_typed_attributes() {
     assert!(!span.parent_span_is_remote);
 }
 
+/// Each span carries its own request's host, user agent, client address and path, whatever the
+/// requests before it on the same thread had (the layer shares repeated values between spans).
+#[tokio::test]
+async fn each_span_has_its_own_requests_values() {
+    let h = harness();
+    let cases = [
+        ("/healthz", "a.example.com", "agent-a", "10.0.0.1"),
+        ("/healthz", "a.example.com", "agent-a", "10.0.0.1"),
+        ("/leads/7", "b.example.com", "agent-b", "10.0.0.2"),
+        ("/healthz", "a.example.com", "agent-b", "2001:db8::1"),
+        ("/leads/8", "b.example.com", "agent-a", "10.0.0.1"),
+    ];
+    for (path, host, agent, client) in cases {
+        let mut req = Request::get(path)
+            .header("host", host)
+            .header("user-agent", agent)
+            .body(Body::empty())
+            .unwrap();
+        let addr = std::net::SocketAddr::new(client.parse().unwrap(), 40000);
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        let res = send(app(TelemetryLayer::new()), req).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let spans = spans(&h.exporter);
+    assert_eq!(spans.len(), cases.len());
+    for (span, (path, host, agent, client)) in spans.iter().zip(cases) {
+        assert_eq!(attr(span, "url.path"), Some(Value::from(path)), "{path}");
+        assert_eq!(attr(span, "server.address"), Some(Value::from(host)));
+        assert_eq!(attr(span, "user_agent.original"), Some(Value::from(agent)));
+        assert_eq!(attr(span, "client.address"), Some(Value::from(client)));
+    }
+}
+
 #[tokio::test]
 async fn unmatched_route_is_named_by_the_method_and_404_is_not_an_error() {
     let h = harness();
