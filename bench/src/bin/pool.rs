@@ -247,7 +247,8 @@ async fn pooled_vs_new(url: &str) -> String {
     let secs = RUN_FOR.as_secs_f64();
     let rows = vec![
         vec![
-            "parapet `TenantPools`, session scope (the default: RLS setting + reset per checkout)".into(),
+            "parapet `TenantPools`, session scope (the default: RLS setting + reset per checkout)"
+                .into(),
             format!("{:.0}", pooled as f64 / secs),
             ms(pooled_lat.quantile(0.5)),
             ms(pooled_lat.quantile(0.99)),
