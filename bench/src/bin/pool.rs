@@ -171,8 +171,8 @@ async fn tenant_pools(url: &str, scope: IsolationScope) -> (usize, usize, Latenc
 }
 
 async fn pooled_vs_new(url: &str) -> String {
-    let (pooled, pooled_err, pooled_lat) = tenant_pools(url, IsolationScope::Session).await;
-    let (per_tx, per_tx_err, per_tx_lat) = tenant_pools(url, IsolationScope::Transaction).await;
+    let session = tenant_pools(url, IsolationScope::Session).await;
+    let per_tx = tenant_pools(url, IsolationScope::Transaction).await;
     // What users would pick instead for a single-tenant service: deadpool-postgres with its
     // statement cache, no tenant setting, no reset.
     let plain = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
@@ -182,7 +182,7 @@ async fn pooled_vs_new(url: &str) -> String {
     .max_size(CONCURRENCY)
     .build()
     .unwrap();
-    let (deadpool, deadpool_err, deadpool_lat) = drive(move |i| {
+    let deadpool = drive(move |i| {
         let pool = plain.clone();
         async move {
             let Ok(client) = pool.get().await else {
@@ -211,7 +211,7 @@ async fn pooled_vs_new(url: &str) -> String {
         }
         Arc::new(kept)
     };
-    let (alone, alone_err, alone_lat) = drive(move |i| {
+    let alone = drive(move |i| {
         let kept = kept.clone();
         async move {
             let (client, stmt) = &kept[i % CONCURRENCY];
@@ -225,7 +225,7 @@ async fn pooled_vs_new(url: &str) -> String {
     })
     .await;
     let url = url.to_owned();
-    let (fresh, fresh_err, fresh_lat) = drive(move |i| {
+    let fresh = drive(move |i| {
         let url = url.clone();
         async move {
             let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await else {
@@ -245,45 +245,35 @@ async fn pooled_vs_new(url: &str) -> String {
     })
     .await;
     let secs = RUN_FOR.as_secs_f64();
+    let row = |label: &str, (n, errors, lat): &(usize, usize, Latencies)| {
+        vec![
+            label.to_owned(),
+            format!("{:.0}", *n as f64 / secs),
+            ms(lat.quantile(0.5)),
+            ms(lat.quantile(0.99)),
+            errors.to_string(),
+        ]
+    };
     let rows = vec![
-        vec![
-            "parapet `TenantPools`, session scope (the default: RLS setting + reset per checkout)"
-                .into(),
-            format!("{:.0}", pooled as f64 / secs),
-            ms(pooled_lat.quantile(0.5)),
-            ms(pooled_lat.quantile(0.99)),
-            pooled_err.to_string(),
-        ],
-        vec![
-            "parapet `TenantPools`, transaction scope (the setting per transaction, no reset)"
-                .into(),
-            format!("{:.0}", per_tx as f64 / secs),
-            ms(per_tx_lat.quantile(0.5)),
-            ms(per_tx_lat.quantile(0.99)),
-            per_tx_err.to_string(),
-        ],
-        vec![
-            "deadpool-postgres 0.14, no tenant isolation (`prepare_cached`)".into(),
-            format!("{:.0}", deadpool as f64 / secs),
-            ms(deadpool_lat.quantile(0.5)),
-            ms(deadpool_lat.quantile(0.99)),
-            deadpool_err.to_string(),
-        ],
-        vec![
-            "one kept connection per client, the prepared query alone".into(),
-            format!("{:.0}", alone as f64 / secs),
-            ms(alone_lat.quantile(0.5)),
-            ms(alone_lat.quantile(0.99)),
-            alone_err.to_string(),
-        ],
-        vec![
-            "new connection per request".into(),
-            format!("{:.0}", fresh as f64 / secs),
-            ms(fresh_lat.quantile(0.5)),
-            ms(fresh_lat.quantile(0.99)),
-            fresh_err.to_string(),
-        ],
+        row(
+            "parapet `TenantPools`, session scope (the default: RLS setting + reset per checkout)",
+            &session,
+        ),
+        row(
+            "parapet `TenantPools`, transaction scope (the setting per transaction, no reset)",
+            &per_tx,
+        ),
+        row(
+            "deadpool-postgres 0.14, no tenant isolation (`prepare_cached`)",
+            &deadpool,
+        ),
+        row(
+            "one kept connection per client, the prepared query alone",
+            &alone,
+        ),
+        row("new connection per request", &fresh),
     ];
+    let (pooled, deadpool, alone, fresh) = (session.0, deadpool.0, alone.0, fresh.0);
     format!(
         "{}\nPooled / new connection throughput: **{:.1}x** (target ≥ 30x); deadpool-postgres without isolation / new connection: {:.1}x; the query alone on a kept connection / new connection: {:.1}x; parapet / deadpool-postgres: {:.2}x. {CONCURRENCY} concurrent clients, {}s each, one after the other, `{LEADS_PAGE}` with random tenants, on a PostgreSQL cluster of the benchmark's own (client and server share the machine's cores).\n",
         table(&["", "requests/s", "p50", "p99", "errors"], &rows),
