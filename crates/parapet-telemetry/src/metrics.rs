@@ -102,12 +102,6 @@ struct DurationKey {
     error: Option<&'static str>,
 }
 
-/// The instruments of one [`TelemetryLayer`](crate::TelemetryLayer), created on first use.
-///
-/// Both are used through handles bound to an attribute set (OpenTelemetry's bound instruments),
-/// made on the first request with that set: the SDK then adds to the set's aggregator directly
-/// instead of hashing and looking up the attributes on every measurement (three per request).
-/// The sets are few (method, scheme, status, route), so the handles live as long as the layer.
 /// rustc's multiply-rotate hash (FxHash), for the map of bound duration histograms: its keys
 /// are the layer's own (a method index, the response's status code, an interned route template,
 /// an error type's name), never bytes a client chose, so SipHash's resistance to hash flooding
@@ -157,6 +151,12 @@ impl Hasher for KeyHasher {
 
 type DurationMap = HashMap<DurationKey, BoundHistogram<f64>, BuildHasherDefault<KeyHasher>>;
 
+/// The instruments of one [`TelemetryLayer`](crate::TelemetryLayer), created on first use.
+///
+/// Both are used through handles bound to an attribute set (OpenTelemetry's bound instruments),
+/// made on the first request with that set: the SDK then adds to the set's aggregator directly
+/// instead of hashing and looking up the attributes on every measurement (three per request).
+/// The sets are few (method, scheme, status, route), so the handles live as long as the layer.
 #[derive(Debug)]
 pub(crate) struct Instruments {
     duration: Histogram<f64>,

@@ -135,13 +135,14 @@ impl RequestHead {
 const RECENT_MAX: usize = 256;
 
 thread_local! {
-    static RECENT: RefCell<Recent> = const { RefCell::new(Recent { host: None, agent: None, client: None, status: None }) };
+    static RECENT: RefCell<Recent> = const { RefCell::new(Recent::EMPTY) };
 }
 
 /// The last `server.address`, `user_agent.original`, `client.address` and `cache.status` this
-/// thread put on a span, shared: one client's or one host's requests repeat them, so a repeat costs a reference
-/// count instead of an allocation and a copy (and, for the client address, formatting). Only a
-/// value equal to the request's own is reused, so nothing of one request reaches another's span.
+/// thread put on a span, shared: one client's or one host's requests repeat them, so a repeat
+/// costs a reference count instead of an allocation and a copy (and, for the client address,
+/// formatting). Only a value equal to the request's own is reused, so nothing of one request
+/// reaches another's span.
 struct Recent {
     host: Option<Arc<str>>,
     agent: Option<Arc<str>>,
@@ -156,6 +157,13 @@ pub(crate) fn cache_status_value(text: &str) -> Value {
 }
 
 impl Recent {
+    const EMPTY: Self = Self {
+        host: None,
+        agent: None,
+        client: None,
+        status: None,
+    };
+
     fn text(slot: &mut Option<Arc<str>>, text: &str) -> Value {
         if let Some(last) = slot.as_ref()
             && **last == *text
@@ -313,12 +321,7 @@ mod tests {
 
     #[test]
     fn recent_values_are_reused_only_when_equal() {
-        let mut recent = Recent {
-            host: None,
-            agent: None,
-            client: None,
-            status: None,
-        };
+        let mut recent = Recent::EMPTY;
         let first = Recent::text(&mut recent.host, "a.example.com");
         let again = Recent::text(&mut recent.host, "a.example.com");
         let other = Recent::text(&mut recent.host, "b.example.com");
