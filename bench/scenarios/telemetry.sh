@@ -39,7 +39,6 @@ stat_run() {
     "$bench_bin/telemetry_layer" "$1" "$2" > /dev/null
   awk -F, '$3 == "task-clock" {t = $1} $3 == "context-switches" {c = $1} $3 == "syscalls:sys_enter_futex" {f = $1} END {print t, f, c}' "$work/stat"
 }
-median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 declare -A cpu=() fx=() cs=()
 variants=(bare parapet_spans_metrics oit_spans_metrics parapet_sampled_out oit_sampled_out)
 for v in "${variants[@]}"; do
